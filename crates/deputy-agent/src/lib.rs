@@ -1,0 +1,37 @@
+//! Agent files for deputy.
+//!
+//! An agent is a markdown file: YAML frontmatter (`mode`, `model`, `temperature`, `tools`,
+//! `permission`, …) and a body that is the system prompt. This crate turns such a file into an
+//! [`AgentSpec`], whichever tool it was written for (opencode, Claude Code, Qwen Code, Gemini
+//! CLI), and finds agents on disk ([`Catalog`]).
+//!
+//! It is for: splitting frontmatter, parsing YAML safely (budgets, size cap, no panics), mapping
+//! every format's field names and tool names onto one spec, validating values with exact
+//! positions, and discovery with precedence.
+//!
+//! It is not for: evaluating permissions (deputy-tools), resolving model aliases or providers
+//! (deputy-llm), or running anything (deputy-runtime).
+//!
+//! ```
+//! let text = "---\nname: helper\nmode: subagent\ntools: Read, Grep\n---\nYou help.";
+//! let opts = deputy_agent::LoadOptions::default();
+//! let loaded = deputy_agent::parse_with(text, "helper.md".as_ref(), &opts).unwrap();
+//! let deputy_agent::Loaded::Agent(spec) = loaded else { unreachable!() };
+//! assert_eq!(spec.tools.enabled_builtins(), vec!["read", "grep"]);
+//! ```
+
+mod discovery;
+mod error;
+pub mod frontmatter;
+mod lenient;
+mod load;
+mod permission;
+mod spec;
+mod tools;
+
+pub use discovery::{Builtin, Catalog, DiscoveryOptions, PROJECT_AGENT_DIRS, closest};
+pub use error::{AgentError, Diagnostic, Severity};
+pub use load::{LoadOptions, Loaded, MAX_AGENT_FILE_BYTES, load_file, load_file_with, parse_with};
+pub use permission::{Action, PermissionRule};
+pub use spec::{AgentSpec, MODEL_ALIASES, Mode, ModelRef};
+pub use tools::{BUILTIN_TOOLS, ToolSet, canonical_tool_name, is_builtin_tool};

@@ -1,0 +1,4 @@
+//! One module per subcommand. Each turns parsed arguments into calls on the library crates and
+//! renders the result; none holds business logic.
+
+pub mod agents;

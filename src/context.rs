@@ -1,0 +1,64 @@
+//! What every command needs from the global flags: the workspace and where agents are found.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use deputy_agent::{Builtin, Catalog, DiscoveryOptions};
+
+use crate::cli::GlobalArgs;
+use crate::exit::{CliError, CliResult};
+
+/// The agents shipped in `agents/`, compiled in so `deputy run --agent backend-architect` works
+/// from any directory. A file of the same name on the search path overrides them.
+pub const BUILTIN_AGENTS: &[Builtin] = &[
+    Builtin {
+        file_name: "backend-architect.md",
+        text: include_str!("../agents/backend-architect.md"),
+    },
+    Builtin {
+        file_name: "code-reviewer.md",
+        text: include_str!("../agents/code-reviewer.md"),
+    },
+];
+
+pub struct Context {
+    pub workspace: PathBuf,
+    pub discovery: DiscoveryOptions,
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> CliResult<Self> {
+        let workspace = match &global.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        if !workspace.is_dir() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "workspace {} is not a directory (check -C/--workspace)",
+                workspace.display()
+            )));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        Ok(Self {
+            discovery: DiscoveryOptions {
+                agents_dirs: global.agents_dirs.clone(),
+                project_dir: workspace.clone(),
+                home,
+                builtins: BUILTIN_AGENTS.to_vec(),
+            },
+            workspace,
+        })
+    }
+
+    /// Discover every agent; warnings about skipped or shadowed files go to the log.
+    pub fn catalog(&self) -> Catalog {
+        tracing::debug!(workspace = %self.workspace.display(), "discovering agents");
+        let catalog = Catalog::discover(&self.discovery);
+        for w in &catalog.warnings {
+            tracing::warn!("{w}");
+        }
+        catalog
+    }
+}

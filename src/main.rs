@@ -1,0 +1,50 @@
+//! The `deputy` command line. Argument parsing, front-ends and renderers only: the work is done
+//! by the library crates (deputy-agent, deputy-llm, deputy-tools, deputy-runtime, deputy-mcp).
+//!
+//! stdout carries only the user's output (results, JSON, JSONL events, MCP protocol); logs and
+//! progress go to stderr. `print_stdout` is denied workspace-wide to keep it that way.
+
+mod cli;
+mod commands;
+mod context;
+mod exit;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{CliError, Exit};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    logging::init(&cli.global);
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(CliError { exit, error }) => {
+            eprintln!("error: {error:#}");
+            exit.into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Exit, CliError> {
+    let ctx = context::Context::new(&cli.global)?;
+    match cli.command {
+        Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
+    }
+}
