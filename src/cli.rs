@@ -59,6 +59,21 @@ pub enum Command {
     /// List, show and validate agent files
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Run the scripted mock model server (deputy-mockllm) for demos and tests
+    MockServer(MockServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MockServerArgs {
+    /// Script to play (YAML or JSON) [default: answer every request with "ok"]
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// Port on 127.0.0.1; 0 picks a free one [default: 0]
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Append every request received as a JSON line to FILE
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

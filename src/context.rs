@@ -38,6 +38,13 @@ impl Context {
                 workspace.display()
             )));
         }
+        // `.env` in the workspace: variables not already set in the environment.
+        let dotenv = workspace.join(".env");
+        if dotenv.is_file() {
+            if let Err(e) = dotenvy::from_path(&dotenv) {
+                tracing::warn!("{}: ignored: {e}", dotenv.display());
+            }
+        }
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);

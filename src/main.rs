@@ -46,5 +46,6 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
     let ctx = context::Context::new(&cli.global)?;
     match cli.command {
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
+        Command::MockServer(args) => commands::mock::run(args),
     }
 }

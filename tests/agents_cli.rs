@@ -22,7 +22,10 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn seed_agent_resolves_as_specified() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = deputy(tmp.path(), &["agents", "show", "backend-architect", "--json"]);
+    let o = deputy(
+        tmp.path(),
+        &["agents", "show", "backend-architect", "--json"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["mode"], "subagent");
@@ -30,10 +33,18 @@ fn seed_agent_resolves_as_specified() {
     for t in ["bash", "edit", "write"] {
         assert_eq!(v["tools"]["overrides"][t], true, "{t}");
     }
-    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/backend-architect.md")).unwrap();
+    let seed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/backend-architect.md"),
+    )
+    .unwrap();
     let body = seed.splitn(3, "---\n").nth(2).unwrap().trim();
     assert_eq!(v["prompt"], body);
-    assert!(v["prompt"].as_str().unwrap().starts_with("# Backend Architect"));
+    assert!(
+        v["prompt"]
+            .as_str()
+            .unwrap()
+            .starts_with("# Backend Architect")
+    );
 }
 
 #[test]
@@ -41,27 +52,57 @@ fn list_validate_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let agents = tmp.path().join("agents");
     std::fs::create_dir_all(&agents).unwrap();
-    std::fs::write(agents.join("helper.md"), "---\ndescription: helps\nmode: subagent\n---\nHelp.").unwrap();
+    std::fs::write(
+        agents.join("helper.md"),
+        "---\ndescription: helps\nmode: subagent\n---\nHelp.",
+    )
+    .unwrap();
     std::fs::write(agents.join("README.md"), "# not an agent\n").unwrap();
-    std::fs::write(agents.join("broken.md"), "---\nname: broken\ntemperature: hot\n---\n").unwrap();
+    std::fs::write(
+        agents.join("broken.md"),
+        "---\nname: broken\ntemperature: hot\n---\n",
+    )
+    .unwrap();
 
     let o = deputy(tmp.path(), &["agents", "list", "--json"]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["helper", "backend-architect", "code-reviewer"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("README.md") && err.contains("no frontmatter"), "{err}");
+    assert!(
+        err.contains("README.md") && err.contains("no frontmatter"),
+        "{err}"
+    );
     assert!(err.contains("broken.md:3:14"), "{err}");
 
     let o = deputy(tmp.path(), &["agents", "validate"]);
     assert_eq!(o.status.code(), Some(2));
     let out = stdout(&o);
-    assert!(out.contains("agents/broken.md:3:14: temperature: must be a number from 0 to 2, found \"hot\""), "{out}");
+    assert!(
+        out.contains(
+            "agents/broken.md:3:14: temperature: must be a number from 0 to 2, found \"hot\""
+        ),
+        "{out}"
+    );
 
     let o = deputy(tmp.path(), &["agents", "validate", "agents/helper.md"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let o = deputy(tmp.path(), &["agents", "validate", "--strict", "--json", "agents/helper.md"]);
+    let o = deputy(
+        tmp.path(),
+        &[
+            "agents",
+            "validate",
+            "--strict",
+            "--json",
+            "agents/helper.md",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report[0]["status"], "ok");
@@ -83,8 +124,14 @@ fn list_validate_and_errors() {
 fn validates_the_whole_corpus() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/agents");
     let tmp = tempfile::tempdir().unwrap();
-    let o = deputy(tmp.path(), &["agents", "validate", corpus.to_str().unwrap()]);
+    let o = deputy(
+        tmp.path(),
+        &["agents", "validate", corpus.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("checked 413 files: 395 ok, 8 with warnings, 0 invalid, 10 skipped"), "{err}");
+    assert!(
+        err.contains("checked 413 files: 395 ok, 8 with warnings, 0 invalid, 10 skipped"),
+        "{err}"
+    );
 }

@@ -2,3 +2,4 @@
 //! renders the result; none holds business logic.
 
 pub mod agents;
+pub mod mock;

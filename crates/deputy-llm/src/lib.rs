@@ -1,5 +1,47 @@
-//! The model side of deputy: a [`ModelClient`]-style trait and its OpenAI-compatible streaming
-//! implementation, with retries, timeouts, a circuit breaker, usage and cost.
+//! The model side of deputy: the [`ModelClient`] trait and [`OpenAiClient`], its
+//! OpenAI-compatible streaming implementation.
 //!
-//! For: talking to any Chat Completions endpoint and smoothing over how each server bends the
-//! protocol. Not for: tools, agents or the session loop; this crate knows nothing of them.
+//! It is for: talking to any Chat Completions endpoint (OpenAI, Azure, OpenRouter, Groq,
+//! Mistral, DeepSeek, xAI, Ollama, llama.cpp, vLLM, LM Studio, …) and smoothing over how each
+//! bends the protocol; retries with backoff and `Retry-After`; timeouts; a circuit breaker per
+//! provider with fallback models; usage and cost.
+//!
+//! It is not for: tools, agents or the session loop. It knows nothing of them.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), deputy_llm::LlmError> {
+//! use deputy_llm::{ChatRequest, Message, ModelClient, OpenAiClient, ProviderSettings, Target};
+//! let target = Target {
+//!     provider: ProviderSettings::new("local", "http://127.0.0.1:11434/v1"),
+//!     model: "qwen3:8b".into(),
+//! };
+//! let client = OpenAiClient::single(target)?;
+//! let request = ChatRequest { messages: vec![Message::user("Hello")], ..Default::default() };
+//! let answer = deputy_llm::collect(client.stream(request)).await?;
+//! println!("{}", answer.text);
+//! # Ok(()) }
+//! ```
+
+mod accumulate;
+mod breaker;
+mod client;
+mod config;
+mod error;
+pub mod retry;
+mod sse;
+mod think;
+mod types;
+pub mod wire;
+
+pub use breaker::{Admission, Breaker, BreakerConfig};
+pub use client::{Breakers, OpenAiClient, status_error};
+pub use config::{
+    Env, LlmConfig, NoModel, OPENAI_BASE_URL, Price, ProviderConfig, ProviderSettings, Resolved,
+    Source, Target,
+};
+pub use error::LlmError;
+pub use retry::RetryPolicy;
+pub use types::{
+    ChatRequest, Completion, EventStream, FinishReason, Message, ModelClient, ModelEvent, ToolCall,
+    ToolSpec, Usage, collect,
+};

@@ -1,2 +1,36 @@
-//! A scripted OpenAI-compatible HTTP server for tests, demos and benchmarks: it plays tool calls,
-//! answers and faults from a script, and logs every request so tests can assert what was sent.
+//! A scripted OpenAI-compatible HTTP server for tests, demos and benchmarks.
+//!
+//! It serves `POST /v1/chat/completions` (streaming and not) and `GET /v1/models` on 127.0.0.1
+//! and plays a [`Script`]: tool calls, text answers, reasoning, and faults (an HTTP status with
+//! body and headers such as `Retry-After`, a delay, a stall or a dropped connection in the middle
+//! of a stream, a malformed chunk, or a recorded body replayed byte for byte). Which step to play
+//! is worked out from the conversation it receives (the number of assistant turns so far), so
+//! concurrent sessions each follow the script. Every request is logged so tests can assert what
+//! the client sent. Nothing sleeps unless the script asks.
+//!
+//! It is not a model: it never looks at what the messages say, beyond route matching.
+
+mod respond;
+mod script;
+mod server;
+
+pub use script::{Fault, Match, Replay, Route, Script, ScriptError, Step, ToolCallStep, UsageStep};
+pub use server::{LoggedRequest, MockServer, ServeOptions};
+
+/// Run a mock server until Ctrl-C / SIGTERM. `on_ready` gets the base URL once it listens
+/// (the binaries print it as their first line so scripts can read the port).
+pub async fn serve_until_signal(
+    script: Script,
+    opts: ServeOptions,
+    on_ready: impl FnOnce(&str) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let server = MockServer::start(script, opts).await?;
+    on_ready(&server.url())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(server);
+    Ok(())
+}

@@ -3,3 +3,7 @@
 //!
 //! For: joining an agent spec, a model client and the tools into one run. Not for: rendering
 //! (front-ends do that from events) or any terminal or protocol I/O.
+
+pub mod config;
+
+pub use config::{Config, ConfigError, config_paths};

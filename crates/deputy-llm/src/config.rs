@@ -1,0 +1,557 @@
+//! Providers, models, aliases and prices: which endpoint a request goes to and what it costs.
+//!
+//! ```toml
+//! model = "local/qwen3:8b"              # the default model (or DEPUTY_MODEL)
+//!
+//! [providers.local]
+//! base_url = "http://127.0.0.1:11434/v1"
+//!
+//! [providers.openrouter]
+//! base_url = "https://openrouter.ai/api/v1"
+//! api_key_env = "OPENROUTER_API_KEY"
+//! headers = { "HTTP-Referer" = "https://example.com" }
+//! fallback = ["local/qwen3:8b"]         # used while this provider's breaker is open
+//!
+//! [aliases]
+//! sonnet = "openrouter/anthropic/claude-sonnet-4.5"
+//!
+//! [pricing."anthropic/claude-sonnet-4.5"]
+//! input_per_mtok = 3.0
+//! output_per_mtok = 15.0
+//! ```
+//!
+//! With no config at all, `OPENAI_BASE_URL` / `OPENAI_API_KEY` define a provider named `openai`
+//! and `DEPUTY_MODEL` names the model.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::breaker::BreakerConfig;
+use crate::error::LlmError;
+use crate::retry::RetryPolicy;
+use crate::types::Usage;
+
+/// The default OpenAI endpoint, used by the implicit `openai` provider.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The model section of deputy's config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The default model: `provider/model`, an alias, or a bare model id.
+    pub model: Option<String>,
+    /// The provider bare model ids go to.
+    pub default_provider: Option<String>,
+    pub providers: IndexMap<String, ProviderConfig>,
+    /// Alias → `provider/model` (or another alias).
+    pub aliases: IndexMap<String, String>,
+    /// Model (`provider/model` or bare id) → price.
+    pub pricing: IndexMap<String, Price>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerConfig,
+    /// Fallback models for every provider, after the provider's own list.
+    pub fallback: Vec<String>,
+}
+
+/// One OpenAI-compatible endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub base_url: Option<String>,
+    /// Name of the environment variable that holds the key (never the key itself).
+    pub api_key_env: Option<String>,
+    pub headers: IndexMap<String, String>,
+    /// The model used when only the provider is chosen.
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub parallel_tool_calls: Option<bool>,
+    /// Stream responses (default true).
+    pub stream: Option<bool>,
+    pub connect_timeout_ms: Option<u64>,
+    /// Time to the response headers.
+    pub request_timeout_ms: Option<u64>,
+    /// Longest silence inside a streamed response.
+    pub idle_timeout_ms: Option<u64>,
+    /// `provider/model` list tried, in order, while this provider's breaker is open.
+    pub fallback: Vec<String>,
+}
+
+/// Price of a model, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Price of cached input tokens; defaults to the input price.
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+/// The environment as the resolver reads it; a map so tests need not touch the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Env(pub HashMap<String, String>);
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Env(std::env::vars().collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A provider with every setting settled and the key read.
+#[derive(Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// Where the key comes from, for error messages ("OPENAI_API_KEY (not set)").
+    pub api_key_env: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub parallel_tool_calls: Option<bool>,
+    pub stream: bool,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("ProviderSettings")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .field("api_key_env", &self.api_key_env)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderSettings {
+    /// A provider at `base_url` with default timeouts and no key: handy for tests and embedding.
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            api_key: None,
+            api_key_env: None,
+            headers: Vec::new(),
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            parallel_tool_calls: None,
+            stream: true,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// What to say about the key in an auth error.
+    pub fn key_hint(&self) -> String {
+        match (&self.api_key_env, &self.api_key) {
+            (Some(env), Some(_)) => format!("{env} is set; is it valid for this server?"),
+            (Some(env), None) => format!("{env} is not set (export it, or put it in .env)"),
+            (None, _) => format!(
+                "provider `{}` has no api_key_env in config; add one naming the variable that holds the key",
+                self.name
+            ),
+        }
+    }
+}
+
+/// Where one request goes: a provider and a model on it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: ProviderSettings,
+    pub model: String,
+}
+
+impl Target {
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.provider.name, self.model)
+    }
+}
+
+/// The primary target, its fallbacks, and what was noticed while choosing.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub primary: Target,
+    pub fallbacks: Vec<Target>,
+    pub warnings: Vec<String>,
+}
+
+/// Where a model choice came from; decides how unresolvable choices are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `--model`: must resolve.
+    Flag,
+    /// The agent file: written for another tool, so an alias or provider that does not exist
+    /// here is skipped with a warning.
+    Agent,
+    /// `DEPUTY_MODEL`.
+    Env,
+    /// `model` in config.
+    Config,
+}
+
+/// No model could be chosen.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no model is configured")]
+pub struct NoModel;
+
+impl LlmConfig {
+    fn provider_names(&self, env: &Env) -> Vec<String> {
+        let mut names: Vec<String> = self.providers.keys().cloned().collect();
+        if env_defines_openai(env) && !names.iter().any(|n| n == "openai") {
+            names.push("openai".into());
+        }
+        names
+    }
+
+    fn default_provider(&self, env: &Env) -> Option<String> {
+        if let Some(p) = &self.default_provider {
+            return Some(p.clone());
+        }
+        if let Some((p, _)) = self.model.as_deref().and_then(|m| m.split_once('/'))
+            && self.providers.contains_key(p)
+        {
+            return Some(p.to_string());
+        }
+        if env_defines_openai(env) {
+            return Some("openai".into());
+        }
+        if self.providers.len() == 1 {
+            return self.providers.keys().next().cloned();
+        }
+        self.providers.get("openai").map(|_| "openai".to_string())
+    }
+
+    /// The settled settings of provider `name`.
+    pub fn provider(&self, name: &str, env: &Env) -> Result<ProviderSettings, LlmError> {
+        let cfg = self.providers.get(name);
+        let is_openai = name == "openai";
+        if cfg.is_none() && !(is_openai && env_defines_openai(env)) {
+            return Err(LlmError::Config(format!(
+                "provider `{name}` is not configured; add [providers.{name}] with a base_url to .deputy/config.toml"
+            )));
+        }
+        let cfg = cfg.cloned().unwrap_or_default();
+        let base_url = if is_openai {
+            env.get("OPENAI_BASE_URL")
+                .map(str::to_string)
+                .or(cfg.base_url.clone())
+                .unwrap_or_else(|| OPENAI_BASE_URL.to_string())
+        } else {
+            cfg.base_url.clone().ok_or_else(|| {
+                LlmError::Config(format!("provider `{name}` has no base_url in config"))
+            })?
+        };
+        let api_key_env = cfg
+            .api_key_env
+            .clone()
+            .or_else(|| is_openai.then(|| "OPENAI_API_KEY".to_string()));
+        let api_key = api_key_env
+            .as_deref()
+            .and_then(|k| env.get(k))
+            .map(str::to_string);
+        let defaults = ProviderSettings::new(name, base_url);
+        let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+        Ok(ProviderSettings {
+            api_key,
+            api_key_env,
+            headers: cfg.headers.into_iter().collect(),
+            temperature: cfg.temperature,
+            top_p: cfg.top_p,
+            max_tokens: cfg.max_tokens,
+            parallel_tool_calls: cfg.parallel_tool_calls,
+            stream: cfg.stream.unwrap_or(true),
+            connect_timeout: ms(cfg.connect_timeout_ms, defaults.connect_timeout),
+            request_timeout: ms(cfg.request_timeout_ms, defaults.request_timeout),
+            idle_timeout: ms(cfg.idle_timeout_ms, defaults.idle_timeout),
+            ..defaults
+        })
+    }
+
+    /// Expand aliases (at most a few levels, so a cycle cannot hang).
+    fn expand_alias(&self, name: &str) -> Option<String> {
+        let mut current = name.to_string();
+        let mut changed = false;
+        for _ in 0..8 {
+            match self.aliases.get(&current) {
+                Some(next) if *next != current => {
+                    current = next.clone();
+                    changed = true;
+                }
+                _ => break,
+            }
+        }
+        changed.then_some(current)
+    }
+
+    /// Turn one model string into a target, or say why it cannot be one.
+    fn target_for(&self, spec: &str, source: Source, env: &Env) -> Result<Target, String> {
+        let spec = spec.trim();
+        let expanded = self.expand_alias(spec);
+        let spec = expanded.as_deref().unwrap_or(spec);
+        let providers = self.provider_names(env);
+        if let Some((p, m)) = spec.split_once('/')
+            && providers.iter().any(|n| n == p)
+        {
+            let provider = self.provider(p, env).map_err(|e| e.to_string())?;
+            let model = if m.is_empty() {
+                provider_model(self, p)
+                    .ok_or_else(|| format!("provider `{p}` has no default model"))?
+            } else {
+                m.to_string()
+            };
+            return Ok(Target { provider, model });
+        }
+        if providers.iter().any(|n| n == spec) {
+            // Just a provider name: its default model.
+            let provider = self.provider(spec, env).map_err(|e| e.to_string())?;
+            let model = provider_model(self, spec)
+                .ok_or_else(|| format!("provider `{spec}` has no default `model` in config"))?;
+            return Ok(Target { provider, model });
+        }
+        if source == Source::Agent {
+            if expanded.is_none() && deputy_alias(spec) {
+                return Err(format!(
+                    "`{spec}` is an alias with no [aliases] entry in config"
+                ));
+            }
+            if spec.contains('/') {
+                let p = spec.split('/').next().unwrap_or_default();
+                return Err(format!("no provider `{p}` is configured"));
+            }
+        }
+        let default = self
+            .default_provider(env)
+            .ok_or_else(|| "no provider is configured".to_string())?;
+        let provider = self.provider(&default, env).map_err(|e| e.to_string())?;
+        Ok(Target {
+            provider,
+            model: spec.to_string(),
+        })
+    }
+
+    /// Choose the target from candidates in priority order (flag, agent, env, config), then the
+    /// default provider's own model. Fallbacks come from the chosen provider's `fallback` list
+    /// and the global one.
+    pub fn resolve(&self, candidates: &[(Source, &str)], env: &Env) -> Result<Resolved, LlmError> {
+        let mut warnings = Vec::new();
+        let mut chosen = None;
+        let mut all: Vec<(Source, String)> = candidates
+            .iter()
+            .filter(|(_, s)| !s.trim().is_empty() && !s.trim().eq_ignore_ascii_case("inherit"))
+            .map(|(src, s)| (*src, s.to_string()))
+            .collect();
+        if let Some(m) = env.get("DEPUTY_MODEL") {
+            all.push((Source::Env, m.to_string()));
+        }
+        if let Some(m) = &self.model {
+            all.push((Source::Config, m.clone()));
+        }
+        for (source, spec) in &all {
+            match self.target_for(spec, *source, env) {
+                Ok(t) => {
+                    chosen = Some(t);
+                    break;
+                }
+                Err(why) if *source == Source::Agent => {
+                    warnings.push(format!(
+                        "the agent asks for model `{spec}`, but {why}; using the default model instead"
+                    ));
+                }
+                Err(why) => {
+                    return Err(LlmError::Config(format!(
+                        "cannot use model `{spec}`: {why}"
+                    )));
+                }
+            }
+        }
+        let primary = match chosen {
+            Some(t) => t,
+            None => {
+                let provider = self
+                    .default_provider(env)
+                    .and_then(|p| provider_model(self, &p).map(|m| (p, m)));
+                match provider {
+                    Some((p, m)) => Target {
+                        provider: self.provider(&p, env)?,
+                        model: m,
+                    },
+                    None => return Err(LlmError::Config(NoModel.to_string())),
+                }
+            }
+        };
+        let mut fallbacks = Vec::new();
+        let own = self
+            .providers
+            .get(&primary.provider.name)
+            .map(|p| p.fallback.clone())
+            .unwrap_or_default();
+        for spec in own.iter().chain(self.fallback.iter()) {
+            match self.target_for(spec, Source::Config, env) {
+                Ok(t) if t.label() != primary.label() => fallbacks.push(t),
+                Ok(_) => {}
+                Err(why) => warnings.push(format!("fallback `{spec}` ignored: {why}")),
+            }
+        }
+        Ok(Resolved {
+            primary,
+            fallbacks,
+            warnings,
+        })
+    }
+
+    /// Price of `model` (tried as `provider/model`, then bare), if configured.
+    pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
+        self.pricing
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.pricing.get(model))
+            .copied()
+    }
+
+    /// Cost in US dollars of `usage` on that model, if its price is configured.
+    pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<f64> {
+        self.price(provider, model).map(|p| p.cost(usage))
+    }
+}
+
+impl Price {
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let fresh = usage.input_tokens - cached;
+        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        (fresh as f64 * self.input_per_mtok
+            + cached as f64 * cached_price
+            + usage.output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+fn provider_model(cfg: &LlmConfig, provider: &str) -> Option<String> {
+    cfg.providers.get(provider).and_then(|p| p.model.clone())
+}
+
+fn env_defines_openai(env: &Env) -> bool {
+    env.get("OPENAI_BASE_URL").is_some() || env.get("OPENAI_API_KEY").is_some()
+}
+
+fn deputy_alias(s: &str) -> bool {
+    matches!(s, "sonnet" | "opus" | "haiku" | "fast" | "smart")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn cfg(toml_text: &str) -> LlmConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn env_only() {
+        let e = env(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"),
+            ("DEPUTY_MODEL", "m1"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ]);
+        let r = LlmConfig::default().resolve(&[], &e).unwrap();
+        assert_eq!(r.primary.label(), "openai/m1");
+        assert_eq!(r.primary.provider.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(r.primary.provider.api_key.as_deref(), Some("sk-test"));
+        assert!(!format!("{:?}", r.primary).contains("sk-test"));
+    }
+
+    #[test]
+    fn nothing_configured() {
+        let err = LlmConfig::default()
+            .resolve(&[], &Env::default())
+            .unwrap_err();
+        assert!(matches!(err, LlmError::Config(_)));
+    }
+
+    #[test]
+    fn precedence_aliases_and_agent_fallthrough() {
+        let c = cfg(r#"
+model = "local/small"
+[providers.local]
+base_url = "http://127.0.0.1:1/v1"
+model = "small"
+fallback = ["other/big"]
+[providers.other]
+base_url = "http://127.0.0.1:2/v1"
+[aliases]
+opus = "other/big"
+"#);
+        let e = Env::default();
+        // Agent alias configured.
+        let r = c.resolve(&[(Source::Agent, "opus")], &e).unwrap();
+        assert_eq!(r.primary.label(), "other/big");
+        // Agent alias not configured → warning, default model.
+        let r = c.resolve(&[(Source::Agent, "sonnet")], &e).unwrap();
+        assert_eq!(r.primary.label(), "local/small");
+        assert!(r.warnings[0].contains("sonnet"));
+        // Unknown provider in the agent → warning; in a flag → treated as a model id.
+        let r = c
+            .resolve(&[(Source::Agent, "opencode/claude-haiku-4-5")], &e)
+            .unwrap();
+        assert_eq!(r.primary.label(), "local/small");
+        let r = c
+            .resolve(&[(Source::Flag, "meta-llama/Llama-3")], &e)
+            .unwrap();
+        assert_eq!(r.primary.label(), "local/meta-llama/Llama-3");
+        // Flag beats agent; fallbacks come from the provider.
+        let r = c
+            .resolve(&[(Source::Flag, "local/x"), (Source::Agent, "opus")], &e)
+            .unwrap();
+        assert_eq!(r.primary.label(), "local/x");
+        assert_eq!(r.fallbacks[0].label(), "other/big");
+        // Agent `inherit` is skipped silently.
+        let r = c.resolve(&[(Source::Agent, "inherit")], &e).unwrap();
+        assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn cost() {
+        let c = cfg(r#"
+[pricing."gpt-4o-mini"]
+input_per_mtok = 0.15
+output_per_mtok = 0.6
+cached_input_per_mtok = 0.075
+"#);
+        let u = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 500_000,
+            cached_input_tokens: 200_000,
+            ..Default::default()
+        };
+        let cost = c.cost("openai", "gpt-4o-mini", &u).unwrap();
+        assert!((cost - (0.8 * 0.15 + 0.2 * 0.075 + 0.5 * 0.6)).abs() < 1e-9);
+        assert!(c.cost("openai", "unknown", &u).is_none());
+    }
+}
