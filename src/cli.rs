@@ -61,6 +61,19 @@ pub enum Command {
     Agents(AgentsCommand),
     /// Run the scripted mock model server (deputy-mockllm) for demos and tests
     MockServer(MockServerArgs),
+    /// Inspect the bash sandbox
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Say which sandbox backend works here and why the others do not; exits 1 if none works
+    Check {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

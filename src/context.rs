@@ -40,10 +40,10 @@ impl Context {
         }
         // `.env` in the workspace: variables not already set in the environment.
         let dotenv = workspace.join(".env");
-        if dotenv.is_file() {
-            if let Err(e) = dotenvy::from_path(&dotenv) {
-                tracing::warn!("{}: ignored: {e}", dotenv.display());
-            }
+        if dotenv.is_file()
+            && let Err(e) = dotenvy::from_path(&dotenv)
+        {
+            tracing::warn!("{}: ignored: {e}", dotenv.display());
         }
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())

@@ -47,5 +47,6 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),
+        Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),
     }
 }

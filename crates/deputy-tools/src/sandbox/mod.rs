@@ -1,0 +1,453 @@
+//! The bash sandbox: every command the model runs goes through here.
+//!
+//! Backends, probed once per process, in order:
+//! 1. **bwrap** (bubblewrap): a new mount namespace with `/` read-only, the workspace bound
+//!    read-write (`.git` re-bound read-only, `.env` files masked), a private `/tmp`, fresh `/dev`
+//!    and `/proc`, no network, its own pid, ipc and uts namespaces, all capabilities dropped, a
+//!    cleared environment, and `--die-with-parent`.
+//! 2. **Landlock** (+ seccomp), where namespaces are refused: writes only to the workspace and
+//!    a private `$TMPDIR`, no TCP, no non-unix sockets, capabilities dropped, no access to
+//!    processes outside.
+//! 3. Otherwise deputy **refuses** to run commands, unless the user chose `--sandbox off`.
+//!
+//! Both backends also get resource limits (CPU seconds, processes, file size, address space),
+//! and, when deputy runs as root (where the kernel ignores the process limit), a pids cgroup.
+
+mod bwrap;
+mod cgroup;
+mod landlock;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use limits::ResourceLimits;
+
+use crate::error::ToolError;
+
+/// How much the sandbox lets commands change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Commands may write inside the workspace (and a private `/tmp`), nowhere else.
+    #[default]
+    WorkspaceWrite,
+    /// Commands may read, but write nowhere but a private `/tmp` (review jobs).
+    ReadOnly,
+    /// No confinement at all; the user asked for it explicitly.
+    Off,
+}
+
+impl SandboxMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "workspace-write" => Some(SandboxMode::WorkspaceWrite),
+            "read-only" => Some(SandboxMode::ReadOnly),
+            "off" | "none" | "danger-full-access" => Some(SandboxMode::Off),
+            _ => None,
+        }
+    }
+}
+
+/// What confines a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Bwrap,
+    Landlock,
+    /// No confinement (`--sandbox off`).
+    None,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bwrap" | "bubblewrap" => Some(Backend::Bwrap),
+            "landlock" => Some(Backend::Landlock),
+            "none" | "off" => Some(Backend::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Bwrap => "bwrap",
+            Backend::Landlock => "landlock",
+            Backend::None => "none",
+        }
+    }
+}
+
+/// Environment variable that forces a backend (`bwrap` or `landlock`); a forced backend that
+/// does not work here is an error, never a silent fallback. Tests and CI set it.
+pub const BACKEND_ENV: &str = "DEPUTY_SANDBOX_BACKEND";
+
+/// Everything that decides how a command is confined.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxPolicy {
+    pub mode: SandboxMode,
+    /// Let commands use the network.
+    pub network: bool,
+    /// Let commands write `.git` (otherwise it is read-only, hooks included).
+    pub writable_git: bool,
+    /// Environment variables passed through besides PATH, HOME, LANG and TERM.
+    pub env_allow: Vec<String>,
+    pub limits: ResourceLimits,
+    /// Use this backend or fail (also settable with `DEPUTY_SANDBOX_BACKEND`).
+    pub force_backend: Option<Backend>,
+}
+
+/// What the probe found on this machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// The bwrap binary and whether a trial sandbox ran.
+    pub bwrap: Result<String, String>,
+    /// The Landlock ABI version, if usable.
+    pub landlock: Result<u32, String>,
+    /// Whether a pids cgroup can be made (only needed as root).
+    pub pids_cgroup: Result<String, String>,
+    pub is_root: bool,
+}
+
+impl ProbeReport {
+    /// The best backend available, if any.
+    pub fn best(&self) -> Option<Backend> {
+        if self.bwrap.is_ok() {
+            Some(Backend::Bwrap)
+        } else if self.landlock.is_ok() {
+            Some(Backend::Landlock)
+        } else {
+            None
+        }
+    }
+}
+
+/// Probe every backend (once per process; later calls return the same report).
+pub fn probe() -> &'static ProbeReport {
+    static REPORT: OnceLock<ProbeReport> = OnceLock::new();
+    REPORT.get_or_init(|| ProbeReport {
+        bwrap: bwrap::probe(),
+        landlock: landlock::probe(),
+        pids_cgroup: cgroup::probe(),
+        is_root: is_root(),
+    })
+}
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A configured sandbox for one workspace.
+#[derive(Debug)]
+pub struct Sandbox {
+    policy: SandboxPolicy,
+    backend: Backend,
+    root: PathBuf,
+    /// `.git` directories (and files) to keep read-only.
+    protected: Vec<PathBuf>,
+    /// `.env` files hidden from commands.
+    masked: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+    /// rlimits, computed once (the process count scan is not free).
+    rlimits: limits::Prepared,
+    /// Landlock: the private temporary directory commands get as $TMPDIR.
+    private_tmp: Option<PrivateTmp>,
+}
+
+/// A temporary directory removed with the sandbox.
+#[derive(Debug)]
+pub(crate) struct PrivateTmp(PathBuf);
+
+impl PrivateTmp {
+    fn create() -> Result<PrivateTmp, ToolError> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        let dir = base.join(format!(
+            "deputy-tmp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ToolError::Sandbox(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(PrivateTmp(dir))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to install bubblewrap, for the refusal message.
+pub const INSTALL_HINT: &str = "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, \
+Fedora: `dnf install bubblewrap`, Arch: `pacman -S bubblewrap`), or run on a kernel with \
+Landlock (Linux 5.13+), or opt out of confinement with `--sandbox off` (commands then run with \
+your full access)";
+
+impl Sandbox {
+    /// Choose the backend for `policy` and prepare the sandbox for the workspace at `root`
+    /// (an absolute, symlink-free path).
+    pub fn new(policy: SandboxPolicy, root: &Path) -> Result<Sandbox, ToolError> {
+        let forced = policy.force_backend.or_else(|| {
+            std::env::var(BACKEND_ENV)
+                .ok()
+                .and_then(|v| Backend::parse(v.trim()))
+        });
+        let report = probe();
+        let backend = if policy.mode == SandboxMode::Off {
+            Backend::None
+        } else {
+            match forced {
+                Some(Backend::Bwrap) => match &report.bwrap {
+                    Ok(_) => Backend::Bwrap,
+                    Err(why) => {
+                        return Err(ToolError::Sandbox(format!(
+                            "the bwrap sandbox was required ({BACKEND_ENV} or config) but does not work here: {why}"
+                        )));
+                    }
+                },
+                Some(Backend::Landlock) => match &report.landlock {
+                    Ok(_) => Backend::Landlock,
+                    Err(why) => {
+                        return Err(ToolError::Sandbox(format!(
+                            "the Landlock sandbox was required ({BACKEND_ENV} or config) but does not work here: {why}"
+                        )));
+                    }
+                },
+                Some(Backend::None) => {
+                    return Err(ToolError::Sandbox(
+                        "to run without a sandbox, say so with `--sandbox off`".into(),
+                    ));
+                }
+                None => report.best().ok_or_else(|| {
+                    ToolError::Sandbox(format!(
+                        "no sandbox works on this machine, so deputy will not run shell commands. \
+                         bwrap: {}. Landlock: {}. To fix: {INSTALL_HINT}",
+                        report.bwrap.as_ref().err().map_or("ok", String::as_str),
+                        report.landlock.as_ref().err().map_or("ok", String::as_str),
+                    ))
+                })?,
+            }
+        };
+        let (protected, masked) = if backend == Backend::None {
+            (Vec::new(), Vec::new())
+        } else {
+            scan_workspace(root, policy.writable_git)
+        };
+        let private_tmp = match backend {
+            Backend::Landlock => Some(PrivateTmp::create()?),
+            _ => None,
+        };
+        let mut env = sandbox_env(&policy, backend);
+        if let Some(t) = &private_tmp {
+            for (k, v) in env.iter_mut() {
+                if k == "TMPDIR" {
+                    *v = t.path().display().to_string();
+                }
+            }
+        }
+        let rlimits = limits::prepare(&policy.limits);
+        Ok(Sandbox {
+            policy,
+            backend,
+            root: root.to_path_buf(),
+            protected,
+            masked,
+            env,
+            rlimits,
+            private_tmp,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A command that runs `script` with `bash -c` under this sandbox, cwd = the workspace,
+    /// stdin closed. The caller attaches stdout/stderr and spawns it.
+    pub fn command(&self, script: &str) -> Result<Prepared, ToolError> {
+        let cgroup = if is_root() && self.backend != Backend::None {
+            cgroup::PidsCgroup::create(self.policy.limits.processes_or_default())
+        } else {
+            None
+        };
+        let mut cmd = match self.backend {
+            Backend::Bwrap => bwrap::command(self, script),
+            Backend::Landlock | Backend::None => {
+                let mut c = tokio::process::Command::new("bash");
+                c.arg("-c").arg(script);
+                c.env_clear();
+                for (k, v) in &self.env {
+                    c.env(k, v);
+                }
+                c.current_dir(&self.root);
+                c
+            }
+        };
+        cmd.stdin(std::process::Stdio::null());
+        cmd.process_group(0);
+        cmd.kill_on_drop(true);
+        let limits = self.rlimits.clone();
+        let cgroup_fd = cgroup.as_ref().and_then(|c| c.procs_fd());
+        let landlock_setup = match self.backend {
+            Backend::Landlock => Some(landlock::prepare(self)?),
+            _ => None,
+        };
+        let apply_limits = self.backend != Backend::None;
+        let mut landlock_setup = landlock_setup;
+        // SAFETY: the closure runs in the child between fork and exec. It only makes
+        // async-signal-safe system calls (setrlimit, write, prctl, landlock, seccomp) on values
+        // prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(fd) = cgroup_fd {
+                    cgroup::join(fd)?;
+                }
+                if apply_limits {
+                    limits::apply(&limits)?;
+                }
+                if let Some(setup) = landlock_setup.take() {
+                    landlock::apply_in_child(setup)?;
+                }
+                Ok(())
+            });
+        }
+        Ok(Prepared { cmd, cgroup })
+    }
+
+    /// The `.git` paths kept read-only and the `.env` files hidden (for `sandbox check`).
+    pub fn protected_paths(&self) -> (&[PathBuf], &[PathBuf]) {
+        (&self.protected, &self.masked)
+    }
+}
+
+/// A sandboxed command ready to spawn, with the cgroup that must outlive it.
+pub struct Prepared {
+    pub cmd: tokio::process::Command,
+    pub cgroup: Option<cgroup::PidsCgroup>,
+}
+
+pub use cgroup::PidsCgroup;
+
+/// Environment names whose values are secrets; never passed to commands, even if allowed.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.ends_with("_KEY")
+        || upper.ends_with("_TOKEN")
+        || upper.ends_with("_SECRET")
+        || upper.contains("PASSWORD")
+        || upper.contains("PASSWD")
+        || upper == "AUTHORIZATION"
+        || upper.ends_with("_API_KEY")
+        || upper.ends_with("_CREDENTIALS")
+}
+
+fn sandbox_env(policy: &SandboxPolicy, backend: Backend) -> Vec<(String, String)> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            get("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
+        (
+            "HOME".to_string(),
+            get("HOME").unwrap_or_else(|| "/tmp".into()),
+        ),
+        (
+            "LANG".to_string(),
+            get("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+        ),
+        (
+            "TERM".to_string(),
+            get("TERM").unwrap_or_else(|| "dumb".into()),
+        ),
+        ("TMPDIR".to_string(), "/tmp".to_string()),
+        // Commands have no terminal to page into.
+        ("PAGER".to_string(), "cat".to_string()),
+        ("GIT_PAGER".to_string(), "cat".to_string()),
+        ("DEPUTY_SANDBOX".to_string(), backend.as_str().to_string()),
+    ];
+    for name in &policy.env_allow {
+        if is_secret_name(name) {
+            tracing::warn!("not passing `{name}` to commands: its name marks it as a secret");
+            continue;
+        }
+        if let Some(v) = get(name)
+            && !env.iter().any(|(k, _)| k == name)
+        {
+            env.push((name.clone(), v));
+        }
+    }
+    env
+}
+
+/// `.git` entries to protect (the root's, and nested ones two levels down: submodules,
+/// vendored repositories) and `.env` files to mask (at the root).
+fn scan_workspace(root: &Path, writable_git: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut protected = Vec::new();
+    let mut masked = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return (protected, masked);
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if name == ".git" && !writable_git {
+            protected.push(path);
+        } else if is_env_file(&name) && ft.is_file() {
+            masked.push(path);
+        } else if ft.is_dir()
+            && !writable_git
+            && !matches!(name.as_str(), "node_modules" | "target" | ".venv")
+        {
+            for sub in [path.join(".git")]
+                .into_iter()
+                .chain(child_dirs(&path).map(|d| d.join(".git")))
+            {
+                if sub.symlink_metadata().is_ok() {
+                    protected.push(sub);
+                }
+            }
+        }
+    }
+    (protected, masked)
+}
+
+fn child_dirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .take(200)
+}
+
+/// `.env`, `.env.local`, … but not `.env.example` / `.sample` / `.template`.
+pub fn is_env_file(name: &str) -> bool {
+    (name == ".env" || name.starts_with(".env."))
+        && !(name.ends_with(".example") || name.ends_with(".sample") || name.ends_with(".template"))
+}

@@ -1,0 +1,131 @@
+//! `bash`: run a shell command in the sandbox.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Tool, ToolContext, ToolOutput, lenient_u64, parse_input, strict_schema};
+use crate::process;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BashInput {
+    /// The command, run with `bash -c` in the workspace directory.
+    #[serde(alias = "cmd", alias = "script")]
+    pub command: String,
+    /// Timeout in milliseconds (default 120000, at most 600000).
+    #[serde(
+        default,
+        alias = "timeout",
+        alias = "timeoutMs",
+        deserialize_with = "lenient_u64"
+    )]
+    pub timeout_ms: Option<u64>,
+    /// What the command does, in a few words (shown to the user).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+pub struct BashTool;
+
+const DESCRIPTION: &str = "Run a shell command with bash in the workspace directory, inside a sandbox: the workspace is writable, the rest of the file system is read-only, /tmp is private, there is no network, and the environment holds no secrets. stdin is closed, so interactive programs (editors, pagers, prompts) cannot be used; pass flags such as --yes or --no-pager. stdout and stderr come back interleaved, followed by the exit code; long output is cut in the middle, so filter it (grep, head, tail) when you expect a lot. Commands that run longer than the timeout are killed with everything they started. Prefer the read, edit, write, glob, grep and list tools for files: they are faster and safer than cat, sed or find.";
+
+impl Tool for BashTool {
+    fn name(&self) -> &'static str {
+        "bash"
+    }
+
+    fn description(&self) -> &'static str {
+        DESCRIPTION
+    }
+
+    fn parameters(&self) -> Value {
+        strict_schema::<BashInput>()
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn subject(&self, input: &Value) -> Option<String> {
+        input
+            .get("command")
+            .or_else(|| input.get("cmd"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(async move {
+            let input: BashInput = match parse_input("bash", input, &self.parameters()) {
+                Ok(i) => i,
+                Err(e) => return ToolOutput::error(e),
+            };
+            if input.command.trim().is_empty() {
+                return ToolOutput::error("the command is empty");
+            }
+            let sandbox = match &ctx.sandbox {
+                Ok(s) => s.clone(),
+                Err(why) => return ToolOutput::error(why),
+            };
+            let max_timeout = ctx.settings.max_timeout_ms.max(1);
+            let timeout_ms = input
+                .timeout_ms
+                .unwrap_or(ctx.settings.default_timeout_ms)
+                .clamp(1, max_timeout);
+            let prepared = match sandbox.command(&input.command) {
+                Ok(p) => p,
+                Err(e) => return ToolOutput::error(e),
+            };
+            let done = match process::run(
+                prepared,
+                Duration::from_millis(timeout_ms),
+                ctx.settings.capture(),
+            )
+            .await
+            {
+                Ok(d) => d,
+                Err(e) => return ToolOutput::error(e),
+            };
+            let mut content = done.output.model_text(ctx.settings.max_output_bytes);
+            if content.is_empty() {
+                content.push_str("(no output)");
+            }
+            if !content.ends_with('\n') {
+                content.push('\n');
+            }
+            let status = if done.timed_out {
+                format!(
+                    "[timed out after {:.1}s: the command and everything it started were killed; raise timeout_ms (max {}) or run less at once]",
+                    timeout_ms as f64 / 1000.0,
+                    max_timeout
+                )
+            } else {
+                match (done.exit_code, done.signal) {
+                    (Some(c), _) => format!("[exit code: {c}]"),
+                    (None, Some(s)) => format!("[killed by signal {s}]"),
+                    _ => "[exit status unknown]".to_string(),
+                }
+            };
+            content.push_str(&status);
+            ToolOutput {
+                content,
+                is_error: false,
+                metadata: json!({
+                    "command": input.command,
+                    "description": input.description,
+                    "exit_code": done.exit_code,
+                    "signal": done.signal,
+                    "timed_out": done.timed_out,
+                    "duration_ms": done.duration.as_millis() as u64,
+                    "output_bytes": done.output.total,
+                    "output_truncated": (done.output.total as usize) > ctx.settings.max_output_bytes,
+                    "output": done.output.full_text(),
+                    "sandbox": sandbox.backend().as_str(),
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! `list`: a directory tree.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::glob::walker;
+use super::{Tool, ToolContext, ToolOutput, parse_input, rel_display, strict_schema};
+use crate::error::ToolError;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListInput {
+    /// Directory to list, relative to the workspace (default: the workspace root).
+    #[serde(default, alias = "dir", alias = "directory")]
+    pub path: Option<String>,
+}
+
+pub struct ListTool;
+
+const MAX_ENTRIES: usize = 500;
+
+const DESCRIPTION: &str = "List a directory of the workspace as a tree (directories end with /). Files ignored by .gitignore are left out. At most 500 entries; list a subdirectory to see more of it.";
+
+impl Tool for ListTool {
+    fn name(&self) -> &'static str {
+        "list"
+    }
+
+    fn description(&self) -> &'static str {
+        DESCRIPTION
+    }
+
+    fn parameters(&self) -> Value {
+        strict_schema::<ListInput>()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn subject(&self, input: &Value) -> Option<String> {
+        Some(
+            input
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or(".")
+                .to_string(),
+        )
+    }
+
+    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(async move {
+            let input: ListInput = match parse_input("list", input, &self.parameters()) {
+                Ok(i) => i,
+                Err(e) => return ToolOutput::error(e),
+            };
+            let ctx = ctx.clone();
+            match tokio::task::spawn_blocking(move || list(&ctx, &input)).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => ToolOutput::error(e),
+                Err(e) => ToolOutput::error(format!("list failed: {e}")),
+            }
+        })
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    children: BTreeMap<String, Node>,
+    is_dir: bool,
+}
+
+fn list(ctx: &ToolContext, input: &ListInput) -> Result<ToolOutput, ToolError> {
+    let base = ctx
+        .workspace
+        .resolve(input.path.as_deref().unwrap_or("."))?;
+    if !ctx.workspace.is_dir(&base) {
+        if ctx.workspace.exists(&base) {
+            return Err(ToolError::InvalidInput(format!(
+                "`{}` is a file; use read to see it",
+                base.display()
+            )));
+        }
+        return Err(ToolError::NotFound {
+            path: base.display(),
+        });
+    }
+    let host_base = ctx.workspace.host_path(&base);
+    let mut root = Node {
+        is_dir: true,
+        ..Node::default()
+    };
+    let mut count = 0usize;
+    let mut total = 0usize;
+    for entry in walker(&host_base)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build()
+        .flatten()
+    {
+        if entry.depth() == 0 {
+            continue;
+        }
+        total += 1;
+        if count >= MAX_ENTRIES {
+            continue;
+        }
+        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+        if !is_dir
+            && let Some(rel) = rel_display(ctx, entry.path())
+            && !ctx.may_read(&rel)
+        {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(&host_base)
+            .unwrap_or(entry.path());
+        let mut node = &mut root;
+        for part in rel.components() {
+            node = node
+                .children
+                .entry(part.as_os_str().to_string_lossy().into_owned())
+                .or_default();
+        }
+        node.is_dir = is_dir;
+        count += 1;
+    }
+    let mut out = format!(
+        "{}/\n",
+        if base.is_root() {
+            ".".to_string()
+        } else {
+            base.display()
+        }
+    );
+    render(&root, 1, &mut out);
+    if total > MAX_ENTRIES {
+        out.push_str(&format!(
+            "[… {} more entries not shown; list a subdirectory]\n",
+            total - MAX_ENTRIES
+        ));
+    }
+    Ok(ToolOutput::ok(
+        out,
+        json!({"path": base.display(), "entries": total}),
+    ))
+}
+
+fn render(node: &Node, depth: usize, out: &mut String) {
+    // Directories first, then files, each sorted by name.
+    let (dirs, files): (Vec<_>, Vec<_>) = node.children.iter().partition(|(_, n)| n.is_dir);
+    for (name, child) in dirs.into_iter().chain(files) {
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(name);
+        if child.is_dir {
+            out.push('/');
+        }
+        out.push('\n');
+        render(child, depth + 1, out);
+    }
+}

