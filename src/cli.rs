@@ -56,6 +56,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an agent on a task, headless: the answer on stdout (text, json or stream-json)
+    #[command(
+        after_help = "Examples:\n  deputy run --agent backend-architect \"add a /health endpoint\"\n  git diff | deputy run -a code-reviewer \"review this diff\" --output-format json\n  deputy run --max-steps 10 --timeout 5m --file spec.md \"implement the spec\""
+    )]
+    Run(RunArgs),
+    /// Continue a session that finished, failed, was cancelled or crashed
+    Resume(ResumeArgs),
+    /// List and show journaled sessions
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// List, show and validate agent files
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -116,4 +126,149 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Flags shared by `run`, `resume` and `chat`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SessionArgs {
+    /// Model as provider/model, an alias from config, or a model id of the default provider
+    #[arg(short, long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Sampling temperature (overrides the agent's)
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling top_p (overrides the agent's)
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+    /// Most model turns [default: the agent's steps, else 50]
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u32>,
+    /// Wall-clock limit, e.g. 90s, 10m, 1h (a bare number is seconds)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Most tokens (input + output) for the whole session
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Most cost in US dollars (needs [pricing] for the model in config)
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// Bash sandbox: workspace-write, read-only, or off (no confinement)
+    #[arg(long, value_name = "MODE", value_parser = ["workspace-write", "read-only", "off"])]
+    pub sandbox: Option<String>,
+    /// Let bash commands use the network
+    #[arg(long)]
+    pub network: bool,
+    /// Allow a tool, or TOOL:PATTERN (e.g. `bash:git push*`), overriding other rules (repeatable)
+    #[arg(long, value_name = "RULE")]
+    pub allow: Vec<String>,
+    /// Ask before TOOL or TOOL:PATTERN (headless runs deny) (repeatable)
+    #[arg(long, value_name = "RULE")]
+    pub ask: Vec<String>,
+    /// Deny TOOL or TOOL:PATTERN (repeatable)
+    #[arg(long, value_name = "RULE")]
+    pub deny: Vec<String>,
+    /// Answer yes to every `ask` permission (rules that deny still deny)
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Do not write a journal (the session cannot be resumed)
+    #[arg(long)]
+    pub ephemeral: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// The final answer on stdout; progress on stderr when it is a terminal
+    #[default]
+    Text,
+    /// One JSON object: session_id, status, result, usage, cost_usd, duration_ms, num_steps, ...
+    Json,
+    /// Every event as a JSON line, as it happens
+    StreamJson,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent to run: a name (`deputy agents list`) or a path to an agent file [default: general]
+    #[arg(short, long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// The task. `-` reads it from stdin; piped stdin is appended to it as a block
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Vec<String>,
+    /// Attach a file to the prompt (repeatable)
+    #[arg(short, long, value_name = "PATH")]
+    pub file: Vec<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output_format: OutputFormat,
+    /// The final answer must be JSON valid against this JSON Schema file
+    #[arg(long, value_name = "FILE")]
+    pub output_schema: Option<std::path::PathBuf>,
+    /// Print nothing but the result
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show progress on stderr even when it is not a terminal, with the model's text as it streams
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Session id, a unique prefix of one, or `last`
+    pub id: String,
+    /// More instructions (default: continue where it stopped)
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Vec<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output_format: OutputFormat,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, newest first
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Also list subagent sessions
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a session's events
+    Show {
+        /// Session id, a unique prefix of one, or `last`
+        id: String,
+        /// Print the raw JSONL journal
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `90`, `90s`, `1500ms`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 90s, 10m or 1h"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("`{s}`: a duration must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(n * mult))
 }

@@ -19,7 +19,14 @@ pub const BUILTIN_AGENTS: &[Builtin] = &[
         file_name: "code-reviewer.md",
         text: include_str!("../agents/code-reviewer.md"),
     },
+    Builtin {
+        file_name: "general.md",
+        text: include_str!("../agents/general.md"),
+    },
 ];
+
+/// The agent `deputy run` and `deputy chat` use when none is named.
+pub const DEFAULT_AGENT: &str = "general";
 
 pub struct Context {
     pub workspace: PathBuf,

@@ -10,6 +10,8 @@ mod context;
 mod exit;
 mod logging;
 mod output;
+mod render;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,14 @@ use crate::cli::{Cli, Command};
 use crate::exit::{CliError, Exit};
 
 fn main() -> ExitCode {
+    // Probing the sandbox runs a trial bwrap (a few ms); start it now, beside argument parsing,
+    // config and agent loading, so it is done by the time the first tool list is needed.
+    let wants_sandbox = std::env::args().nth(1).is_some_and(|c| matches!(c.as_str(), "run" | "resume" | "chat" | "mcp" | "review"));
+    if wants_sandbox {
+        std::thread::spawn(|| {
+            deputy_tools::sandbox::probe();
+        });
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -45,6 +55,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<Exit, CliError> {
     let ctx = context::Context::new(&cli.global)?;
     match cli.command {
+        Command::Run(args) => commands::run::run(&ctx, args),
+        Command::Resume(args) => commands::run::resume(&ctx, args),
+        Command::Sessions(cmd) => commands::sessions::run(cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),
         Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),

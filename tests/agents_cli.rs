@@ -73,7 +73,10 @@ fn list_validate_and_errors() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["helper", "backend-architect", "code-reviewer"]);
+    assert_eq!(
+        names,
+        vec!["helper", "backend-architect", "code-reviewer", "general"]
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("README.md") && err.contains("no frontmatter"),

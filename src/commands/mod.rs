@@ -3,4 +3,6 @@
 
 pub mod agents;
 pub mod mock;
+pub mod run;
 pub mod sandbox;
+pub mod sessions;

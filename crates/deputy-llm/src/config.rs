@@ -555,3 +555,61 @@ cached_input_per_mtok = 0.075
         assert!(c.cost("openai", "unknown", &u).is_none());
     }
 }
+
+/// A local OpenAI-compatible server found on its usual port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalServer {
+    /// Ollama, llama.cpp, LM Studio, vLLM.
+    pub name: &'static str,
+    pub base_url: String,
+    /// The first model it lists.
+    pub model: String,
+}
+
+/// The usual ports of local model servers, in the order they are preferred.
+pub const LOCAL_SERVERS: &[(&str, u16)] = &[
+    ("Ollama", 11434),
+    ("llama.cpp", 8080),
+    ("LM Studio", 1234),
+    ("vLLM", 8000),
+];
+
+/// Look for a local model server (`GET /v1/models` on each usual port of 127.0.0.1, all at
+/// once, each with a short timeout). Used only when no model is configured.
+pub async fn discover_local(timeout: std::time::Duration) -> Option<LocalServer> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .ok()?;
+    let probes = LOCAL_SERVERS.iter().map(|(name, port)| {
+        let client = client.clone();
+        async move {
+            let base_url = format!("http://127.0.0.1:{port}/v1");
+            let resp = client.get(format!("{base_url}/models")).send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
+            let model = body
+                .get("data")
+                .and_then(|d| d.as_array())
+                .and_then(|d| d.first())
+                .and_then(|m| m.get("id"))
+                .and_then(|id| id.as_str())?
+                .to_string();
+            Some(LocalServer {
+                name,
+                base_url,
+                model,
+            })
+        }
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
+}

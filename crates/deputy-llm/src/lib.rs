@@ -36,8 +36,8 @@ pub mod wire;
 pub use breaker::{Admission, Breaker, BreakerConfig};
 pub use client::{Breakers, OpenAiClient, status_error};
 pub use config::{
-    Env, LlmConfig, NoModel, OPENAI_BASE_URL, Price, ProviderConfig, ProviderSettings, Resolved,
-    Source, Target,
+    Env, LOCAL_SERVERS, LlmConfig, LocalServer, NoModel, OPENAI_BASE_URL, Price, ProviderConfig,
+    ProviderSettings, Resolved, Source, Target, discover_local,
 };
 pub use error::LlmError;
 pub use retry::RetryPolicy;

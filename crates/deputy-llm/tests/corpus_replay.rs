@@ -255,6 +255,7 @@ async fn server_for(entries: &[&Entry], status: impl Fn(&Entry) -> Option<u16>) 
                 }),
                 ..Step::default()
             }],
+            ..Route::default()
         })
         .collect();
     MockServer::start(

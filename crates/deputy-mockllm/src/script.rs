@@ -44,6 +44,8 @@ pub struct Script {
 pub struct Route {
     pub when: Match,
     pub steps: Vec<Step>,
+    /// Past the last step, play it again.
+    pub repeat_last: bool,
 }
 
 /// What a conversation must contain for a route to apply. All given fields must match.
@@ -54,6 +56,8 @@ pub struct Match {
     pub system_contains: Option<String>,
     /// A substring of the first user message.
     pub user_contains: Option<String>,
+    /// A substring of the last user message (e.g. a limit's summary request).
+    pub last_user_contains: Option<String>,
     /// The requested model, exactly.
     pub model: Option<String>,
 }

@@ -121,6 +121,11 @@ impl MockServer {
         self.addr
     }
 
+    /// The instant `received_ms` and `done_ms` count from.
+    pub fn started(&self) -> Instant {
+        self.state.started
+    }
+
     /// Every request received so far, in order of arrival.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.state.log).clone()
@@ -197,6 +202,12 @@ fn select(script: &Script, body: &Value) -> (Option<usize>, usize) {
         .find(|m| role(m) == "user")
         .map(text_of)
         .unwrap_or_default();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| role(m) == "user")
+        .map(text_of)
+        .unwrap_or_default();
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let step = messages.iter().filter(|m| role(m) == "assistant").count();
     let route = script.routes.iter().position(|r| {
@@ -208,6 +219,10 @@ fn select(script: &Script, body: &Value) -> (Option<usize>, usize) {
                 .user_contains
                 .as_ref()
                 .is_none_or(|s| user.contains(s.as_str()))
+            && r.when
+                .last_user_contains
+                .as_ref()
+                .is_none_or(|s| last_user.contains(s.as_str()))
             && r.when.model.as_ref().is_none_or(|m| m == model)
     });
     (route, step)
@@ -240,11 +255,11 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     };
     let step = steps.get(step_index).or_else(|| {
         // Past the end: replay the last step when the script says so.
-        if script.repeat_last {
-            steps.last()
-        } else {
-            None
-        }
+        let repeat = match route {
+            Some(r) => script.routes[r].repeat_last,
+            None => script.repeat_last,
+        };
+        if repeat { steps.last() } else { None }
     });
     let fault = step.and_then(|s| s.faults.get(fault_index));
     let seq = {

@@ -1,9 +1,24 @@
 //! The deputy session: the loop that drives the model and the tools, the event stream every
 //! front-end consumes, limits, the journal and resume, approvals, and the `task` tool.
 //!
-//! For: joining an agent spec, a model client and the tools into one run. Not for: rendering
-//! (front-ends do that from events) or any terminal or protocol I/O.
+//! For: joining an agent spec, a model client and the tools into one run ([`Session`]), and
+//! reporting every step as an [`Event`]. Not for: rendering (front-ends do that from events),
+//! terminal or protocol I/O, or choosing models (deputy-llm) and tools (deputy-tools).
 
+pub mod approve;
 pub mod config;
+mod error;
+pub mod event;
+pub mod factory;
+pub mod journal;
+pub mod prompt;
+mod session;
+mod toolbox;
 
+pub use approve::{Approval, ApprovalRequest, Approver, AutoApprove, Headless};
 pub use config::{Config, ConfigError, config_paths};
+pub use error::SessionError;
+pub use event::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
+pub use factory::{Factory, RunSettings, SetupError, flag_rule, no_model_help, parse_rules};
+pub use session::{EventSink, Limits, Outcome, Pricing, Session, SessionOptions};
+pub use toolbox::{Toolbox, agent_rules};

@@ -1,0 +1,15 @@
+//! Why a session could not start.
+
+/// A session that could not be set up (nothing was run).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The agent may use bash and no sandbox works here.
+    #[error("{0}")]
+    Sandbox(String),
+    #[error("cannot open the workspace: {0}")]
+    Workspace(String),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("{0}")]
+    Config(String),
+}

@@ -1,0 +1,335 @@
+//! From configuration, flags and an agent to a ready [`Session`]: the model client, the limits,
+//! the sandbox policy and the permission rules. Shared by every front-end (`deputy run`,
+//! `deputy chat`, `deputy mcp`, the `task` tool), so they all resolve things the same way.
+//!
+//! Precedence: flags > the agent > environment > config > defaults, except that environment
+//! and config only name the model when neither the flag nor the agent does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deputy_agent::AgentSpec;
+use deputy_llm::{
+    Breakers, Env, LlmConfig, LlmError, ModelClient, OpenAiClient, Resolved, Source, Usage,
+};
+use deputy_tools::{
+    Action, Origin, ResourceLimits, Rule, SandboxMode, SandboxPolicy, ToolSettings,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::approve::{Approver, Headless};
+use crate::config::Config;
+use crate::session::{Limits, Pricing, SessionOptions};
+
+/// What a caller sets for one run (flags of `deputy run`, arguments of an MCP call).
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_steps: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
+    pub sandbox: Option<SandboxMode>,
+    pub network: Option<bool>,
+    /// Permission rules from flags (applied last).
+    pub rules: Vec<Rule>,
+    pub output_schema: Option<Value>,
+}
+
+/// `[sandbox]` in config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub mode: Option<String>,
+    pub network: Option<bool>,
+    pub writable_git: Option<bool>,
+    pub env_allow: Vec<String>,
+    pub backend: Option<String>,
+    pub limits: ResourceLimits,
+}
+
+/// `[limits]` in config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_steps: Option<u32>,
+    pub timeout_s: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
+}
+
+/// Why a run could not be set up. Every variant is a configuration problem (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No model is configured and no local server answered.
+    #[error("{0}")]
+    NoModel(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Makes sessions.
+#[derive(Clone)]
+pub struct Factory {
+    pub config: Config,
+    pub workspace: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    pub env: Env,
+    pub breakers: Breakers,
+    pub approver: Arc<dyn Approver>,
+    /// Look for a local model server when nothing is configured.
+    pub discover_local: bool,
+}
+
+/// The message for "no model": the three ways to configure one, and how to start a local server.
+pub fn no_model_help() -> String {
+    [
+        "no model is configured, and no local model server answered on 127.0.0.1 (ports 11434 Ollama, 8080 llama.cpp, 1234 LM Studio, 8000 vLLM).",
+        "Configure one of these ways:",
+        "  1. environment (or a .env file in the workspace):",
+        "       export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... DEPUTY_MODEL=gpt-4o-mini",
+        "  2. config file (.deputy/config.toml or ~/.config/deputy/config.toml):",
+        "       model = \"local/qwen3:8b\"",
+        "       [providers.local]",
+        "       base_url = \"http://127.0.0.1:11434/v1\"",
+        "  3. flag: --model provider/model (with the provider configured as above)",
+        "To run a model on this machine: install Ollama (https://ollama.com), run `ollama serve` and `ollama pull qwen3:8b`; deputy finds it on its port.",
+        "To try deputy without any model: `deputy mock-server --script examples/mock/seed-task.yaml`, then set OPENAI_BASE_URL to the URL it prints and DEPUTY_MODEL=mock.",
+    ]
+    .join("\n")
+}
+
+impl Factory {
+    pub fn new(config: Config, workspace: PathBuf, state_dir: Option<PathBuf>) -> Self {
+        let breakers = Breakers::new(config.llm.breaker);
+        Self {
+            config,
+            workspace,
+            state_dir,
+            env: Env::from_process(),
+            breakers,
+            approver: Arc::new(Headless),
+            discover_local: true,
+        }
+    }
+
+    /// The model client for `agent`, its `provider/model` label, and warnings (an agent model
+    /// that cannot be used here, a local server found automatically).
+    pub async fn client(
+        &self,
+        agent: &AgentSpec,
+        settings: &RunSettings,
+    ) -> Result<(Arc<dyn ModelClient>, String, Vec<String>), SetupError> {
+        let mut candidates: Vec<(Source, String)> = Vec::new();
+        if let Some(m) = &settings.model {
+            candidates.push((Source::Flag, m.clone()));
+        }
+        if let Some(m) = &agent.model {
+            candidates.push((Source::Agent, m.to_string()));
+        }
+        let refs: Vec<(Source, &str)> = candidates.iter().map(|(s, m)| (*s, m.as_str())).collect();
+        let llm = &self.config.llm;
+        let resolved = match llm.resolve(&refs, &self.env) {
+            Ok(r) => r,
+            Err(LlmError::Config(msg)) if msg == deputy_llm::NoModel.to_string() => {
+                self.local_fallback(llm).await?
+            }
+            Err(e) => return Err(SetupError::Config(e.to_string())),
+        };
+        let label = resolved.primary.label();
+        let warnings = resolved.warnings.clone();
+        let client = OpenAiClient::new(resolved, llm.retry, self.breakers.clone())
+            .map_err(|e| SetupError::Config(e.to_string()))?;
+        Ok((Arc::new(client), label, warnings))
+    }
+
+    async fn local_fallback(&self, llm: &LlmConfig) -> Result<Resolved, SetupError> {
+        if !self.discover_local {
+            return Err(SetupError::NoModel(no_model_help()));
+        }
+        let Some(found) = deputy_llm::discover_local(Duration::from_millis(400)).await else {
+            return Err(SetupError::NoModel(no_model_help()));
+        };
+        let mut provider = deputy_llm::ProviderSettings::new("local", &found.base_url);
+        provider.request_timeout = Duration::from_secs(600);
+        let _ = llm;
+        Ok(Resolved {
+            primary: deputy_llm::Target {
+                provider,
+                model: found.model.clone(),
+            },
+            fallbacks: Vec::new(),
+            warnings: vec![format!(
+                "no model configured; using {} at {} with model {} (found on its usual port)",
+                found.name, found.base_url, found.model
+            )],
+        })
+    }
+
+    /// Session options for `agent` with `settings`, and the model label for events.
+    pub fn options(
+        &self,
+        agent: &AgentSpec,
+        settings: &RunSettings,
+        model_label: String,
+    ) -> Result<SessionOptions, SetupError> {
+        let sandbox_cfg: SandboxConfig =
+            self.config.section("sandbox").map_err(SetupError::Config)?;
+        let limits_cfg: LimitsConfig = self.config.section("limits").map_err(SetupError::Config)?;
+        let tool_settings: ToolSettings =
+            self.config.section("tools").map_err(SetupError::Config)?;
+        let mode = match (&settings.sandbox, &sandbox_cfg.mode) {
+            (Some(m), _) => *m,
+            (None, Some(m)) => SandboxMode::parse(m).ok_or_else(|| {
+                SetupError::Config(format!(
+                    "[sandbox] mode = \"{m}\": must be workspace-write, read-only or off"
+                ))
+            })?,
+            (None, None) => SandboxMode::WorkspaceWrite,
+        };
+        let backend = match &sandbox_cfg.backend {
+            Some(b) => Some(deputy_tools::Backend::parse(b).ok_or_else(|| {
+                SetupError::Config(format!(
+                    "[sandbox] backend = \"{b}\": must be bwrap or landlock"
+                ))
+            })?),
+            None => None,
+        };
+        let policy = SandboxPolicy {
+            mode,
+            network: settings
+                .network
+                .or(agent.network)
+                .or(sandbox_cfg.network)
+                .unwrap_or(false),
+            writable_git: sandbox_cfg.writable_git.unwrap_or(false),
+            env_allow: sandbox_cfg.env_allow.clone(),
+            limits: sandbox_cfg.limits.clone(),
+            force_backend: backend,
+        };
+        let limits = Limits {
+            max_steps: settings
+                .max_steps
+                .or(agent.max_steps)
+                .or(limits_cfg.max_steps)
+                .unwrap_or(50),
+            timeout: settings
+                .timeout
+                .or(agent.timeout)
+                .or(limits_cfg.timeout_s.map(Duration::from_secs_f64)),
+            max_tokens: settings.max_tokens.or(limits_cfg.max_tokens),
+            max_cost_usd: settings.max_cost_usd.or(limits_cfg.max_cost_usd),
+        };
+        let config_rules = self.config_rules()?;
+        let llm = self.config.llm.clone();
+        let pricing: Pricing = Arc::new(move |provider: &str, model: &str, usage: &Usage| {
+            llm.cost(provider, model, usage)
+        });
+        let mut opts = SessionOptions::new(self.workspace.clone());
+        opts.limits = limits;
+        opts.sandbox = policy;
+        opts.tool_settings = tool_settings;
+        opts.config_rules = config_rules;
+        opts.flag_rules = settings.rules.clone();
+        opts.temperature = settings.temperature;
+        opts.top_p = settings.top_p;
+        opts.state_dir = self.state_dir.clone();
+        opts.output_schema = settings.output_schema.clone();
+        opts.pricing = Some(pricing);
+        opts.approver = self.approver.clone();
+        opts.model_label = model_label;
+        Ok(opts)
+    }
+
+    /// `[permission]` of the config, in opencode's shape.
+    fn config_rules(&self) -> Result<Vec<Rule>, SetupError> {
+        let Some(table) = self.config.sections.get("permission") else {
+            return Ok(Vec::new());
+        };
+        let value = serde_json::to_value(table).map_err(|e| SetupError::Config(e.to_string()))?;
+        parse_rules(&value, Origin::Config)
+            .map_err(|e| SetupError::Config(format!("[permission]: {e}")))
+    }
+}
+
+/// Rules from opencode's shape: `{tool: action}` or `{tool: {pattern: action}}`, or one action.
+pub fn parse_rules(v: &Value, origin: Origin) -> Result<Vec<Rule>, String> {
+    let action = |x: &Value, at: &str| {
+        x.as_str()
+            .and_then(Action::parse)
+            .ok_or_else(|| format!("{at}: expected allow, ask or deny, found {x}"))
+    };
+    match v {
+        Value::String(_) => Ok(vec![Rule::new("*", "*", action(v, "permission")?, origin)]),
+        Value::Object(map) => {
+            let mut rules = Vec::new();
+            for (tool, val) in map {
+                let tool_name = if tool == "*" {
+                    "*".to_string()
+                } else {
+                    deputy_agent::canonical_tool_name(tool)
+                };
+                match val {
+                    Value::Object(patterns) => {
+                        for (pattern, a) in patterns {
+                            rules.push(Rule::new(
+                                &tool_name,
+                                pattern,
+                                action(a, &format!("{tool}.{pattern}"))?,
+                                origin,
+                            ));
+                        }
+                    }
+                    other => rules.push(Rule::new(&tool_name, "*", action(other, tool)?, origin)),
+                }
+            }
+            Ok(rules)
+        }
+        other => Err(format!("expected an action or a table, found {other}")),
+    }
+}
+
+/// A rule from a flag: `TOOL`, or `TOOL:PATTERN` (`bash:git push*`, `edit:src/**`).
+pub fn flag_rule(spec: &str, action: Action) -> Result<Rule, String> {
+    let (tool, pattern) = match spec.split_once(':') {
+        Some((t, p)) => (t.trim(), p.trim()),
+        None => (spec.trim(), "*"),
+    };
+    if tool.is_empty() || pattern.is_empty() {
+        return Err(format!(
+            "`{spec}`: expected TOOL or TOOL:PATTERN, e.g. bash:git push*"
+        ));
+    }
+    let tool = if tool == "*" {
+        "*".to_string()
+    } else {
+        deputy_agent::canonical_tool_name(tool)
+    };
+    Ok(Rule::new(&tool, pattern, action, Origin::Flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_from_config_and_flags() {
+        let v = serde_json::json!({"edit": "deny", "Bash": {"*": "ask", "git *": "allow"}});
+        let r = parse_rules(&v, Origin::Config).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[1].tool, "bash");
+        assert!(
+            parse_rules(&serde_json::json!({"edit": "maybe"}), Origin::Config)
+                .unwrap_err()
+                .contains("edit")
+        );
+        let f = flag_rule("bash:git push*", Action::Deny).unwrap();
+        assert_eq!((f.tool.as_str(), f.pattern.as_str()), ("bash", "git push*"));
+        assert_eq!(flag_rule("Write", Action::Deny).unwrap().tool, "write");
+        assert!(flag_rule(":x", Action::Deny).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! The event schema, snapshot-tested: a change to any event's shape shows up here and must be
+//! accepted on purpose (`cargo insta review`, or INSTA_UPDATE=always), with a schema version
+//! bump when it is not backward compatible.
+
+use deputy_llm::{ToolCall, Usage};
+use deputy_runtime::event::{LimitsInfo, ToolMetric, TurnMetric};
+use deputy_runtime::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
+use serde_json::json;
+
+fn all_kinds() -> Vec<EventKind> {
+    let usage = Usage { input_tokens: 120, output_tokens: 30, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false };
+    vec![
+        EventKind::SessionStarted {
+            agent: "backend-architect".into(),
+            agent_source: Some("agents/backend-architect.md".into()),
+            model: "local/qwen3:8b".into(),
+            workspace: "/work/project".into(),
+            tools: vec!["bash".into(), "read".into()],
+            sandbox: "bwrap".into(),
+            system_prompt: "You are backend-architect…".into(),
+            parent_session_id: None,
+            resumed: false,
+            limits: LimitsInfo { max_steps: 50, timeout_s: Some(600.0), max_tokens: None, max_cost_usd: Some(1.5) },
+        },
+        EventKind::UserMessage { text: "add a health check".into() },
+        EventKind::TurnStarted { turn: 1 },
+        EventKind::MessageDelta { turn: 1, text: "Let me".into(), reasoning: false },
+        EventKind::MessageCompleted {
+            turn: 1,
+            text: "Let me look.".into(),
+            reasoning: Some("thinking".into()),
+            tool_calls: vec![ToolCall::from_raw("call_1", "bash", "{\"command\":\"ls\"}")],
+        },
+        EventKind::ToolRequested { turn: 1, call_id: "call_1".into(), tool: "bash".into(), input: json!({"command": "ls"}) },
+        EventKind::ToolDecided { call_id: "call_1".into(), tool: "bash".into(), allowed: true, by: DecidedBy::Rule, reason: None },
+        EventKind::ToolCompleted {
+            call_id: "call_1".into(),
+            tool: "bash".into(),
+            is_error: false,
+            output: "README.md\n[exit code: 0]".into(),
+            metadata: json!({"exit_code": 0}),
+            duration_ms: 3,
+        },
+        EventKind::TurnCompleted {
+            turn: 1,
+            usage,
+            cost_usd: Some(0.0001),
+            provider: "local".into(),
+            model: "qwen3:8b".into(),
+            finish_reason: "tool_calls".into(),
+            ttft_ms: Some(80),
+            model_ms: 400,
+            retries: 0,
+        },
+        EventKind::SubagentStarted { child_session_id: "c1".into(), agent: "code-reviewer".into(), description: "review".into(), call_id: "call_2".into() },
+        EventKind::SubagentFinished { child_session_id: "c1".into(), agent: "code-reviewer".into(), status: Status::Completed, result: "LGTM".into(), call_id: "call_2".into() },
+        EventKind::Warning { message: "retrying".into() },
+        EventKind::SessionFinished {
+            status: Status::Completed,
+            result: "Done.".into(),
+            structured_output: None,
+            usage,
+            cost_usd: Some(0.0001),
+            duration_ms: 1234,
+            num_turns: 1,
+            files_changed: vec!["health.py".into()],
+            errors: vec![],
+            metrics: Metrics {
+                model_turns: vec![TurnMetric { turn: 1, ttft_ms: Some(80), total_ms: 400, input_tokens: 120, output_tokens: 30 }],
+                tool_calls: vec![ToolMetric { tool: "bash".into(), duration_ms: 3, is_error: false }],
+                retries: 0,
+            },
+        },
+    ]
+}
+
+#[test]
+fn event_schema_is_stable() {
+    let mut out = String::new();
+    for (i, kind) in all_kinds().into_iter().enumerate() {
+        let e = Event { v: SCHEMA_VERSION, session_id: "20261127-120000-abcdef".into(), seq: i as u64, ts_ms: 1_795_800_000_000, kind };
+        let line = serde_json::to_string(&e).unwrap();
+        // Every event round-trips (the journal reads them back).
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    insta::assert_snapshot!("events_v1", out);
+}
+
+#[test]
+fn every_status_has_a_stable_name() {
+    let names: Vec<String> = [Status::Completed, Status::MaxSteps, Status::Timeout, Status::Budget, Status::Denied, Status::Cancelled, Status::Error]
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["completed", "max_steps", "timeout", "budget", "denied", "cancelled", "error"]);
+}

@@ -1,0 +1,316 @@
+//! Rendering events for people: compact progress lines (tools, warnings, subagents, the end),
+//! and the model's text as it streams when asked. No colour when the output is not a terminal
+//! or NO_COLOR is set.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use deputy_runtime::{Event, EventKind, Status};
+use serde_json::Value;
+
+/// ANSI styles, or nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn detect(is_terminal: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            color: is_terminal && !no_color && std::env::var("TERM").map_or(true, |t| t != "dumb"),
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    pub fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    pub fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub fn cyan(&self, s: &str) -> String {
+        self.paint("36", s)
+    }
+}
+
+/// One line about a tool call's input: the command, the path, the pattern.
+pub fn tool_subject(tool: &str, input: &Value) -> String {
+    let s = |k: &str| {
+        input
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let raw = match tool {
+        "bash" => s("command"),
+        "read" | "write" | "edit" => {
+            let p = s("path");
+            if p.is_empty() { s("file_path") } else { p }
+        }
+        "glob" | "grep" => {
+            let path = s("path");
+            if path.is_empty() {
+                s("pattern")
+            } else {
+                format!("{} in {path}", s("pattern"))
+            }
+        }
+        "list" => {
+            let p = s("path");
+            if p.is_empty() { ".".into() } else { p }
+        }
+        "task" => format!("{}: {}", s("subagent_type"), s("description")),
+        _ => input.to_string(),
+    };
+    let first = raw.lines().next().unwrap_or("");
+    let more = raw.lines().count() > 1;
+    let mut out: String = first.chars().take(100).collect();
+    if first.chars().count() > 100 || more {
+        out.push('…');
+    }
+    out
+}
+
+/// What a finished call says, briefly: exit code, lines changed, match counts.
+pub fn tool_result_note(
+    tool: &str,
+    is_error: bool,
+    output: &str,
+    meta: &Value,
+    duration_ms: u64,
+) -> String {
+    if is_error {
+        let first = output
+            .trim_start_matches("Error: ")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        return first.chars().take(160).collect();
+    }
+    let n = |k: &str| meta.get(k).and_then(Value::as_u64);
+    match tool {
+        "bash" => {
+            let mut s = match (
+                meta.get("timed_out").and_then(Value::as_bool),
+                meta.get("exit_code").and_then(Value::as_i64),
+            ) {
+                (Some(true), _) => "timed out".to_string(),
+                (_, Some(c)) => format!("exit {c}"),
+                _ => "killed".to_string(),
+            };
+            s.push_str(&format!(", {}", human_ms(duration_ms)));
+            s
+        }
+        "write" | "edit" => format!(
+            "+{} −{}",
+            n("added").unwrap_or(0),
+            n("removed").unwrap_or(0)
+        ),
+        "grep" => format!("{} matches", n("matches").unwrap_or(0)),
+        "glob" => format!("{} files", n("count").unwrap_or(0)),
+        "read" => format!("{} lines", n("lines_shown").unwrap_or(0)),
+        _ => human_ms(duration_ms),
+    }
+}
+
+pub fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+pub fn human_tokens(n: u64) -> String {
+    if n < 1000 {
+        n.to_string()
+    } else if n < 1_000_000 {
+        format!("{:.1}k", n as f64 / 1000.0)
+    } else {
+        format!("{:.2}M", n as f64 / 1_000_000.0)
+    }
+}
+
+/// Progress on stderr for `deputy run` in text mode.
+pub struct Progress {
+    style: Style,
+    /// Also stream the model's text.
+    stream_text: bool,
+    /// The cursor is after streamed text (a newline is due before the next line).
+    mid_line: bool,
+    inputs: HashMap<String, (String, Value)>,
+    /// The session whose events are ours (subagents' are shown indented).
+    root: Option<String>,
+}
+
+impl Progress {
+    pub fn new(style: Style, stream_text: bool) -> Self {
+        Self {
+            style,
+            stream_text,
+            mid_line: false,
+            inputs: HashMap::new(),
+            root: None,
+        }
+    }
+
+    fn line(&mut self, depth: usize, s: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.mid_line {
+            let _ = writeln!(err);
+            self.mid_line = false;
+        }
+        let _ = writeln!(err, "{}{s}", "  ".repeat(depth));
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        let root = self
+            .root
+            .get_or_insert_with(|| e.session_id.clone())
+            .clone();
+        let depth = usize::from(e.session_id != root);
+        let st = self.style;
+        match &e.kind {
+            EventKind::SessionStarted {
+                agent,
+                model,
+                sandbox,
+                resumed,
+                ..
+            } if depth == 0 => {
+                let what = if *resumed { "resumed" } else { "session" };
+                self.line(
+                    0,
+                    &st.dim(&format!(
+                        "▸ {agent} · {model} · sandbox {sandbox} · {what} {}",
+                        e.session_id
+                    )),
+                );
+            }
+            EventKind::MessageDelta {
+                text,
+                reasoning: false,
+                ..
+            } if self.stream_text && depth == 0 => {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "{}", st.dim(text));
+                let _ = err.flush();
+                self.mid_line = !text.ends_with('\n');
+            }
+            EventKind::ToolRequested {
+                call_id,
+                tool,
+                input,
+                ..
+            } => {
+                self.inputs
+                    .insert(call_id.clone(), (tool.clone(), input.clone()));
+            }
+            EventKind::ToolDecided {
+                call_id,
+                tool,
+                allowed: false,
+                reason,
+                ..
+            } => {
+                let subject = self
+                    .inputs
+                    .get(call_id)
+                    .map(|(_, i)| tool_subject(tool, i))
+                    .unwrap_or_default();
+                let why = reason.clone().unwrap_or_default();
+                self.line(
+                    depth,
+                    &format!(
+                        "{} {} {subject} {}",
+                        st.red("✗"),
+                        st.bold(tool),
+                        st.dim(&format!("— denied: {why}"))
+                    ),
+                );
+                self.inputs.remove(call_id);
+            }
+            EventKind::ToolCompleted {
+                call_id,
+                tool,
+                is_error,
+                output,
+                metadata,
+                duration_ms,
+            } => {
+                let Some((_, input)) = self.inputs.remove(call_id) else {
+                    return;
+                };
+                let subject = tool_subject(tool, &input);
+                let note = tool_result_note(tool, *is_error, output, metadata, *duration_ms);
+                let mark = if *is_error {
+                    st.red("✗")
+                } else {
+                    st.green("●")
+                };
+                self.line(
+                    depth,
+                    &format!(
+                        "{mark} {} {subject} {}",
+                        st.bold(tool),
+                        st.dim(&format!("({note})"))
+                    ),
+                );
+            }
+            EventKind::Warning { message } => self.line(depth, &st.yellow(&format!("⚠ {message}"))),
+            EventKind::SubagentStarted {
+                agent, description, ..
+            } => {
+                self.line(depth, &st.cyan(&format!("↳ {agent}: {description}")));
+            }
+            EventKind::SubagentFinished { agent, status, .. } => {
+                self.line(depth, &st.cyan(&format!("↲ {agent} {}", status.as_str())));
+            }
+            EventKind::SessionFinished {
+                status,
+                usage,
+                cost_usd,
+                duration_ms,
+                num_turns,
+                ..
+            } if depth == 0 => {
+                let mark = match status {
+                    Status::Completed => st.green("■"),
+                    Status::Cancelled => st.yellow("■"),
+                    _ => st.red("■"),
+                };
+                let cost = cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+                let est = if usage.estimated { " (estimated)" } else { "" };
+                self.line(
+                    0,
+                    &format!(
+                        "{mark} {} · {num_turns} turns · {} tokens{est}{cost} · {}",
+                        status.as_str(),
+                        human_tokens(usage.total()),
+                        human_ms(*duration_ms)
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+}

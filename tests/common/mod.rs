@@ -1,0 +1,154 @@
+//! The end-to-end harness: a temporary workspace and home, deputy-mockllm on loopback, and the
+//! real `deputy` binary pointed at it.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use deputy_mockllm::{MockServer, Script, ServeOptions};
+use serde_json::Value;
+
+pub struct Harness {
+    pub mock: MockServer,
+    pub dir: tempfile::TempDir,
+    /// The workspace (cwd of deputy).
+    pub ws: PathBuf,
+    /// HOME and DEPUTY_HOME of deputy.
+    pub home: PathBuf,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deputy");
+
+impl Harness {
+    pub async fn new(script: Script) -> Harness {
+        let mock = MockServer::start(script, ServeOptions::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        Harness {
+            mock,
+            dir,
+            ws: ws.canonicalize().unwrap(),
+            home: home.canonicalize().unwrap(),
+        }
+    }
+
+    pub async fn yaml(script: &str) -> Harness {
+        Self::new(Script::parse(script, false).unwrap()).await
+    }
+
+    /// A deputy command with the mock as its model, a clean environment and its own home.
+    pub fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(BIN);
+        c.args(args)
+            .current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("DEPUTY_HOME", self.home.join("state"))
+            .env("OPENAI_BASE_URL", self.mock.url())
+            .env("DEPUTY_MODEL", "mock-model")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
+            c.env("DEPUTY_SANDBOX_BACKEND", b);
+        }
+        c
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        tokio::time::timeout(Duration::from_secs(60), self.cmd(args).output())
+            .await
+            .expect("deputy did not finish within 60 s")
+            .unwrap()
+    }
+
+    /// `deputy run --output-format json …`, parsed.
+    pub async fn run_json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let mut all = vec!["run", "--output-format", "json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code(), v, stderr)
+    }
+
+    pub fn write_agent(&self, name: &str, text: &str) {
+        let p = self.ws.join("agents").join(format!("{name}.md"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn write_config(&self, text: &str) {
+        let p = self.ws.join(".deputy/config.toml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Events of a session's journal.
+    pub fn journal(&self, session_id: &str) -> Vec<Value> {
+        let p = self
+            .home
+            .join("state/sessions")
+            .join(session_id)
+            .join("events.jsonl");
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The only session id in the state directory.
+    pub fn only_session(&self) -> String {
+        let dir = self.home.join("state/sessions");
+        let ids: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].clone()
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Whether a sandbox works here; outside CI a missing one skips bash tests loudly.
+pub fn sandbox_available() -> bool {
+    let report = deputy_tools::sandbox::probe();
+    if report.best().is_some() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "no sandbox backend works here (install bubblewrap); CI=true makes this a failure"
+    );
+    eprintln!(
+        "SKIP: no sandbox backend works here; install bubblewrap (`apt-get install bubblewrap`) to run this test"
+    );
+    false
+}
+
+/// Events of a given type.
+pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
