@@ -9,7 +9,7 @@
 //! - total wall time;
 //! - peak RSS of the deputy process (from wait4's rusage).
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::time::{Duration, Instant};
 
@@ -26,11 +26,24 @@ fn main() {
     let bin = std::env::var("DEPUTY_BIN").unwrap_or_else(|_| {
         let exe = std::env::current_exe().unwrap();
         // target/release/deps/session-… → target/release/deputy
-        exe.parent().unwrap().parent().unwrap().join("deputy").display().to_string()
+        exe.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("deputy")
+            .display()
+            .to_string()
     });
-    assert!(std::path::Path::new(&bin).exists(), "build the binary first: cargo build --release ({bin})");
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "build the binary first: cargo build --release ({bin})"
+    );
     let script_text = include_str!("../examples/mock/seed-task.yaml");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let report = deputy_tools::sandbox::probe();
     println!("binary: {bin}");
     println!("sandbox: {}", report.best().map_or("none", |b| b.as_str()));
@@ -41,7 +54,9 @@ fn main() {
     for run in 0..RUNS + 2 {
         let (first, turns, total, peak) = rt.block_on(async {
             let script = Script::parse(script_text, false).unwrap();
-            let mock = MockServer::start(script, ServeOptions::default()).await.unwrap();
+            let mock = MockServer::start(script, ServeOptions::default())
+                .await
+                .unwrap();
             let dir = tempfile::tempdir().unwrap();
             let ws = dir.path().join("ws");
             std::fs::create_dir_all(&ws).unwrap();
@@ -50,7 +65,13 @@ fn main() {
             let home = dir.path().join("home");
             let t0 = Instant::now();
             let child = std::process::Command::new(&bin)
-                .args(["run", "--agent", "backend-architect", "--quiet", "add a health check"])
+                .args([
+                    "run",
+                    "--agent",
+                    "backend-architect",
+                    "--quiet",
+                    "add a health check",
+                ])
                 .current_dir(&ws)
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -94,8 +115,19 @@ fn main() {
         rss.push(peak as f64 / 1024.0);
     }
     println!("runs: {RUNS} (6 model turns, 5 tool calls each)");
-    println!("process start → first model request: median {:.2} ms (min {:.2})", median(first_req.clone()), first_req.iter().cloned().fold(f64::MAX, f64::min));
-    println!("per-turn overhead (reply sent → next request, tool included): median {:.2} ms", median(per_turn.clone()));
+    println!(
+        "process start → first model request: median {:.2} ms (min {:.2})",
+        median(first_req.clone()),
+        first_req.iter().cloned().fold(f64::MAX, f64::min)
+    );
+    println!(
+        "per-turn overhead (reply sent → next request, tool included): median {:.2} ms",
+        median(per_turn.clone())
+    );
     println!("total wall time: median {:.1} ms", median(wall));
-    println!("peak RSS: median {:.1} MB (max {:.1})", median(rss.clone()), rss.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "peak RSS: median {:.1} MB (max {:.1})",
+        median(rss.clone()),
+        rss.iter().cloned().fold(0.0, f64::max)
+    );
 }

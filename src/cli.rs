@@ -63,6 +63,8 @@ pub enum Command {
     Run(RunArgs),
     /// Continue a session that finished, failed, was cancelled or crashed
     Resume(ResumeArgs),
+    /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
+    Mcp(McpArgs),
     /// List and show journaled sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -271,4 +273,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{s}`: a duration must be positive"));
     }
     Ok(std::time::Duration::from_secs_f64(n * mult))
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
 }

@@ -31,6 +31,7 @@ pub const DEFAULT_AGENT: &str = "general";
 pub struct Context {
     pub workspace: PathBuf,
     pub discovery: DiscoveryOptions,
+    catalog: std::sync::OnceLock<Catalog>,
 }
 
 impl Context {
@@ -63,16 +64,19 @@ impl Context {
                 builtins: BUILTIN_AGENTS.to_vec(),
             },
             workspace,
+            catalog: std::sync::OnceLock::new(),
         })
     }
 
     /// Discover every agent; warnings about skipped or shadowed files go to the log.
-    pub fn catalog(&self) -> Catalog {
-        tracing::debug!(workspace = %self.workspace.display(), "discovering agents");
-        let catalog = Catalog::discover(&self.discovery);
-        for w in &catalog.warnings {
-            tracing::warn!("{w}");
-        }
-        catalog
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog.get_or_init(|| {
+            tracing::debug!(workspace = %self.workspace.display(), "discovering agents");
+            let catalog = Catalog::discover(&self.discovery);
+            for w in &catalog.warnings {
+                tracing::warn!("{w}");
+            }
+            catalog
+        })
     }
 }

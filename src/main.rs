@@ -23,7 +23,9 @@ use crate::exit::{CliError, Exit};
 fn main() -> ExitCode {
     // Probing the sandbox runs a trial bwrap (a few ms); start it now, beside argument parsing,
     // config and agent loading, so it is done by the time the first tool list is needed.
-    let wants_sandbox = std::env::args().nth(1).is_some_and(|c| matches!(c.as_str(), "run" | "resume" | "chat" | "mcp" | "review"));
+    let wants_sandbox = std::env::args()
+        .nth(1)
+        .is_some_and(|c| matches!(c.as_str(), "run" | "resume" | "chat" | "mcp" | "review"));
     if wants_sandbox {
         std::thread::spawn(|| {
             deputy_tools::sandbox::probe();
@@ -57,6 +59,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Run(args) => commands::run::run(&ctx, args),
         Command::Resume(args) => commands::run::resume(&ctx, args),
+        Command::Mcp(args) => commands::mcp::run(&ctx, args),
         Command::Sessions(cmd) => commands::sessions::run(cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use deputy_agent::AgentSpec;
 use deputy_runtime::{
-    AutoApprove, Config, Factory, RunSettings, SetupError, config_paths, flag_rule,
+    AutoApprove, Config, Factory, RunSettings, SetupError, TaskConfig, TaskRunner, config_paths,
+    flag_rule,
 };
 use deputy_tools::{Action, SandboxMode};
 use tokio_util::sync::CancellationToken;
@@ -223,4 +224,23 @@ pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}
+
+/// The `task` tool's runner: every discovered agent may be a subagent.
+pub fn task_runner(
+    ctx: &Context,
+    factory: &Factory,
+    settings: &RunSettings,
+) -> CliResult<Arc<TaskRunner>> {
+    let config: TaskConfig = factory
+        .config
+        .section("task")
+        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
+    let agents = ctx.catalog().agents.clone();
+    Ok(TaskRunner::new(
+        agents,
+        factory.clone(),
+        settings.clone(),
+        config,
+    ))
 }

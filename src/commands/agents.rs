@@ -40,7 +40,7 @@ struct ListEntry<'a> {
 
 fn list(ctx: &Context, json: bool) -> CliResult {
     let catalog = ctx.catalog();
-    report_broken(&catalog);
+    report_broken(catalog);
     if json {
         let entries: Vec<ListEntry<'_>> = catalog
             .agents

@@ -47,6 +47,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> CliResult {
     let prompt = setup::build_prompt(&args.prompt, &args.file)?;
     let config = setup::load_config(ctx)?;
     let factory = setup::factory(ctx, config, &args.session);
+    let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
     rt.block_on(async move {
         let (client, label, warnings) = factory
@@ -56,7 +57,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> CliResult {
         let opts = factory
             .options(&agent, &settings, label)
             .map_err(setup::setup_error)?;
-        let session = Session::new(agent, client, opts).map_err(CliError::usage)?;
+        let mut session = Session::new(agent, client, opts).map_err(CliError::usage)?;
+        session.enable_tasks(runner, 0);
         drive(
             session,
             Some(prompt),
@@ -98,6 +100,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
     };
     let mut factory = setup::factory(ctx, config, &session_args);
     factory.state_dir = Some(state);
+    let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
     rt.block_on(async move {
         let (client, label, warnings) = factory
@@ -107,7 +110,8 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
         let opts = factory
             .options(&agent, &settings, label)
             .map_err(setup::setup_error)?;
-        let session = Session::resume(&id, agent, client, opts).map_err(CliError::usage)?;
+        let mut session = Session::resume(&id, agent, client, opts).map_err(CliError::usage)?;
+        session.enable_tasks(runner, 0);
         drive(
             session,
             prompt,

@@ -94,6 +94,8 @@ pub struct Step {
 #[serde(default, deny_unknown_fields)]
 pub struct ToolCallStep {
     pub name: String,
+    /// String values may hold `{{capture:REGEX}}`: replaced by the first group of the last
+    /// match of REGEX in the conversation received (e.g. a task_id a tool returned).
     pub arguments: Value,
     /// Send these argument text pieces verbatim instead of the encoded `arguments`.
     pub raw_arguments: Option<Vec<String>>,

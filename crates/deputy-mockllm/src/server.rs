@@ -296,6 +296,8 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             "script_exhausted",
         );
     };
+    let captured = substitute(step, &body);
+    let step = captured.as_ref().unwrap_or(step);
     let delay = fault
         .and_then(|f| f.delay_ms)
         .or(step.delay_ms)
@@ -363,6 +365,52 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         frames = respond::apply_stream_fault(frames, f);
     }
     frames_response(200, "text/event-stream", frames, on_done)
+}
+
+/// Replace `{{capture:REGEX}}` in tool-call arguments by the first group of the last match of
+/// REGEX in the conversation's messages. `None` when the step has nothing to replace.
+fn substitute(step: &crate::script::Step, body: &Value) -> Option<crate::script::Step> {
+    let needs = step
+        .all_tool_calls()
+        .iter()
+        .any(|c| c.arguments.to_string().contains("{{capture:"));
+    if !needs {
+        return None;
+    }
+    let conversation: String = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|ms| ms.iter().map(text_of).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    fn walk(v: &mut Value, conversation: &str) {
+        match v {
+            Value::String(s) => {
+                while let Some(start) = s.find("{{capture:") {
+                    let Some(len) = s[start..].find("}}") else {
+                        break;
+                    };
+                    let pattern = s[start + 10..start + len].to_string();
+                    let value = regex::Regex::new(&pattern)
+                        .ok()
+                        .and_then(|re| re.captures_iter(conversation).last())
+                        .and_then(|c| c.get(1).map(|m| m.as_str().to_string()))
+                        .unwrap_or_default();
+                    s.replace_range(start..start + len + 2, &value);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, conversation)),
+            Value::Object(map) => map.values_mut().for_each(|i| walk(i, conversation)),
+            _ => {}
+        }
+    }
+    let mut step = step.clone();
+    if let Some(c) = &mut step.tool_call {
+        walk(&mut c.arguments, &conversation);
+    }
+    for c in &mut step.tool_calls {
+        walk(&mut c.arguments, &conversation);
+    }
+    Some(step)
 }
 
 fn fault_response(status: u16, f: &crate::script::Fault) -> Response {

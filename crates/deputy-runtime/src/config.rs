@@ -27,7 +27,7 @@ const LLM_KEYS: &[&str] = &[
     "breaker",
     "fallback",
 ];
-const OTHER_KEYS: &[&str] = &["sandbox", "limits", "tools", "permission"];
+const OTHER_KEYS: &[&str] = &["sandbox", "limits", "tools", "permission", "task", "review"];
 
 /// The whole configuration, merged.
 #[derive(Debug, Clone, Default)]

@@ -4,21 +4,31 @@
 //! For: joining an agent spec, a model client and the tools into one run ([`Session`]), and
 //! reporting every step as an [`Event`]. Not for: rendering (front-ends do that from events),
 //! terminal or protocol I/O, or choosing models (deputy-llm) and tools (deputy-tools).
+//!
+//! Embedding: [`Session::builder`] → [`SessionBuilder::build`] → [`Session::start`] gives a
+//! [`Running`] session: its events as a `Stream`, a cancel handle, and the outcome at the end.
+//! See `examples/embed.rs` in the repository for a complete program.
 
 pub mod approve;
+mod builder;
 pub mod config;
 mod error;
 pub mod event;
 pub mod factory;
 pub mod journal;
+mod output;
 pub mod prompt;
 mod session;
+pub mod task;
 mod toolbox;
 
 pub use approve::{Approval, ApprovalRequest, Approver, AutoApprove, Headless};
+pub use builder::{Running, SessionBuilder};
 pub use config::{Config, ConfigError, config_paths};
 pub use error::SessionError;
 pub use event::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
 pub use factory::{Factory, RunSettings, SetupError, flag_rule, no_model_help, parse_rules};
-pub use session::{EventSink, Limits, Outcome, Pricing, Session, SessionOptions};
+pub use output::EventSink;
+pub use session::{Limits, Outcome, Pricing, Session, SessionOptions};
+pub use task::{TaskConfig, TaskRunner};
 pub use toolbox::{Toolbox, agent_rules};

@@ -8,7 +8,7 @@
 //! (whose process group dies with it) and ends with `cancelled`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deputy_agent::AgentSpec;
@@ -17,21 +17,18 @@ use deputy_llm::{
 };
 use deputy_tools::{Decision, Origin, Rule, SandboxPolicy, ToolOutput, ToolSettings};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::approve::{Approval, ApprovalRequest, Approver, Headless};
 use crate::error::SessionError;
-use crate::event::{
-    DecidedBy, Event, EventKind, LimitsInfo, Metrics, SCHEMA_VERSION, Status, ToolMetric,
-    TurnMetric, now_ms,
-};
+use crate::event::{DecidedBy, EventKind, LimitsInfo, Metrics, Status, ToolMetric, TurnMetric};
 use crate::journal::{self, INTERRUPTED_RESULT, Journal};
+use crate::output::{EventSink, Output, lock};
 use crate::prompt;
+use crate::task::{Parent, TaskInput, TaskRunner};
 use crate::toolbox::Toolbox;
-
-/// Where events go besides the journal (renderers, MCP progress, a parent session).
-pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Cost in US dollars of a response (provider, model, usage), when a price is known.
 pub type Pricing = Arc<dyn Fn(&str, &str, &Usage) -> Option<f64> + Send + Sync>;
@@ -78,7 +75,7 @@ pub struct SessionOptions {
     pub limits: Limits,
     pub sandbox: SandboxPolicy,
     pub tool_settings: ToolSettings,
-    /// Permission rules from config (applied after the agent's defaults… and before the agent).
+    /// Permission rules from config (applied before the agent's).
     pub config_rules: Vec<Rule>,
     /// Permission rules from flags (applied last).
     pub flag_rules: Vec<Rule>,
@@ -139,6 +136,13 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
+/// The task tool of a session: the runner and how deep this session is.
+#[derive(Clone)]
+struct TaskCtx {
+    runner: Arc<TaskRunner>,
+    depth: u32,
+}
+
 /// One agent at work.
 pub struct Session {
     id: String,
@@ -148,19 +152,21 @@ pub struct Session {
     toolbox: Toolbox,
     messages: Vec<Message>,
     system_prompt: String,
-    journal: Option<Journal>,
-    sink: Option<EventSink>,
+    out: Arc<Mutex<Output>>,
     cancel: CancellationToken,
-    seq: u64,
     started_emitted: bool,
     resumed: bool,
+    task: Option<TaskCtx>,
     // Totals over the session.
     turns: u32,
     usage: Usage,
     cost: Option<f64>,
     files_changed: Vec<String>,
     metrics: Metrics,
-    // The last tool call and how many times in a row it was made.
+    // The current run.
+    run_steps: u32,
+    run_deadline: Option<tokio::time::Instant>,
+    /// The last tool call and how many times in a row it was made.
     doom: Option<(String, u32)>,
 }
 
@@ -182,6 +188,23 @@ struct Response {
     finish: String,
     ttft: Option<Duration>,
     retries: u32,
+}
+
+/// A decided tool call: run it, or give the model this result instead.
+#[derive(Clone)]
+struct Planned {
+    call: ToolCall,
+    verdict: Result<(), ToolOutput>,
+    /// A note appended to the result (the doom-loop warning).
+    note: Option<String>,
+}
+
+/// The result of one call, with the usage a subagent spent on it.
+struct Done {
+    output: ToolOutput,
+    took: Duration,
+    usage: Usage,
+    cost: Option<f64>,
 }
 
 impl Session {
@@ -207,8 +230,9 @@ impl Session {
             opts.flag_rules.clone(),
             opts.ceiling.as_ref(),
         )?;
-        let system_prompt = system_prompt(&agent, &toolbox, &opts);
+        let system_prompt = system_prompt(&agent, &toolbox, &opts, false);
         Ok(Session {
+            out: Output::new(id.clone(), journal, 0),
             id,
             messages: vec![Message::system(system_prompt.clone())],
             system_prompt,
@@ -216,17 +240,17 @@ impl Session {
             client,
             opts,
             toolbox,
-            journal,
-            sink: None,
             cancel: CancellationToken::new(),
-            seq: 0,
             started_emitted: false,
             resumed: false,
+            task: None,
             turns: 0,
             usage: Usage::default(),
             cost: None,
             files_changed: Vec::new(),
             metrics: Metrics::default(),
+            run_steps: 0,
+            run_deadline: None,
             doom: None,
         })
     }
@@ -260,6 +284,7 @@ impl Session {
         )?;
         let journal = Journal::open(&state, id)?;
         let mut s = Session {
+            out: Output::new(id.to_string(), Some(journal), rebuilt.next_seq),
             id: id.to_string(),
             system_prompt: rebuilt.system_prompt.clone(),
             messages: rebuilt.messages.clone(),
@@ -267,17 +292,17 @@ impl Session {
             client,
             opts,
             toolbox,
-            journal: Some(journal),
-            sink: None,
             cancel: CancellationToken::new(),
-            seq: rebuilt.next_seq,
             started_emitted: false,
             resumed: true,
+            task: None,
             turns: rebuilt.turns,
             usage: rebuilt.usage,
             cost: rebuilt.cost_usd,
             files_changed: rebuilt.files_changed.clone(),
             metrics: Metrics::default(),
+            run_steps: 0,
+            run_deadline: None,
             doom: None,
         };
         s.emit_started();
@@ -286,7 +311,9 @@ impl Session {
         }
         for (call_id, tool) in &rebuilt.interrupted {
             s.emit(EventKind::Warning {
-                message: format!("the {tool} call {call_id} was interrupted when the session stopped; it is not run again, and the model is told to check"),
+                message: format!(
+                    "the {tool} call {call_id} was interrupted when the session stopped; it is not run again, and the model is told to check"
+                ),
             });
             s.emit(EventKind::ToolCompleted {
                 call_id: call_id.clone(),
@@ -310,20 +337,36 @@ impl Session {
 
     /// The tools offered to the model.
     pub fn tool_names(&self) -> Vec<String> {
-        self.toolbox.names()
+        let mut names = self.toolbox.names();
+        if self.task_spec().is_some() {
+            names.push("task".into());
+        }
+        names
     }
 
     pub fn system_prompt(&self) -> &str {
         &self.system_prompt
     }
 
+    /// The `provider/model` the session uses.
+    pub fn model_label(&self) -> String {
+        if self.opts.model_label.is_empty() {
+            self.client.describe()
+        } else {
+            self.opts.model_label.clone()
+        }
+    }
+
     pub fn journal_path(&self) -> Option<PathBuf> {
-        self.journal.as_ref().map(|j| j.path().to_path_buf())
+        lock(&self.out)
+            .journal
+            .as_ref()
+            .map(|j| j.path().to_path_buf())
     }
 
     /// Send every event to `sink` too.
     pub fn set_sink(&mut self, sink: EventSink) {
-        self.sink = Some(sink);
+        lock(&self.out).sink = Some(sink);
     }
 
     /// Cancelling this token stops the session at once (status `cancelled`).
@@ -336,7 +379,15 @@ impl Session {
         self.cancel = token;
     }
 
-    /// Totals so far.
+    pub fn limits(&self) -> Limits {
+        self.opts.limits.clone()
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.opts.limits = limits;
+    }
+
+    /// Totals so far: usage, cost, model turns.
     pub fn usage(&self) -> (Usage, Option<f64>, u32) {
         (self.usage, self.cost, self.turns)
     }
@@ -350,6 +401,7 @@ impl Session {
     /// Forget the conversation, keeping the system prompt (`/clear` in chat).
     pub fn clear(&mut self) {
         self.messages.truncate(1);
+        self.doom = None;
     }
 
     /// The permission rules in force (a subagent's ceiling).
@@ -357,35 +409,42 @@ impl Session {
         self.toolbox.permissions()
     }
 
-    fn emit(&mut self, kind: EventKind) {
-        let event = Event {
-            v: SCHEMA_VERSION,
-            session_id: self.id.clone(),
-            seq: self.seq,
-            ts_ms: now_ms(),
-            kind,
-        };
-        self.seq += 1;
-        self.deliver(&event);
+    /// Let this session delegate with the `task` tool, at `depth` (0 for a top-level session).
+    pub fn enable_tasks(&mut self, runner: Arc<TaskRunner>, depth: u32) {
+        self.task = Some(TaskCtx { runner, depth });
+        let with_task = self.task_spec().is_some();
+        self.system_prompt = system_prompt(&self.agent, &self.toolbox, &self.opts, with_task);
+        if !self.resumed
+            && let Some(Message::System { content }) = self.messages.first_mut()
+        {
+            content.clone_from(&self.system_prompt);
+        }
     }
 
-    /// Journal (except deltas) and pass on an event, ours or a subagent's.
-    pub(crate) fn deliver(&mut self, event: &Event) {
-        if !matches!(event.kind, EventKind::MessageDelta { .. })
-            && let Some(j) = &mut self.journal
-            && let Err(e) = j.append(event)
-        {
-            tracing::error!("cannot write the journal: {e}");
+    /// How deep this session is in a chain of delegation (0 at the top).
+    pub fn depth(&self) -> u32 {
+        self.task.as_ref().map_or(0, |t| t.depth)
+    }
+
+    /// The task tool's spec for this session, if it may delegate to anyone.
+    fn task_spec(&self) -> Option<ToolSpec> {
+        let ctx = self.task.as_ref()?;
+        if !self.agent.tools.is_enabled("task") || ctx.depth >= ctx.runner.max_depth() {
+            return None;
         }
-        if let Some(sink) = &self.sink {
-            sink(event);
+        let perms = self.toolbox.permissions();
+        if perms.tool_denied("task") {
+            return None;
         }
+        ctx.runner.spec_for(&self.agent, &perms)
+    }
+
+    fn emit(&mut self, kind: EventKind) {
+        lock(&self.out).emit(kind);
     }
 
     fn sync(&mut self) {
-        if let Some(j) = &mut self.journal {
-            j.sync();
-        }
+        lock(&self.out).sync();
     }
 
     fn emit_started(&mut self) {
@@ -396,11 +455,7 @@ impl Session {
         let kind = EventKind::SessionStarted {
             agent: self.agent.name.clone(),
             agent_source: self.agent.source.as_ref().map(|p| p.display().to_string()),
-            model: if self.opts.model_label.is_empty() {
-                self.client.describe()
-            } else {
-                self.opts.model_label.clone()
-            },
+            model: self.model_label(),
             workspace: self
                 .toolbox
                 .ctx
@@ -408,7 +463,7 @@ impl Session {
                 .canonical_root()
                 .display()
                 .to_string(),
-            tools: self.toolbox.names(),
+            tools: self.tool_names(),
             sandbox: self.toolbox.sandbox.clone(),
             system_prompt: self.system_prompt.clone(),
             parent_session_id: self.opts.parent_session_id.clone(),
@@ -422,11 +477,12 @@ impl Session {
     /// message (`None` on a resume without new instructions).
     pub async fn run(&mut self, prompt: Option<String>) -> Outcome {
         let started = Instant::now();
-        let deadline = self
+        self.run_deadline = self
             .opts
             .limits
             .timeout
             .map(|t| tokio::time::Instant::now() + t);
+        self.run_steps = 0;
         self.emit_started();
         if let Some(p) = prompt {
             self.push_user(p);
@@ -436,7 +492,6 @@ impl Session {
         ) {
             self.push_user("Continue.".to_string());
         }
-        let mut steps: u32 = 0;
         let mut schema_tries = 0;
         let mut errors: Vec<String> = Vec::new();
         loop {
@@ -449,12 +504,13 @@ impl Session {
                     started,
                 );
             }
-            if let Some(status) = self.limit_reached(steps, deadline) {
+            if let Some(status) = self.limit_reached() {
                 return self.limit_summary(status, errors, started).await;
             }
-            steps += 1;
-            let specs = self.toolbox.specs();
-            let response = match self.model_turn(specs, deadline).await {
+            self.run_steps += 1;
+            let mut specs = self.toolbox.specs();
+            specs.extend(self.task_spec());
+            let response = match self.model_turn(specs, self.run_deadline).await {
                 Ok(r) => r,
                 Err(Ok(Stop::Cancelled)) => {
                     return self.finish(
@@ -489,15 +545,10 @@ impl Session {
                         }
                         Err(problems) if schema_tries < self.opts.schema_retries => {
                             schema_tries += 1;
+                            let pretty = serde_json::to_string_pretty(&schema).unwrap_or_default();
                             let msg = prompt::render(
                                 prompt::OUTPUT_SCHEMA,
-                                &[
-                                    ("errors", &problems),
-                                    (
-                                        "schema",
-                                        &serde_json::to_string_pretty(&schema).unwrap_or_default(),
-                                    ),
-                                ],
+                                &[("errors", &problems), ("schema", &pretty)],
                             );
                             self.push_user(msg);
                             continue;
@@ -507,7 +558,7 @@ impl Session {
                                 "the final answer does not match the output schema after {} attempts: {problems}",
                                 schema_tries + 1
                             );
-                            errors.push(msg.clone());
+                            errors.push(msg);
                             return self.finish(Status::Error, text, None, errors, started);
                         }
                     }
@@ -519,7 +570,7 @@ impl Session {
                 }
                 return self.finish(Status::Completed, text, None, errors, started);
             }
-            match self.run_calls(&response.calls, deadline).await {
+            match self.run_calls(&response.calls).await {
                 Ok(None) => {}
                 Ok(Some(doom)) => {
                     errors.push(doom.clone());
@@ -546,12 +597,15 @@ impl Session {
         self.messages.push(Message::user(text));
     }
 
-    fn limit_reached(&self, steps: u32, deadline: Option<tokio::time::Instant>) -> Option<Status> {
+    fn limit_reached(&self) -> Option<Status> {
         let l = &self.opts.limits;
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+        if self
+            .run_deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
             return Some(Status::Timeout);
         }
-        if steps >= l.max_steps {
+        if self.run_steps >= l.max_steps {
             return Some(Status::MaxSteps);
         }
         if l.max_tokens.is_some_and(|max| self.usage.total() >= max) {
@@ -576,7 +630,7 @@ impl Session {
         let what = match status {
             Status::MaxSteps => format!("the step limit ({} model turns)", l.max_steps),
             Status::Timeout => format!(
-                "the time limit ({}s)",
+                "the time limit ({:.0}s)",
                 l.timeout.map(|t| t.as_secs_f64()).unwrap_or_default()
             ),
             _ => match (l.max_tokens, l.max_cost_usd) {
@@ -671,12 +725,7 @@ impl Session {
         let mut stream = self.client.stream(request);
         let mut r = Response::default();
         let cancel = self.cancel.clone();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = until(deadline);
         tokio::pin!(sleep);
         loop {
             let next = tokio::select! {
@@ -792,16 +841,22 @@ impl Session {
         Ok(r)
     }
 
-    /// Decide and run the calls of one response, in order (read-only calls side by side).
-    /// `Ok(Some(reason))` when the doom-loop guard stops the session.
-    async fn run_calls(
-        &mut self,
-        calls: &[ToolCall],
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Option<String>, Stop> {
+    /// Whether a call may run side by side with its neighbours (read-only tools, subagents).
+    fn concurrent(&self, p: &Planned) -> bool {
+        p.verdict.is_ok()
+            && (p.call.name == "task"
+                || self
+                    .toolbox
+                    .get(&p.call.name)
+                    .is_some_and(|t| t.read_only()))
+    }
+
+    /// Decide and run the calls of one response, in order (read-only calls and subagents side
+    /// by side). `Ok(Some(reason))` when the doom-loop guard stops the session.
+    async fn run_calls(&mut self, calls: &[ToolCall]) -> Result<Option<String>, Stop> {
         let turn = self.turns;
         // 1. Decide every call, in order (approval prompts are asked one at a time).
-        let mut plan: Vec<(ToolCall, Result<(), ToolOutput>, Option<String>)> = Vec::new();
+        let mut plan: Vec<Planned> = Vec::new();
         let mut stop = None;
         for call in calls {
             let input = if call.arguments_valid() {
@@ -815,59 +870,30 @@ impl Session {
                 tool: call.name.clone(),
                 input,
             });
-            let (verdict, warning) = self.decide(call).await?;
-            if let Some(w) = &warning
-                && w.starts_with("STOP:")
-            {
-                stop = Some(w.trim_start_matches("STOP:").trim().to_string());
+            let (verdict, note, halt) = self.decide(call).await?;
+            if halt.is_some() {
+                stop = halt;
             }
-            plan.push((
-                call.clone(),
+            plan.push(Planned {
+                call: call.clone(),
                 verdict,
-                warning.filter(|w| !w.starts_with("STOP:")),
-            ));
+                note,
+            });
         }
-        // 2. Run the allowed ones.
+        // 2. Run them: a run of consecutive concurrent calls goes together.
         let mut i = 0;
         while i < plan.len() {
-            // A run of consecutive allowed read-only calls goes together.
             let mut j = i;
-            while j < plan.len()
-                && plan[j].1.is_ok()
-                && self
-                    .toolbox
-                    .get(&plan[j].0.name)
-                    .is_some_and(|t| t.read_only())
-            {
+            while j < plan.len() && self.concurrent(&plan[j]) {
                 j += 1;
             }
-            let batch_end = if j > i { j } else { i + 1 };
-            let batch: Vec<(ToolCall, Result<(), ToolOutput>, Option<String>)> =
-                plan[i..batch_end].to_vec();
-            let ctx = self.toolbox.ctx.clone();
-            let futures = batch.iter().map(|(call, verdict, _)| {
-                let tool = self.toolbox.get(&call.name);
-                let ctx = ctx.clone();
-                let call = call.clone();
-                let verdict = verdict.clone();
-                async move {
-                    let t = Instant::now();
-                    let out = match (verdict, tool) {
-                        (Err(out), _) => out,
-                        (Ok(()), Some(tool)) => tool.call(call.arguments.clone(), &ctx).await,
-                        (Ok(()), None) => ToolOutput::error(format!("unknown tool {}", call.name)),
-                    };
-                    (out, t.elapsed())
-                }
-            });
+            let end = if j > i { j } else { i + 1 };
+            let batch: Vec<Planned> = plan[i..end].to_vec();
+            let futures: Vec<BoxFuture<'static, Done>> =
+                batch.iter().map(|p| self.call_future(p)).collect();
             let all = futures::future::join_all(futures);
             let cancel = self.cancel.clone();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = until(self.run_deadline);
             let results = tokio::select! {
                 r = all => r,
                 _ = cancel.cancelled() => {
@@ -879,24 +905,97 @@ impl Session {
                     return Err(Stop::Timeout);
                 }
             };
-            for ((call, _, warning), (mut out, took)) in batch.into_iter().zip(results) {
-                if let Some(w) = warning {
-                    out.content.push_str(&format!("\n\n{w}"));
+            for (p, mut done) in batch.into_iter().zip(results) {
+                if let Some(n) = p.note {
+                    done.output.content.push_str(&format!("\n\n{n}"));
                 }
-                self.complete(&call, out, took);
+                self.usage.add(&done.usage);
+                if let Some(c) = done.cost {
+                    *self.cost.get_or_insert(0.0) += c;
+                }
+                self.complete(&p.call, done.output, done.took);
             }
-            i = batch_end;
+            i = end;
         }
         Ok(stop)
     }
 
-    fn abandon(&mut self, batch: &[(ToolCall, Result<(), ToolOutput>, Option<String>)], why: &str) {
-        for (call, _, _) in batch {
-            self.complete(
-                call,
-                ToolOutput::error(format!("the {} call was {why}", call.name)),
-                Duration::ZERO,
-            );
+    /// The work of one decided call, owning everything it needs.
+    fn call_future(&self, p: &Planned) -> BoxFuture<'static, Done> {
+        let call = p.call.clone();
+        let verdict = p.verdict.clone();
+        if let Err(out) = verdict {
+            return Box::pin(async move {
+                Done {
+                    output: out,
+                    took: Duration::ZERO,
+                    usage: Usage::default(),
+                    cost: None,
+                }
+            });
+        }
+        if call.name == "task" {
+            let Some(ctx) = self.task.clone() else {
+                return Box::pin(async { done_error("the task tool is not available here") });
+            };
+            let input: TaskInput = match serde_json::from_value(call.arguments.clone()) {
+                Ok(i) => i,
+                Err(e) => {
+                    let msg = format!(
+                        "invalid input for task: {e}. Expected description, prompt, subagent_type and optionally task_id"
+                    );
+                    return Box::pin(async move { done_error(&msg) });
+                }
+            };
+            let l = &self.opts.limits;
+            let parent = Parent {
+                session_id: self.id.clone(),
+                depth: ctx.depth,
+                permissions: self.toolbox.permissions(),
+                deadline: self.run_deadline,
+                steps_left: l.max_steps.saturating_sub(self.run_steps),
+                tokens_left: l.max_tokens.map(|m| m.saturating_sub(self.usage.total())),
+                cost_left: l
+                    .max_cost_usd
+                    .map(|m| (m - self.cost.unwrap_or(0.0)).max(0.0)),
+                cancel: self.cancel.clone(),
+                out: self.out.clone(),
+                model_label: self.model_label(),
+                approver: self.opts.approver.clone(),
+                call_id: call.id.clone(),
+            };
+            return Box::pin(async move {
+                let t = Instant::now();
+                let r = ctx.runner.run(input, parent).await;
+                Done {
+                    output: r.output,
+                    took: t.elapsed(),
+                    usage: r.usage,
+                    cost: r.cost,
+                }
+            });
+        }
+        let tool = self.toolbox.get(&call.name);
+        let ctx = self.toolbox.ctx.clone();
+        Box::pin(async move {
+            let t = Instant::now();
+            let output = match tool {
+                Some(tool) => tool.call(call.arguments.clone(), &ctx).await,
+                None => ToolOutput::error(format!("unknown tool {}", call.name)),
+            };
+            Done {
+                output,
+                took: t.elapsed(),
+                usage: Usage::default(),
+                cost: None,
+            }
+        })
+    }
+
+    fn abandon(&mut self, batch: &[Planned], why: &str) {
+        for p in batch {
+            let out = ToolOutput::error(format!("the {} call was {why}", p.call.name));
+            self.complete(&p.call, out, Duration::ZERO);
         }
     }
 
@@ -925,40 +1024,45 @@ impl Session {
             .push(Message::tool(call.id.clone(), out.content));
     }
 
-    /// May this call run? `Err(ToolOutput)` is the result to give the model instead. The second
-    /// value is a note added to the result (doom loop warning) or `STOP: reason`.
+    fn guard(&mut self, call: &ToolCall, reason: String) -> Result<(), ToolOutput> {
+        self.emit(EventKind::ToolDecided {
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            allowed: false,
+            by: DecidedBy::Guard,
+            reason: Some(reason.clone()),
+        });
+        Err(ToolOutput::error(reason))
+    }
+
+    /// May this call run? The verdict is `Err(result to give the model)` when not; the note is
+    /// added to the result (doom-loop warning); the last value stops the session.
     async fn decide(
         &mut self,
         call: &ToolCall,
-    ) -> Result<(Result<(), ToolOutput>, Option<String>), Stop> {
-        let guard = |s: &mut Self, reason: String| {
-            s.emit(EventKind::ToolDecided {
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                allowed: false,
-                by: DecidedBy::Guard,
-                reason: Some(reason.clone()),
-            });
-            Ok((Err(ToolOutput::error(reason)), None))
-        };
-        let Some(tool) = self.toolbox.get(&call.name) else {
-            let names = self.toolbox.names().join(", ");
-            return guard(
-                self,
+    ) -> Result<(Result<(), ToolOutput>, Option<String>, Option<String>), Stop> {
+        let is_task = call.name == "task" && self.task_spec().is_some();
+        let tool = self.toolbox.get(&call.name);
+        if tool.is_none() && !is_task {
+            let names = self.tool_names().join(", ");
+            let v = self.guard(
+                call,
                 format!(
                     "there is no tool named `{}`; the tools are: {names}",
                     call.name
                 ),
             );
-        };
+            return Ok((v, None, None));
+        }
         if !call.arguments_valid() {
-            return guard(
-                self,
+            let raw: String = call.raw_arguments.chars().take(300).collect();
+            let v = self.guard(
+                call,
                 format!(
-                    "the arguments are not valid JSON: {}. Send the arguments as one JSON object",
-                    call.raw_arguments.chars().take(300).collect::<String>()
+                    "the arguments are not valid JSON: {raw}. Send the arguments as one JSON object"
                 ),
             );
+            return Ok((v, None, None));
         }
         // Doom loop: the same call with the same input again and again.
         let key = format!("{}\u{0}{}", call.name, call.arguments);
@@ -972,8 +1076,8 @@ impl Session {
                 "the model made the same {} call with the same input {count} times in a row; stopping the session (doom loop)",
                 call.name
             );
-            let out = guard(self, reason.clone());
-            return out.map(|(o, _)| (o, Some(format!("STOP: {reason}"))));
+            let v = self.guard(call, reason.clone());
+            return Ok((v, None, Some(reason)));
         }
         let note = (count == 3).then(|| {
             format!(
@@ -981,13 +1085,24 @@ impl Session {
                 call.name
             )
         });
-        let subject = match deputy_tools::permission_subject(
-            tool.as_ref(),
-            &call.arguments,
-            &self.toolbox.ctx.workspace,
-        ) {
-            Ok(s) => s,
-            Err(e) => return guard(self, e.to_string()),
+        let subject = match &tool {
+            Some(t) => match deputy_tools::permission_subject(
+                t.as_ref(),
+                &call.arguments,
+                &self.toolbox.ctx.workspace,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    let v = self.guard(call, e.to_string());
+                    return Ok((v, None, None));
+                }
+            },
+            // For `task`, rules match the subagent's name.
+            None => call
+                .arguments
+                .get("subagent_type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
         let decision = self
             .toolbox
@@ -1000,48 +1115,7 @@ impl Session {
         let (allowed, by, reason) = match decision {
             Decision::Allow => (true, DecidedBy::Rule, None),
             Decision::Deny { reason } => (false, DecidedBy::Rule, Some(reason)),
-            Decision::Ask { reason } => {
-                let request = ApprovalRequest {
-                    session_id: self.id.clone(),
-                    agent: self.agent.name.clone(),
-                    tool: call.name.clone(),
-                    input: call.arguments.clone(),
-                    subject: subject.clone(),
-                    reason: reason.clone(),
-                };
-                let approver = self.opts.approver.clone();
-                let cancel = self.cancel.clone();
-                let answer = tokio::select! {
-                    a = approver.approve(&request) => a,
-                    _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                };
-                let by = approver.decided_by();
-                match answer {
-                    Approval::Once => (true, by, Some(reason)),
-                    Approval::Always { pattern } => {
-                        if let Ok(mut p) = self.toolbox.permissions.lock() {
-                            p.push(Rule::new(
-                                &call.name,
-                                &pattern,
-                                deputy_tools::Action::Allow,
-                                Origin::Session,
-                            ));
-                        }
-                        (
-                            true,
-                            by,
-                            Some(format!("always allowed for `{pattern}` this session")),
-                        )
-                    }
-                    Approval::Deny { reason: why } => {
-                        let text = match why {
-                            Some(w) if !w.trim().is_empty() => w,
-                            _ => "the user refused this call".to_string(),
-                        };
-                        (false, by, Some(text))
-                    }
-                }
-            }
+            Decision::Ask { reason } => self.ask(call, subject, reason).await?,
         };
         self.emit(EventKind::ToolDecided {
             call_id: call.id.clone(),
@@ -1051,22 +1125,91 @@ impl Session {
             reason: reason.clone(),
         });
         if allowed {
-            Ok((Ok(()), note))
+            Ok((Ok(()), note, None))
         } else {
             let reason = reason.unwrap_or_default();
-            Ok((
-                Err(ToolOutput::error(format!(
-                    "permission denied: {reason}. Do not retry this call; do the task another way, or explain in your answer what you need."
-                ))),
-                note,
-            ))
+            let out = ToolOutput::error(format!(
+                "permission denied: {reason}. Do not retry this call; do the task another way, or explain in your answer what you need."
+            ));
+            Ok((Err(out), note, None))
         }
+    }
+
+    /// An `ask` rule matched: put the question to the approver.
+    async fn ask(
+        &mut self,
+        call: &ToolCall,
+        subject: Option<String>,
+        reason: String,
+    ) -> Result<(bool, DecidedBy, Option<String>), Stop> {
+        let request = ApprovalRequest {
+            session_id: self.id.clone(),
+            agent: self.agent.name.clone(),
+            tool: call.name.clone(),
+            input: call.arguments.clone(),
+            subject: subject.clone(),
+            reason: reason.clone(),
+        };
+        let approver = self.opts.approver.clone();
+        let cancel = self.cancel.clone();
+        let answer = tokio::select! {
+            a = approver.approve(&request) => a,
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        let by = approver.decided_by();
+        Ok(match answer {
+            Approval::Once => (true, by, Some(reason)),
+            Approval::Always { pattern } => {
+                if let Ok(mut p) = self.toolbox.permissions.lock() {
+                    p.push(Rule::new(
+                        &call.name,
+                        &pattern,
+                        deputy_tools::Action::Allow,
+                        Origin::Session,
+                    ));
+                }
+                (
+                    true,
+                    by,
+                    Some(format!("always allowed for `{pattern}` this session")),
+                )
+            }
+            Approval::Deny { reason: why } => {
+                let text = match why {
+                    Some(w) if !w.trim().is_empty() => w,
+                    _ => "the user refused this call".to_string(),
+                };
+                (false, by, Some(text))
+            }
+        })
+    }
+}
+
+fn done_error(msg: &str) -> Done {
+    Done {
+        output: ToolOutput::error(msg),
+        took: Duration::ZERO,
+        usage: Usage::default(),
+        cost: None,
+    }
+}
+
+/// Sleep until the deadline, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
 /// The system prompt: the preamble (workspace, date, OS, tools, sandbox) and the agent's prompt.
-fn system_prompt(agent: &AgentSpec, toolbox: &Toolbox, opts: &SessionOptions) -> String {
-    let tools: Vec<String> = toolbox
+fn system_prompt(
+    agent: &AgentSpec,
+    toolbox: &Toolbox,
+    opts: &SessionOptions,
+    with_task: bool,
+) -> String {
+    let mut tools: Vec<String> = toolbox
         .tools
         .iter()
         .map(|t| {
@@ -1079,24 +1222,28 @@ fn system_prompt(agent: &AgentSpec, toolbox: &Toolbox, opts: &SessionOptions) ->
             format!("- {}: {first}.", t.name())
         })
         .collect();
+    if with_task {
+        tools.push("- task: hand a self-contained piece of work to a subagent and get its answer back; several task calls in one reply run at the same time.".to_string());
+    }
     let tools = if tools.is_empty() {
         "(none: answer from what you know and what the user gives you)".to_string()
     } else {
         tools.join("\n")
     };
+    let network = opts.sandbox.network || agent.network == Some(true);
     let sandbox = match toolbox.sandbox.as_str() {
         "bwrap" | "landlock" => format!(
-            "Shell commands run in a sandbox ({}): {}, no network{}, and no secrets in the environment.",
+            "Shell commands run in a sandbox ({}): {}, {}, and no secrets in the environment.",
             toolbox.sandbox,
             if opts.sandbox.mode == deputy_tools::SandboxMode::ReadOnly {
                 "nothing is writable but a private temporary directory"
             } else {
                 "only the workspace is writable (its .git is read-only)"
             },
-            if opts.sandbox.network || agent.network == Some(true) {
-                " unless enabled"
+            if network {
+                "with network access"
             } else {
-                ""
+                "no network"
             },
         ),
         "none" => "Shell commands run without a sandbox, with the user's full access: be careful."

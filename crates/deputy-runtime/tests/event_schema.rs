@@ -8,7 +8,13 @@ use deputy_runtime::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Statu
 use serde_json::json;
 
 fn all_kinds() -> Vec<EventKind> {
-    let usage = Usage { input_tokens: 120, output_tokens: 30, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false };
+    let usage = Usage {
+        input_tokens: 120,
+        output_tokens: 30,
+        cached_input_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: false,
+    };
     vec![
         EventKind::SessionStarted {
             agent: "backend-architect".into(),
@@ -20,19 +26,41 @@ fn all_kinds() -> Vec<EventKind> {
             system_prompt: "You are backend-architect…".into(),
             parent_session_id: None,
             resumed: false,
-            limits: LimitsInfo { max_steps: 50, timeout_s: Some(600.0), max_tokens: None, max_cost_usd: Some(1.5) },
+            limits: LimitsInfo {
+                max_steps: 50,
+                timeout_s: Some(600.0),
+                max_tokens: None,
+                max_cost_usd: Some(1.5),
+            },
         },
-        EventKind::UserMessage { text: "add a health check".into() },
+        EventKind::UserMessage {
+            text: "add a health check".into(),
+        },
         EventKind::TurnStarted { turn: 1 },
-        EventKind::MessageDelta { turn: 1, text: "Let me".into(), reasoning: false },
+        EventKind::MessageDelta {
+            turn: 1,
+            text: "Let me".into(),
+            reasoning: false,
+        },
         EventKind::MessageCompleted {
             turn: 1,
             text: "Let me look.".into(),
             reasoning: Some("thinking".into()),
             tool_calls: vec![ToolCall::from_raw("call_1", "bash", "{\"command\":\"ls\"}")],
         },
-        EventKind::ToolRequested { turn: 1, call_id: "call_1".into(), tool: "bash".into(), input: json!({"command": "ls"}) },
-        EventKind::ToolDecided { call_id: "call_1".into(), tool: "bash".into(), allowed: true, by: DecidedBy::Rule, reason: None },
+        EventKind::ToolRequested {
+            turn: 1,
+            call_id: "call_1".into(),
+            tool: "bash".into(),
+            input: json!({"command": "ls"}),
+        },
+        EventKind::ToolDecided {
+            call_id: "call_1".into(),
+            tool: "bash".into(),
+            allowed: true,
+            by: DecidedBy::Rule,
+            reason: None,
+        },
         EventKind::ToolCompleted {
             call_id: "call_1".into(),
             tool: "bash".into(),
@@ -52,9 +80,22 @@ fn all_kinds() -> Vec<EventKind> {
             model_ms: 400,
             retries: 0,
         },
-        EventKind::SubagentStarted { child_session_id: "c1".into(), agent: "code-reviewer".into(), description: "review".into(), call_id: "call_2".into() },
-        EventKind::SubagentFinished { child_session_id: "c1".into(), agent: "code-reviewer".into(), status: Status::Completed, result: "LGTM".into(), call_id: "call_2".into() },
-        EventKind::Warning { message: "retrying".into() },
+        EventKind::SubagentStarted {
+            child_session_id: "c1".into(),
+            agent: "code-reviewer".into(),
+            description: "review".into(),
+            call_id: "call_2".into(),
+        },
+        EventKind::SubagentFinished {
+            child_session_id: "c1".into(),
+            agent: "code-reviewer".into(),
+            status: Status::Completed,
+            result: "LGTM".into(),
+            call_id: "call_2".into(),
+        },
+        EventKind::Warning {
+            message: "retrying".into(),
+        },
         EventKind::SessionFinished {
             status: Status::Completed,
             result: "Done.".into(),
@@ -66,8 +107,18 @@ fn all_kinds() -> Vec<EventKind> {
             files_changed: vec!["health.py".into()],
             errors: vec![],
             metrics: Metrics {
-                model_turns: vec![TurnMetric { turn: 1, ttft_ms: Some(80), total_ms: 400, input_tokens: 120, output_tokens: 30 }],
-                tool_calls: vec![ToolMetric { tool: "bash".into(), duration_ms: 3, is_error: false }],
+                model_turns: vec![TurnMetric {
+                    turn: 1,
+                    ttft_ms: Some(80),
+                    total_ms: 400,
+                    input_tokens: 120,
+                    output_tokens: 30,
+                }],
+                tool_calls: vec![ToolMetric {
+                    tool: "bash".into(),
+                    duration_ms: 3,
+                    is_error: false,
+                }],
                 retries: 0,
             },
         },
@@ -78,7 +129,13 @@ fn all_kinds() -> Vec<EventKind> {
 fn event_schema_is_stable() {
     let mut out = String::new();
     for (i, kind) in all_kinds().into_iter().enumerate() {
-        let e = Event { v: SCHEMA_VERSION, session_id: "20261127-120000-abcdef".into(), seq: i as u64, ts_ms: 1_795_800_000_000, kind };
+        let e = Event {
+            v: SCHEMA_VERSION,
+            session_id: "20261127-120000-abcdef".into(),
+            seq: i as u64,
+            ts_ms: 1_795_800_000_000,
+            kind,
+        };
         let line = serde_json::to_string(&e).unwrap();
         // Every event round-trips (the journal reads them back).
         let back: Event = serde_json::from_str(&line).unwrap();
@@ -91,9 +148,34 @@ fn event_schema_is_stable() {
 
 #[test]
 fn every_status_has_a_stable_name() {
-    let names: Vec<String> = [Status::Completed, Status::MaxSteps, Status::Timeout, Status::Budget, Status::Denied, Status::Cancelled, Status::Error]
-        .iter()
-        .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["completed", "max_steps", "timeout", "budget", "denied", "cancelled", "error"]);
+    let names: Vec<String> = [
+        Status::Completed,
+        Status::MaxSteps,
+        Status::Timeout,
+        Status::Budget,
+        Status::Denied,
+        Status::Cancelled,
+        Status::Error,
+    ]
+    .iter()
+    .map(|s| {
+        serde_json::to_value(s)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "completed",
+            "max_steps",
+            "timeout",
+            "budget",
+            "denied",
+            "cancelled",
+            "error"
+        ]
+    );
 }
