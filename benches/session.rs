@@ -9,7 +9,12 @@
 //! - total wall time;
 //! - peak RSS of the deputy process (from wait4's rusage).
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::zombie_processes
+)]
 
 use std::time::{Duration, Instant};
 

@@ -63,6 +63,8 @@ pub enum Command {
     Run(RunArgs),
     /// Continue a session that finished, failed, was cancelled or crashed
     Resume(ResumeArgs),
+    /// Talk to an agent in the terminal
+    Chat(ChatArgs),
     /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
     Mcp(McpArgs),
     /// List and show journaled sessions
@@ -277,6 +279,18 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The agent to talk to [default: general]
+    #[arg(short, long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Continue a session (id, unique prefix, or `last`)
+    #[arg(long, value_name = "ID")]
+    pub resume: Option<String>,
     #[command(flatten)]
     pub session: SessionArgs,
 }

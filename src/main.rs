@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod exit;
 mod logging;
+mod markdown;
 mod output;
 mod render;
 mod setup;
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run(args) => commands::run::run(&ctx, args),
         Command::Resume(args) => commands::run::resume(&ctx, args),
         Command::Mcp(args) => commands::mcp::run(&ctx, args),
+        Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Sessions(cmd) => commands::sessions::run(cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),

@@ -30,6 +30,9 @@ impl Style {
         }
     }
 
+    pub fn paint_underline(&self, s: &str) -> String {
+        self.paint("4", s)
+    }
     pub fn dim(&self, s: &str) -> String {
         self.paint("2", s)
     }

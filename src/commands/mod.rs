@@ -2,6 +2,7 @@
 //! renders the result; none holds business logic.
 
 pub mod agents;
+pub mod chat;
 pub mod mcp;
 pub mod mock;
 pub mod run;

@@ -1,0 +1,785 @@
+//! `deputy chat`: an interactive session in the terminal.
+//!
+//! The prompt is rustyline (history in STATE/history, multi-line input with a trailing `\` or
+//! Alt-Enter). The answer streams as readable markdown; tool calls show as compact lines (with
+//! the diff for edit and write); a spinner counts the seconds while the model thinks; tokens and
+//! cost follow each answer. An `ask` permission becomes a question: [y]es once, [a]lways for this
+//! session, [n]o (with an optional reason for the model). Ctrl-C cancels the current answer (model
+//! and running command) and returns to the prompt; Ctrl-C twice at an empty prompt, or Ctrl-D,
+//! exits. When stdin is not a terminal, each line is one prompt and only answers are printed.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deputy_agent::AgentSpec;
+use deputy_runtime::{
+    Approval, ApprovalRequest, Approver, AutoApprove, DecidedBy, Event, EventKind, Factory,
+    Headless, RunSettings, Session, Status, TaskRunner,
+};
+use futures::future::BoxFuture;
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Editor, Helper};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ChatArgs;
+use crate::context::Context;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::markdown::Markdown;
+use crate::render::{Style, human_ms, human_tokens, tool_result_note, tool_subject};
+use crate::setup;
+
+/// What the screen is doing, shared by the renderer, the spinner and the approval prompt.
+struct Ui {
+    style: Style,
+    md: Markdown,
+    /// Spinner wanted (waiting for the model), and since when.
+    spinner: Option<(Instant, &'static str)>,
+    /// A spinner frame is on screen (on stderr) and must be cleared before printing.
+    spinner_shown: bool,
+    inputs: std::collections::HashMap<String, (String, serde_json::Value)>,
+    root: Option<String>,
+    /// An approval prompt is on screen: the spinner stays away.
+    prompting: bool,
+}
+
+type SharedUi = Arc<Mutex<Ui>>;
+
+fn ui_lock(ui: &SharedUi) -> std::sync::MutexGuard<'_, Ui> {
+    ui.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ui {
+    fn clear_spinner(&mut self) {
+        if self.spinner_shown {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            self.spinner_shown = false;
+        }
+    }
+
+    fn print(&mut self, text: &str) {
+        self.clear_spinner();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
+    fn line(&mut self, text: &str) {
+        let pending = self.md.finish();
+        self.print(&format!("{pending}{text}\n"));
+    }
+
+    fn event(&mut self, e: &Event) {
+        let root = self
+            .root
+            .get_or_insert_with(|| e.session_id.clone())
+            .clone();
+        let nested = e.session_id != root;
+        let indent = if nested { "    " } else { "" };
+        let st = self.style;
+        match &e.kind {
+            EventKind::TurnStarted { .. } if !nested => {
+                self.spinner = Some((Instant::now(), "thinking"))
+            }
+            EventKind::MessageDelta {
+                text,
+                reasoning: false,
+                ..
+            } if !nested => {
+                self.spinner = None;
+                let out = self.md.push(text);
+                if !out.is_empty() {
+                    self.print(&out);
+                }
+            }
+            EventKind::MessageCompleted { .. } if !nested => {
+                let rest = self.md.finish();
+                if !rest.is_empty() {
+                    self.print(&rest);
+                }
+            }
+            EventKind::ToolRequested {
+                call_id,
+                tool,
+                input,
+                ..
+            } => {
+                self.inputs
+                    .insert(call_id.clone(), (tool.clone(), input.clone()));
+                if !nested {
+                    self.spinner = Some((Instant::now(), "running"));
+                }
+            }
+            EventKind::ToolDecided {
+                call_id,
+                tool,
+                allowed: false,
+                reason,
+                ..
+            } => {
+                let subject = self
+                    .inputs
+                    .get(call_id)
+                    .map(|(_, i)| tool_subject(tool, i))
+                    .unwrap_or_default();
+                let why = reason.clone().unwrap_or_default();
+                self.inputs.remove(call_id);
+                self.line(&format!(
+                    "{indent}{} {} {subject} {}",
+                    st.red("✗"),
+                    st.bold(tool),
+                    st.dim(&format!("— denied: {why}"))
+                ));
+            }
+            EventKind::ToolCompleted {
+                call_id,
+                tool,
+                is_error,
+                output,
+                metadata,
+                duration_ms,
+            } => {
+                let Some((_, input)) = self.inputs.remove(call_id) else {
+                    return;
+                };
+                let subject = tool_subject(tool, &input);
+                let note = tool_result_note(tool, *is_error, output, metadata, *duration_ms);
+                let mark = if *is_error {
+                    st.red("✗")
+                } else {
+                    st.green("●")
+                };
+                self.line(&format!(
+                    "{indent}{mark} {} {subject} {}",
+                    st.bold(tool),
+                    st.dim(&format!("({note})"))
+                ));
+                if !is_error
+                    && matches!(tool.as_str(), "write" | "edit")
+                    && let Some(diff) = metadata.get("diff").and_then(|d| d.as_str())
+                {
+                    let text = render_diff(diff, st, indent);
+                    self.print(&text);
+                }
+                if !nested {
+                    self.spinner = Some((Instant::now(), "thinking"));
+                }
+            }
+            EventKind::Warning { message } => {
+                self.line(&format!("{indent}{}", st.yellow(&format!("⚠ {message}"))))
+            }
+            EventKind::SubagentStarted {
+                agent, description, ..
+            } => {
+                self.line(&format!(
+                    "{indent}{}",
+                    st.cyan(&format!("↳ {agent}: {description}"))
+                ));
+            }
+            EventKind::SubagentFinished { agent, status, .. } => {
+                self.line(&format!(
+                    "{indent}{}",
+                    st.cyan(&format!("↲ {agent} {}", status.as_str()))
+                ));
+            }
+            EventKind::SessionFinished { .. } if !nested => self.spinner = None,
+            _ => {}
+        }
+    }
+}
+
+/// The diff of an edit or write, coloured, at most 40 lines.
+fn render_diff(diff: &str, st: Style, indent: &str) -> String {
+    let mut out = String::new();
+    let lines: Vec<&str> = diff
+        .lines()
+        .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
+        .collect();
+    for l in lines.iter().take(40) {
+        let styled = if l.starts_with('+') {
+            st.green(l)
+        } else if l.starts_with('-') {
+            st.red(l)
+        } else if l.starts_with("@@") {
+            st.cyan(l)
+        } else {
+            st.dim(l)
+        };
+        out.push_str(&format!("{indent}    {styled}\n"));
+    }
+    if lines.len() > 40 {
+        out.push_str(&format!(
+            "{indent}    {}\n",
+            st.dim(&format!("… {} more lines", lines.len() - 40))
+        ));
+    }
+    out
+}
+
+/// The spinner: a frame every 100 ms on stderr while the model is working.
+fn spawn_spinner(ui: SharedUi) {
+    tokio::spawn(async move {
+        const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+        let mut i = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut u = ui_lock(&ui);
+            if u.prompting || u.md.pending() {
+                continue;
+            }
+            if let Some((since, label)) = u.spinner {
+                let line = format!(
+                    "\r\x1b[2K{} {label}… {:.1}s",
+                    FRAMES[i % FRAMES.len()],
+                    since.elapsed().as_secs_f64()
+                );
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "{}", u.style.dim(&line));
+                let _ = err.flush();
+                u.spinner_shown = true;
+                i += 1;
+            } else {
+                u.clear_spinner();
+            }
+        }
+    });
+}
+
+/// `ask` permissions, answered at the terminal.
+struct TerminalApprover {
+    ui: SharedUi,
+    /// The current turn's cancellation: Ctrl-C at the question cancels the turn.
+    turn: Arc<Mutex<Option<CancellationToken>>>,
+}
+
+impl Approver for TerminalApprover {
+    fn approve<'a>(&'a self, r: &'a ApprovalRequest) -> BoxFuture<'a, Approval> {
+        let ui = self.ui.clone();
+        let turn = self.turn.clone();
+        let r = r.clone();
+        Box::pin(async move {
+            {
+                let mut u = ui_lock(&ui);
+                u.prompting = true;
+                u.clear_spinner();
+            }
+            let answer = tokio::task::spawn_blocking(move || ask_at_terminal(&r)).await;
+            {
+                let mut u = ui_lock(&ui);
+                u.prompting = false;
+            }
+            match answer {
+                Ok(Some(a)) => a,
+                // Ctrl-C at the question: no, and the turn ends.
+                Ok(None) | Err(_) => {
+                    if let Some(t) = turn.lock().ok().and_then(|t| t.clone()) {
+                        t.cancel();
+                    }
+                    Approval::Deny {
+                        reason: Some("cancelled by the user".into()),
+                    }
+                }
+            }
+        })
+    }
+
+    fn decided_by(&self) -> DecidedBy {
+        DecidedBy::User
+    }
+}
+
+/// The "always" pattern offered for a call: the program for bash, the path for file tools.
+fn always_pattern(r: &ApprovalRequest) -> String {
+    match (r.tool.as_str(), &r.subject) {
+        ("bash", Some(cmd)) => {
+            let first = cmd.split_whitespace().next().unwrap_or("*");
+            format!("{first} *")
+        }
+        (_, Some(path)) => path.clone(),
+        _ => "*".to_string(),
+    }
+}
+
+fn ask_at_terminal(r: &ApprovalRequest) -> Option<Approval> {
+    let st = Style::detect(std::io::stdout().is_terminal());
+    let what = r.subject.clone().unwrap_or_else(|| r.input.to_string());
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{} {} wants to run {}: {}",
+            st.yellow("?"),
+            r.agent,
+            st.bold(&r.tool),
+            what
+        );
+        let _ = writeln!(out, "  {}", st.dim(&format!("({})", r.reason)));
+        let _ = out.flush();
+    }
+    let mut rl = rustyline::DefaultEditor::new().ok()?;
+    let pattern = always_pattern(r);
+    loop {
+        let line = match rl.readline(&format!(
+            "  allow? [y]es once / [a]lways `{pattern}` / [n]o: "
+        )) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) | Err(ReadlineError::Eof) => return None,
+            Err(_) => return None,
+        };
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Some(Approval::Once),
+            "a" | "always" => return Some(Approval::Always { pattern }),
+            "n" | "no" => {
+                let reason = rl
+                    .readline("  reason for the agent (optional): ")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty());
+                return Some(Approval::Deny {
+                    reason: Some(match reason {
+                        Some(r) => format!("the user refused: {}", r.trim()),
+                        None => "the user refused this call".into(),
+                    }),
+                });
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Multi-line input: a line ending in `\` continues; so does an open ``` block.
+struct InputHelper;
+
+impl Validator for InputHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        let fences = input
+            .lines()
+            .filter(|l| l.trim_start().starts_with("```"))
+            .count();
+        if input.ends_with('\\') || fences % 2 == 1 {
+            Ok(ValidationResult::Incomplete)
+        } else {
+            Ok(ValidationResult::Valid(None))
+        }
+    }
+}
+
+impl rustyline::completion::Completer for InputHelper {
+    type Candidate = String;
+}
+impl rustyline::hint::Hinter for InputHelper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for InputHelper {}
+impl Helper for InputHelper {}
+
+const HELP: &str = "Commands:
+  /help            this help
+  /agents          the agents available
+  /agent NAME      switch to another agent (a new session)
+  /model NAME      switch model (provider/model)
+  /tools           the tools the agent may use
+  /cost            tokens and cost so far
+  /sessions        recent sessions (continue one with deputy chat --resume ID)
+  /clear           forget the conversation so far
+  /exit            quit (also Ctrl-D, or Ctrl-C twice)
+A line ending in \\ continues on the next line. Ctrl-C stops the current answer.";
+
+struct Chat<'a> {
+    ctx: &'a Context,
+    factory: Factory,
+    settings: RunSettings,
+    runner: Arc<TaskRunner>,
+    session: Session,
+    ui: SharedUi,
+    turn: Arc<Mutex<Option<CancellationToken>>>,
+    interactive: bool,
+}
+
+impl Chat<'_> {
+    async fn new_session(&mut self, agent: AgentSpec) -> Result<(), String> {
+        let (client, label, warnings) = self
+            .factory
+            .client(&agent, &self.settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let opts = self
+            .factory
+            .options(&agent, &self.settings, label)
+            .map_err(|e| e.to_string())?;
+        let mut s = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
+        s.enable_tasks(self.runner.clone(), 0);
+        if self.interactive {
+            let ui = self.ui.clone();
+            s.set_sink(Arc::new(move |e| ui_lock(&ui).event(e)));
+        }
+        self.session = s;
+        for w in warnings {
+            self.note(&format!("⚠ {w}"));
+        }
+        Ok(())
+    }
+
+    fn note(&self, text: &str) {
+        if self.interactive {
+            let mut u = ui_lock(&self.ui);
+            let st = u.style;
+            u.line(&st.dim(text));
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    fn say(&self, text: &str) {
+        if self.interactive {
+            let mut u = ui_lock(&self.ui);
+            u.line(text);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
+    }
+
+    /// One user message → the agent's answer.
+    async fn turn(&mut self, prompt: String) {
+        let token = CancellationToken::new();
+        if let Ok(mut t) = self.turn.lock() {
+            *t = Some(token.clone());
+        }
+        self.session.set_cancel_token(token);
+        let outcome = self.session.run(Some(prompt)).await;
+        if let Ok(mut t) = self.turn.lock() {
+            *t = None;
+        }
+        let st = ui_lock(&self.ui).style;
+        if self.interactive {
+            let (usage, cost, _) = self.session.usage();
+            let status = match outcome.status {
+                Status::Completed => String::new(),
+                Status::Cancelled => format!("{} · ", st.yellow("cancelled")),
+                s => format!("{} · ", st.red(s.as_str())),
+            };
+            let cost = cost.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+            self.note(&format!(
+                "─ {status}{} tokens this session{cost} · {}",
+                human_tokens(usage.total()),
+                human_ms(outcome.duration_ms)
+            ));
+            if outcome.status == Status::Error {
+                self.say(&st.red(&outcome.result));
+            }
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", outcome.result);
+            let _ = out.flush();
+        }
+    }
+
+    /// A slash command. Returns false to quit.
+    async fn command(&mut self, line: &str) -> bool {
+        let (cmd, arg) = line
+            .split_once(' ')
+            .map_or((line, ""), |(c, a)| (c, a.trim()));
+        match cmd {
+            "/exit" | "/quit" => return false,
+            "/help" => self.say(HELP),
+            "/agents" => {
+                let list: Vec<String> = self
+                    .ctx
+                    .catalog()
+                    .agents
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "  {:<24} {}",
+                            a.name,
+                            a.description
+                                .as_deref()
+                                .unwrap_or("")
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                        )
+                    })
+                    .collect();
+                self.say(&list.join("\n"));
+            }
+            "/agent" if !arg.is_empty() => match self.ctx.catalog().resolve(arg) {
+                Ok(agent) => {
+                    let name = agent.name.clone();
+                    match self.new_session(agent).await {
+                        Ok(()) => self.note(&format!(
+                            "now talking to {name} (session {})",
+                            self.session.id()
+                        )),
+                        Err(e) => self.say(&format!("cannot switch: {e}")),
+                    }
+                }
+                Err(e) => self.say(&e.to_string()),
+            },
+            "/model" if !arg.is_empty() => {
+                let mut settings = self.settings.clone();
+                settings.model = Some(arg.to_string());
+                match self.factory.client(self.session.agent(), &settings).await {
+                    Ok((client, label, _)) => {
+                        self.session.set_client(client, label.clone());
+                        self.settings = settings;
+                        self.note(&format!("model: {label}"));
+                    }
+                    Err(e) => self.say(&format!("cannot use that model: {e}")),
+                }
+            }
+            "/tools" => self.say(&format!("tools: {}", self.session.tool_names().join(", "))),
+            "/cost" => {
+                let (usage, cost, turns) = self.session.usage();
+                self.say(&format!(
+                    "{turns} model turns · {} input + {} output tokens{}{}",
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    if usage.estimated { " (estimated)" } else { "" },
+                    cost.map(|c| format!(" · ${c:.4}"))
+                        .unwrap_or_else(|| " · cost unknown (no [pricing] for this model)".into())
+                ));
+            }
+            "/sessions" => {
+                let list = deputy_runtime::journal::state_dir()
+                    .map(|s| deputy_runtime::journal::list_sessions(&s))
+                    .unwrap_or_default();
+                let lines: Vec<String> = list
+                    .iter()
+                    .filter(|s| s.parent_session_id.is_none())
+                    .take(10)
+                    .map(|s| {
+                        format!(
+                            "  {}  {:<10} {:<18} {}",
+                            s.id,
+                            s.status.map_or("unfinished", Status::as_str),
+                            s.agent,
+                            s.prompt
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                                .chars()
+                                .take(50)
+                                .collect::<String>()
+                        )
+                    })
+                    .collect();
+                self.say(&if lines.is_empty() {
+                    "no sessions yet".to_string()
+                } else {
+                    lines.join("\n")
+                });
+            }
+            "/clear" => {
+                self.session.clear();
+                self.note("conversation cleared");
+            }
+            _ => self.say(&format!("unknown command {cmd}\n{HELP}")),
+        }
+        true
+    }
+}
+
+pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
+    let interactive = std::io::stdin().is_terminal();
+    let style = Style::detect(std::io::stdout().is_terminal());
+    let settings = setup::settings(&args.session)?;
+    let config = setup::load_config(ctx)?;
+    let mut factory = setup::factory(ctx, config, &args.session);
+    let ui: SharedUi = Arc::new(Mutex::new(Ui {
+        style,
+        md: Markdown::new(style),
+        spinner: None,
+        spinner_shown: false,
+        inputs: Default::default(),
+        root: None,
+        prompting: false,
+    }));
+    let turn: Arc<Mutex<Option<CancellationToken>>> = Arc::new(Mutex::new(None));
+    factory.approver = if args.session.auto_approve {
+        Arc::new(AutoApprove)
+    } else if interactive {
+        Arc::new(TerminalApprover {
+            ui: ui.clone(),
+            turn: turn.clone(),
+        })
+    } else {
+        Arc::new(Headless)
+    };
+    let runner = setup::task_runner(ctx, &factory, &settings)?;
+    let rt = setup::runtime()?;
+    let resume = args.resume.clone();
+    let agent_name = args.agent.clone();
+    let session = rt.block_on(async {
+        match &resume {
+            Some(id) => {
+                let state = deputy_runtime::journal::state_dir().ok_or_else(|| {
+                    CliError::usage(anyhow::anyhow!(
+                        "no state directory: set DEPUTY_HOME or HOME"
+                    ))
+                })?;
+                let id =
+                    deputy_runtime::journal::find_session(&state, id).map_err(CliError::usage)?;
+                let path = deputy_runtime::journal::session_dir(&state, &id).join("events.jsonl");
+                let (events, _) =
+                    deputy_runtime::journal::read_events(&path).map_err(CliError::usage)?;
+                let rebuilt = deputy_runtime::journal::rebuild(&events).map_err(CliError::usage)?;
+                let agent = setup::resolve_agent(ctx, Some(&rebuilt.agent))?;
+                let (client, label, _) = factory
+                    .client(&agent, &settings)
+                    .await
+                    .map_err(setup::setup_error)?;
+                let opts = factory
+                    .options(&agent, &settings, label)
+                    .map_err(setup::setup_error)?;
+                Session::resume(&id, agent, client, opts).map_err(CliError::usage)
+            }
+            None => {
+                let agent = setup::resolve_agent(ctx, agent_name.as_deref())?;
+                let (client, label, warnings) = factory
+                    .client(&agent, &settings)
+                    .await
+                    .map_err(setup::setup_error)?;
+                for w in warnings {
+                    eprintln!("⚠ {w}");
+                }
+                let opts = factory
+                    .options(&agent, &settings, label)
+                    .map_err(setup::setup_error)?;
+                Session::new(agent, client, opts).map_err(CliError::usage)
+            }
+        }
+    })?;
+    let mut session = session;
+    session.enable_tasks(runner.clone(), 0);
+    if interactive {
+        let ui = ui.clone();
+        session.set_sink(Arc::new(move |e| ui_lock(&ui).event(e)));
+    }
+    let mut chat = Chat {
+        ctx,
+        factory,
+        settings,
+        runner,
+        session,
+        ui: ui.clone(),
+        turn: turn.clone(),
+        interactive,
+    };
+    if !interactive {
+        return rt.block_on(lines_mode(&mut chat));
+    }
+    // Ctrl-C during an answer (the terminal is not in raw mode then) cancels the turn.
+    rt.spawn({
+        let turn = turn.clone();
+        async move {
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                if let Some(t) = turn.lock().ok().and_then(|t| t.clone()) {
+                    t.cancel();
+                }
+            }
+        }
+    });
+    {
+        let _guard = rt.enter();
+        spawn_spinner(ui.clone());
+    }
+    let st = style;
+    {
+        let s = &chat.session;
+        let model = s.model_label();
+        chat.say(&st.dim(&format!(
+            "deputy chat · {} · {model} · session {}\n/help for commands, Ctrl-D to quit",
+            s.agent().name,
+            s.id()
+        )));
+    }
+    let history = deputy_runtime::journal::state_dir().map(|s| s.join("history"));
+    let mut rl: Editor<InputHelper, FileHistory> = Editor::new()
+        .map_err(|e| CliError::failure(anyhow::anyhow!("cannot open the terminal: {e}")))?;
+    rl.set_helper(Some(InputHelper));
+    rl.bind_sequence(
+        rustyline::KeyEvent(rustyline::KeyCode::Enter, rustyline::Modifiers::ALT),
+        rustyline::EventHandler::Simple(rustyline::Cmd::Newline),
+    );
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    let prompt = if st.color {
+        format!("{} ", st.bold(&st.cyan("›")))
+    } else {
+        "> ".to_string()
+    };
+    let mut interrupted = false;
+    loop {
+        match rl.readline(&prompt) {
+            Ok(line) => {
+                interrupted = false;
+                let text = line.replace("\\\n", "\n");
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let _ = rl.add_history_entry(text);
+                if text.starts_with('/') {
+                    if !rt.block_on(chat.command(text)) {
+                        break;
+                    }
+                    continue;
+                }
+                rt.block_on(chat.turn(text.to_string()));
+            }
+            Err(ReadlineError::Interrupted) => {
+                if interrupted {
+                    break;
+                }
+                interrupted = true;
+                chat.note("(Ctrl-C again or Ctrl-D to quit)");
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                return Err(CliError::failure(anyhow::anyhow!("terminal error: {e}")));
+            }
+        }
+    }
+    if let Some(h) = &history {
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = rl.save_history(h);
+    }
+    chat.note(&format!(
+        "session {} saved; continue it with `deputy chat --resume {}`",
+        chat.session.id(),
+        chat.session.id()
+    ));
+    Ok(Exit::Ok)
+}
+
+/// stdin is not a terminal: one prompt per line, answers only.
+async fn lines_mode(chat: &mut Chat<'_>) -> CliResult {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text.starts_with('/') {
+            if !chat.command(text).await {
+                break;
+            }
+            continue;
+        }
+        chat.turn(text.to_string()).await;
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,259 @@
+//! End-to-end: `deputy chat` in a real terminal (tmux), against deputy-mockllm.
+//!
+//! Needs tmux: `.ci/run` installs it; elsewhere, without it, the test prints a SKIP line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, Harness, sandbox_available};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "chat"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .cmd(&["capture-pane", "-p", "-t", "chat", "-S", "-200"])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    /// Wait until the screen shows `needle` (after `skip` occurrences), or fail with the screen.
+    fn wait_for(&self, needle: &str, times: usize, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.matches(needle).count() >= times {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "waited {timeout:?} for {needle:?} (x{times}); screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    if Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!ci, "tmux is required under CI=true (apt-get install tmux)");
+    eprintln!("SKIP chat terminal test: install tmux (`apt-get install tmux`) to run it");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_in_a_real_terminal() {
+    if !tmux_available() || !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - text: "Hello! Here is the **plan**:\n\n# Steps\n- read `main.py`\n- fix it\n"
+  - tool_calls: [{name: bash, arguments: {command: "echo approved-run"}}]
+  - text: "Ran it."
+  - tool_calls: [{name: bash, arguments: {command: "echo second"}}]
+  - text: "Understood, not running it."
+  - tool_calls: [{name: bash, arguments: {command: "sleep 612.5"}}]
+  - text: "never reached"
+"#,
+    )
+    .await;
+    h.write_agent(
+        "asker",
+        "---\nname: asker\npermission:\n  bash:\n    \"*\": ask\n---\nYou ask first.",
+    );
+    let exit_file = h.dir.path().join("exit");
+    let tmux = Tmux {
+        socket: format!("deputy-test-{}", std::process::id()),
+    };
+    let shell = format!(
+        "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} chat -a asker; echo EXIT=$? > {exit}; sleep 60",
+        ws = h.ws.display(),
+        home = h.home.display(),
+        url = h.mock.url(),
+        bin = BIN,
+        exit = exit_file.display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "150",
+        "-y",
+        "50",
+        "bash",
+        "-c",
+        &shell,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("/help for commands", 1, Duration::from_secs(20));
+
+    // A prompt and a streamed, rendered answer.
+    tmux.send(&["hello there", "Enter"]);
+    tmux.wait_for("tokens this session", 1, Duration::from_secs(20));
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("Hello! Here is the plan:"),
+        "markdown bold rendered: {screen}"
+    );
+    assert!(
+        screen.contains("• read main.py"),
+        "list and inline code rendered: {screen}"
+    );
+
+    // An approval answered yes.
+    tmux.send(&["run it", "Enter"]);
+    tmux.wait_for("[y]es once", 1, Duration::from_secs(20));
+    tmux.send(&["y", "Enter"]);
+    tmux.wait_for("Ran it.", 1, Duration::from_secs(20));
+    assert!(
+        tmux.screen().contains("bash echo approved-run (exit 0"),
+        "{}",
+        tmux.screen()
+    );
+
+    // An approval answered no, with a reason the model sees.
+    tmux.send(&["again", "Enter"]);
+    tmux.wait_for("[y]es once", 2, Duration::from_secs(20));
+    tmux.send(&["n", "Enter"]);
+    tmux.wait_for("reason for the agent", 1, Duration::from_secs(10));
+    tmux.send(&["not now please", "Enter"]);
+    tmux.wait_for("Understood, not running it.", 1, Duration::from_secs(20));
+    let after_denial = h.mock.requests()[4].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(after_denial["role"], "tool");
+    let text = after_denial["content"].as_str().unwrap();
+    assert!(
+        text.contains("permission denied") && text.contains("not now please"),
+        "{text}"
+    );
+
+    // Ctrl-C during a long command: back at the prompt within a second, the command gone.
+    tmux.send(&["sleep", "Enter"]);
+    tmux.wait_for("[y]es once", 3, Duration::from_secs(20));
+    tmux.send(&["y", "Enter"]);
+    let t0 = Instant::now();
+    while processes_with("sleep 612.5").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the command never started:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tmux.send(&["C-c"]);
+    let took = tmux.wait_for("cancelled", 1, Duration::from_secs(5));
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} to return to the prompt"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        processes_with("sleep 612.5").is_empty(),
+        "the sleep survived Ctrl-C"
+    );
+
+    // /cost prints usage.
+    tmux.send(&["/cost", "Enter"]);
+    tmux.wait_for("input +", 1, Duration::from_secs(10));
+    assert!(tmux.screen().contains("model turns"));
+
+    // Ctrl-D exits 0.
+    tmux.send(&["C-d"]);
+    let t0 = Instant::now();
+    while !exit_file.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "chat did not exit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&exit_file).unwrap().trim(),
+        "EXIT=0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reads_prompts_from_a_pipe() {
+    let h = Harness::yaml("steps:\n  - text: first answer\n  - text: second answer\n").await;
+    let mut child = h
+        .cmd(&["chat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\n\ntwo\n").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first answer\nsecond answer\n",
+        "answers only, no prompts or colour"
+    );
+}
+
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("bash -c") {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
