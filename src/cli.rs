@@ -65,6 +65,11 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Talk to an agent in the terminal
     Chat(ChatArgs),
+    /// Review a git diff with a read-only agent; Markdown, JSON, SARIF or GitHub annotations
+    #[command(
+        after_help = "Exit codes: 0 no finding at or above --fail-on, 4 findings at or above it, 1 the review failed, 2 bad usage.\nExamples:\n  deputy review --base origin/main --format sarif -o deputy.sarif --fail-on high\n  deputy review --staged\n  deputy review --base main --format github"
+    )]
+    Review(ReviewArgs),
     /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
     Mcp(McpArgs),
     /// List and show journaled sessions
@@ -95,9 +100,12 @@ pub struct MockServerArgs {
     /// Script to play (YAML or JSON) [default: answer every request with "ok"]
     #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
-    /// Port on 127.0.0.1; 0 picks a free one [default: 0]
+    /// Port; 0 picks a free one [default: 0]
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Address to listen on (only set 0.0.0.0 inside a container network)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
     /// Append every request received as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -291,6 +299,47 @@ pub struct ChatArgs {
     /// Continue a session (id, unique prefix, or `last`)
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReviewFormat {
+    Markdown,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Compare against this ref (with --head: the change from their merge base to HEAD-REF)
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// The ref that holds the change [default: the working tree]
+    #[arg(long, value_name = "REF")]
+    pub head: Option<String>,
+    /// Review the staged changes (the index)
+    #[arg(long)]
+    pub staged: bool,
+    /// The reviewing agent [default: code-reviewer]
+    #[arg(short, long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
+    pub format: ReviewFormat,
+    /// Exit 4 when a finding is at or above this severity: low, medium, high, critical
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Write the report to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Most diff sent to the model, in tokens (about 4 characters each); files past it are left out and reported
+    #[arg(long, default_value_t = 30_000, value_name = "N")]
+    pub budget_tokens: usize,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub session: SessionArgs,
 }

@@ -62,6 +62,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Resume(args) => commands::run::resume(&ctx, args),
         Command::Mcp(args) => commands::mcp::run(&ctx, args),
         Command::Chat(args) => commands::chat::run(&ctx, args),
+        Command::Review(args) => commands::review::run(&ctx, args),
         Command::Sessions(cmd) => commands::sessions::run(cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),

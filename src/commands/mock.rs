@@ -13,6 +13,7 @@ pub fn run(args: MockServerArgs) -> CliResult {
     };
     let opts = ServeOptions {
         port: args.port,
+        host: Some(args.host),
         log_path: args.log,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod chat;
 pub mod mcp;
 pub mod mock;
+pub mod review;
 pub mod run;
 pub mod sandbox;
 pub mod sessions;

@@ -48,6 +48,8 @@ pub struct LoggedRequest {
 pub struct ServeOptions {
     /// 0 picks a free port.
     pub port: u16,
+    /// Address to bind; default 127.0.0.1 (set 0.0.0.0 only inside a container network).
+    pub host: Option<std::net::IpAddr>,
     /// Append every request as a JSON line to this file.
     pub log_path: Option<PathBuf>,
 }
@@ -71,7 +73,10 @@ pub struct MockServer {
 impl MockServer {
     /// Start serving `script` on 127.0.0.1 (in the current tokio runtime).
     pub async fn start(script: Script, opts: ServeOptions) -> std::io::Result<MockServer> {
-        let listener = TcpListener::bind(("127.0.0.1", opts.port)).await?;
+        let host = opts
+            .host
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let listener = TcpListener::bind((host, opts.port)).await?;
         let addr = listener.local_addr()?;
         let log_file = match &opts.log_path {
             Some(p) => Some(Mutex::new(

@@ -4,6 +4,8 @@
 pub const PREAMBLE: &str = include_str!("../../../prompts/preamble.md");
 /// The last request to the model when a limit stops the session.
 pub const LIMIT_SUMMARY: &str = include_str!("../../../prompts/limit-summary.md");
+/// The request of `deputy review`.
+pub const REVIEW: &str = include_str!("../../../prompts/review.md");
 /// The request to fix a final answer that does not match `--output-schema`.
 pub const OUTPUT_SCHEMA: &str = include_str!("../../../prompts/output-schema.md");
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use deputy_mockllm::{Script, ServeOptions, serve_until_signal};
 
-const USAGE: &str = "usage: deputy-mockllm [--script FILE] [--port N] [--log FILE]\n\
+const USAGE: &str = "usage: deputy-mockllm [--script FILE] [--host IP] [--port N] [--log FILE]\n\
   --script FILE  YAML or JSON script (default: answer every request with \"ok\")\n\
   --port N       port on 127.0.0.1 (default 0: a free port, printed on stdout)\n\
   --log FILE     append every request as a JSON line";
@@ -22,6 +22,11 @@ fn main() -> ExitCode {
                 Script::load(&PathBuf::from(v))
                     .map(|s| script = Some(s))
                     .map_err(|e| e.to_string())
+            }),
+            "--host" => value("--host").and_then(|v| {
+                v.parse()
+                    .map(|h| opts.host = Some(h))
+                    .map_err(|_| format!("--host: `{v}` is not an IP address"))
             }),
             "--port" => value("--port").and_then(|v| {
                 v.parse()
