@@ -45,14 +45,20 @@ fn main() -> ExitCode {
             return code.into();
         }
     };
-    logging::init(&cli.global);
-    match run(cli) {
-        Ok(exit) => exit.into(),
+    let guard = logging::init(&cli.global);
+    let code = match run(cli) {
+        Ok(exit) => exit,
         Err(CliError { exit, error }) => {
-            eprintln!("error: {error:#}");
-            exit.into()
+            eprintln!(
+                "error: {}",
+                deputy_runtime::redact::redact(&format!("{error:#}"))
+            );
+            exit
         }
-    }
+    };
+    // Flush exported spans before leaving.
+    drop(guard);
+    code.into()
 }
 
 fn run(cli: Cli) -> Result<Exit, CliError> {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::accumulate::Accumulator;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
@@ -112,8 +113,9 @@ impl OpenAiClient {
     }
 }
 
-/// rustls needs one process-wide crypto provider; deputy uses ring (see DESIGN.md).
-fn install_crypto_provider() {
+/// rustls needs one process-wide crypto provider; deputy uses ring (see DESIGN.md). Call it
+/// before building any other reqwest client of the process (the OTLP exporter's).
+pub fn install_crypto_provider() {
     // Err means one is installed already, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -142,9 +144,12 @@ impl ModelClient for OpenAiClient {
     fn stream(&self, request: ChatRequest) -> EventStream {
         let (tx, rx) = mpsc::channel(256);
         let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
-            inner.run(request, tx).await;
-        });
+        let task = tokio::spawn(
+            async move {
+                inner.run(request, tx).await;
+            }
+            .instrument(tracing::Span::current()),
+        );
         Box::pin(AbortOnDrop {
             rx,
             task: task.abort_handle(),

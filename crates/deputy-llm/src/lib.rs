@@ -34,7 +34,7 @@ mod types;
 pub mod wire;
 
 pub use breaker::{Admission, Breaker, BreakerConfig};
-pub use client::{Breakers, OpenAiClient, status_error};
+pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
 pub use config::{
     Env, LOCAL_SERVERS, LlmConfig, LocalServer, NoModel, OPENAI_BASE_URL, Price, ProviderConfig,
     ProviderSettings, Resolved, Source, Target, discover_local,

@@ -140,6 +140,11 @@ impl Factory {
             }
             Err(e) => return Err(SetupError::Config(e.to_string())),
         };
+        for t in std::iter::once(&resolved.primary).chain(resolved.fallbacks.iter()) {
+            if let Some(k) = &t.provider.api_key {
+                crate::redact::add_secret(k);
+            }
+        }
         let label = resolved.primary.label();
         let warnings = resolved.warnings.clone();
         let client = OpenAiClient::new(resolved, llm.retry, self.breakers.clone())

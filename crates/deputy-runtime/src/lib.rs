@@ -18,6 +18,7 @@ pub mod factory;
 pub mod journal;
 mod output;
 pub mod prompt;
+pub mod redact;
 pub mod review;
 mod session;
 pub mod task;

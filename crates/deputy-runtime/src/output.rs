@@ -44,8 +44,19 @@ impl Output {
         self.deliver(&event);
     }
 
-    /// Journal (except deltas) and pass on an event, this session's or a subagent's.
+    /// Journal (except deltas) and pass on an event, this session's or a subagent's. Secrets
+    /// are masked first: nothing that leaves here carries one.
     pub(crate) fn deliver(&mut self, event: &Event) {
+        let redacted = if crate::redact::any() {
+            serde_json::to_value(event).ok().and_then(|mut v| {
+                crate::redact::redact_value(&mut v)
+                    .then(|| serde_json::from_value::<Event>(v).ok())
+                    .flatten()
+            })
+        } else {
+            None
+        };
+        let event = redacted.as_ref().unwrap_or(event);
         if !matches!(event.kind, EventKind::MessageDelta { .. })
             && let Some(j) = &mut self.journal
             && let Err(e) = j.append(event)

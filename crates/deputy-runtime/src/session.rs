@@ -20,6 +20,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::approve::{Approval, ApprovalRequest, Approver, Headless};
 use crate::error::SessionError;
@@ -476,6 +477,39 @@ impl Session {
     /// Run until the agent answers (or a limit, cancellation or error). `prompt` is the next user
     /// message (`None` on a resume without new instructions).
     pub async fn run(&mut self, prompt: Option<String>) -> Outcome {
+        let span = tracing::info_span!(
+            "invoke_agent",
+            otel.name = %format!("invoke_agent {}", self.agent.name),
+            "gen_ai.operation.name" = "invoke_agent",
+            "gen_ai.agent.name" = %self.agent.name,
+            "gen_ai.request.model" = %self.model_label(),
+            session.id = %self.id,
+            parent_session_id = ?self.opts.parent_session_id,
+            status = tracing::field::Empty,
+            "gen_ai.usage.input_tokens" = tracing::field::Empty,
+            "gen_ai.usage.output_tokens" = tracing::field::Empty,
+            cost_usd = tracing::field::Empty,
+            turns = tracing::field::Empty,
+        );
+        let outcome = self.run_inner(prompt).instrument(span.clone()).await;
+        span.record("status", outcome.status.as_str());
+        span.record(
+            "gen_ai.usage.input_tokens",
+            outcome.usage.input_tokens as i64,
+        );
+        span.record(
+            "gen_ai.usage.output_tokens",
+            outcome.usage.output_tokens as i64,
+        );
+        span.record("turns", i64::from(outcome.num_turns));
+        if let Some(c) = outcome.cost_usd {
+            span.record("cost_usd", c);
+        }
+        tracing::info!(parent: &span, status = outcome.status.as_str(), duration_ms = outcome.duration_ms, "session finished");
+        outcome
+    }
+
+    async fn run_inner(&mut self, prompt: Option<String>) -> Outcome {
         let started = Instant::now();
         self.run_deadline = self
             .opts
@@ -510,7 +544,13 @@ impl Session {
             self.run_steps += 1;
             let mut specs = self.toolbox.specs();
             specs.extend(self.task_spec());
-            let response = match self.model_turn(specs, self.run_deadline).await {
+            let turn_span =
+                tracing::info_span!("turn", turn = self.turns + 1, session.id = %self.id);
+            let response = match self
+                .model_turn(specs, self.run_deadline)
+                .instrument(turn_span.clone())
+                .await
+            {
                 Ok(r) => r,
                 Err(Ok(Stop::Cancelled)) => {
                     return self.finish(
@@ -570,7 +610,7 @@ impl Session {
                 }
                 return self.finish(Status::Completed, text, None, errors, started);
             }
-            match self.run_calls(&response.calls).await {
+            match self.run_calls(&response.calls).instrument(turn_span).await {
                 Ok(None) => {}
                 Ok(Some(doom)) => {
                     errors.push(doom.clone());
@@ -707,6 +747,60 @@ impl Session {
     /// One model call: stream it, forward deltas, assemble the response. `Err(Ok(_))` when
     /// cancelled or timed out, `Err(Err(_))` when the model failed.
     async fn model_turn(
+        &mut self,
+        tools: Vec<ToolSpec>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Response, Result<Stop, LlmError>> {
+        let model = self.model_label();
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = %format!("chat {model}"),
+            otel.kind = "client",
+            "gen_ai.operation.name" = "chat",
+            "gen_ai.request.model" = %model,
+            "gen_ai.request.temperature" = tracing::field::Empty,
+            "gen_ai.provider.name" = tracing::field::Empty,
+            "gen_ai.response.model" = tracing::field::Empty,
+            "gen_ai.response.finish_reasons" = tracing::field::Empty,
+            "gen_ai.usage.input_tokens" = tracing::field::Empty,
+            "gen_ai.usage.output_tokens" = tracing::field::Empty,
+            ttft_ms = tracing::field::Empty,
+            retries = tracing::field::Empty,
+            tool_calls = tracing::field::Empty,
+        );
+        if let Some(t) = self.opts.temperature.or(self.agent.temperature) {
+            span.record("gen_ai.request.temperature", t);
+        }
+        let r = self
+            .model_turn_inner(tools, deadline)
+            .instrument(span.clone())
+            .await;
+        match &r {
+            Ok(resp) => {
+                span.record("gen_ai.provider.name", resp.provider.as_str());
+                span.record("gen_ai.response.model", resp.model.as_str());
+                span.record("gen_ai.response.finish_reasons", resp.finish.as_str());
+                // Integers as i64: OpenTelemetry has no unsigned attribute type.
+                span.record("gen_ai.usage.input_tokens", resp.usage.input_tokens as i64);
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    resp.usage.output_tokens as i64,
+                );
+                span.record("retries", i64::from(resp.retries));
+                span.record("tool_calls", resp.calls.len() as i64);
+                if let Some(t) = resp.ttft {
+                    span.record("ttft_ms", t.as_millis() as i64);
+                }
+            }
+            Err(Err(e)) => {
+                tracing::warn!(parent: &span, error = %e, kind = e.kind(), "model call failed");
+            }
+            Err(Ok(_)) => {}
+        }
+        r
+    }
+
+    async fn model_turn_inner(
         &mut self,
         tools: Vec<ToolSpec>,
         deadline: Option<tokio::time::Instant>,
@@ -964,9 +1058,12 @@ impl Session {
                 approver: self.opts.approver.clone(),
                 call_id: call.id.clone(),
             };
+            let span = tool_span(&call);
             return Box::pin(async move {
                 let t = Instant::now();
-                let r = ctx.runner.run(input, parent).await;
+                let r = ctx.runner.run(input, parent).instrument(span.clone()).await;
+                span.record("duration_ms", t.elapsed().as_millis() as i64);
+                span.record("is_error", r.output.is_error);
                 Done {
                     output: r.output,
                     took: t.elapsed(),
@@ -977,12 +1074,19 @@ impl Session {
         }
         let tool = self.toolbox.get(&call.name);
         let ctx = self.toolbox.ctx.clone();
+        let span = tool_span(&call);
         Box::pin(async move {
             let t = Instant::now();
             let output = match tool {
-                Some(tool) => tool.call(call.arguments.clone(), &ctx).await,
+                Some(tool) => {
+                    tool.call(call.arguments.clone(), &ctx)
+                        .instrument(span.clone())
+                        .await
+                }
                 None => ToolOutput::error(format!("unknown tool {}", call.name)),
             };
+            span.record("duration_ms", t.elapsed().as_millis() as i64);
+            span.record("is_error", output.is_error);
             Done {
                 output,
                 took: t.elapsed(),
@@ -999,7 +1103,12 @@ impl Session {
         }
     }
 
-    fn complete(&mut self, call: &ToolCall, out: ToolOutput, took: Duration) {
+    fn complete(&mut self, call: &ToolCall, mut out: ToolOutput, took: Duration) {
+        // What a command printed may hold a secret it found on disk: the model never sees it.
+        if crate::redact::any() {
+            out.content = crate::redact::redact(&out.content);
+            crate::redact::redact_value(&mut out.metadata);
+        }
         if !out.is_error
             && matches!(call.name.as_str(), "write" | "edit")
             && let Some(p) = out.metadata.get("path").and_then(Value::as_str)
@@ -1183,6 +1292,19 @@ impl Session {
             }
         })
     }
+}
+
+/// The span of one tool call (OpenTelemetry GenAI: `execute_tool {name}`).
+fn tool_span(call: &ToolCall) -> tracing::Span {
+    tracing::info_span!(
+        "execute_tool",
+        otel.name = %format!("execute_tool {}", call.name),
+        "gen_ai.operation.name" = "execute_tool",
+        "gen_ai.tool.name" = %call.name,
+        "gen_ai.tool.call.id" = %call.id,
+        duration_ms = tracing::field::Empty,
+        is_error = tracing::field::Empty,
+    )
 }
 
 fn done_error(msg: &str) -> Done {
