@@ -261,28 +261,16 @@ pub enum SessionsCommand {
     },
 }
 
-/// `90`, `90s`, `1500ms`, `10m`, `1h`.
+/// `90`, `90s`, `1500ms`, `10m`, `1h` (the same syntax as `timeout` in agent files).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; use e.g. 90s, 10m or 1h"))?;
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("`{s}`: a duration must be positive"));
-    }
-    Ok(std::time::Duration::from_secs_f64(n * mult))
+    deputy_agent::parse_duration_secs(s)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a positive duration; use e.g. 90s, 10m or 1h",
+                s.trim()
+            )
+        })
 }
 
 #[derive(Debug, Args)]

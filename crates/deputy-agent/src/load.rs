@@ -820,7 +820,8 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn parse_duration_secs(s: &str) -> Option<f64> {
+/// Seconds in `90`, `90s`, `1500ms`, `10m`, `1h` (positive and finite, else `None`).
+pub fn parse_duration_secs(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
