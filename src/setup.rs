@@ -244,3 +244,50 @@ pub fn task_runner(
         config,
     ))
 }
+
+/// A journaled session found by id, unique prefix or `last`: the state directory, its id, and
+/// its agent as defined now (rules and tools), under its recorded name.
+pub fn find_journaled(
+    ctx: &Context,
+    wanted: &str,
+) -> CliResult<(std::path::PathBuf, String, AgentSpec)> {
+    use deputy_runtime::journal;
+    let state = journal::state_dir().ok_or_else(|| {
+        CliError::usage(anyhow::anyhow!(
+            "no state directory: set DEPUTY_HOME or HOME"
+        ))
+    })?;
+    let id = journal::find_session(&state, wanted).map_err(CliError::usage)?;
+    let path = journal::session_dir(&state, &id).join("events.jsonl");
+    let (events, _) = journal::read_events(&path).map_err(CliError::usage)?;
+    let rebuilt = journal::rebuild(&events).map_err(CliError::usage)?;
+    // An agent that is gone still resumes: its system prompt is in the journal.
+    let agent = resolve_agent(ctx, Some(&rebuilt.agent))
+        .unwrap_or_else(|_| AgentSpec::new(rebuilt.agent.clone(), ""));
+    Ok((state, id, agent))
+}
+
+/// A session of `agent` (new, or `resume`d from its journal) with the model, options and task
+/// runner resolved; the resolution's warnings are returned for the caller to show.
+pub async fn open_session(
+    factory: &Factory,
+    agent: AgentSpec,
+    settings: &RunSettings,
+    runner: Arc<TaskRunner>,
+    resume: Option<&str>,
+) -> CliResult<(deputy_runtime::Session, Vec<String>)> {
+    let (client, label, warnings) = factory
+        .client(&agent, settings)
+        .await
+        .map_err(setup_error)?;
+    let opts = factory
+        .options(&agent, settings, label)
+        .map_err(setup_error)?;
+    let mut session = match resume {
+        Some(id) => deputy_runtime::Session::resume(id, agent, client, opts),
+        None => deputy_runtime::Session::new(agent, client, opts),
+    }
+    .map_err(CliError::usage)?;
+    session.enable_tasks(runner, 0);
+    Ok((session, warnings))
+}

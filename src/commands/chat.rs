@@ -402,17 +402,15 @@ struct Chat<'a> {
 
 impl Chat<'_> {
     async fn new_session(&mut self, agent: AgentSpec) -> Result<(), String> {
-        let (client, label, warnings) = self
-            .factory
-            .client(&agent, &self.settings)
-            .await
-            .map_err(|e| e.to_string())?;
-        let opts = self
-            .factory
-            .options(&agent, &self.settings, label)
-            .map_err(|e| e.to_string())?;
-        let mut s = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
-        s.enable_tasks(self.runner.clone(), 0);
+        let (mut s, warnings) = setup::open_session(
+            &self.factory,
+            agent,
+            &self.settings,
+            self.runner.clone(),
+            None,
+        )
+        .await
+        .map_err(|e| e.error.to_string())?;
         if self.interactive {
             let ui = self.ui.clone();
             s.set_sink(Arc::new(move |e| ui_lock(&ui).event(e)));
@@ -615,48 +613,23 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     let rt = setup::runtime()?;
     let resume = args.resume.clone();
     let agent_name = args.agent.clone();
-    let session = rt.block_on(async {
-        match &resume {
-            Some(id) => {
-                let state = deputy_runtime::journal::state_dir().ok_or_else(|| {
-                    CliError::usage(anyhow::anyhow!(
-                        "no state directory: set DEPUTY_HOME or HOME"
-                    ))
-                })?;
-                let id =
-                    deputy_runtime::journal::find_session(&state, id).map_err(CliError::usage)?;
-                let path = deputy_runtime::journal::session_dir(&state, &id).join("events.jsonl");
-                let (events, _) =
-                    deputy_runtime::journal::read_events(&path).map_err(CliError::usage)?;
-                let rebuilt = deputy_runtime::journal::rebuild(&events).map_err(CliError::usage)?;
-                let agent = setup::resolve_agent(ctx, Some(&rebuilt.agent))?;
-                let (client, label, _) = factory
-                    .client(&agent, &settings)
-                    .await
-                    .map_err(setup::setup_error)?;
-                let opts = factory
-                    .options(&agent, &settings, label)
-                    .map_err(setup::setup_error)?;
-                Session::resume(&id, agent, client, opts).map_err(CliError::usage)
-            }
-            None => {
-                let agent = setup::resolve_agent(ctx, agent_name.as_deref())?;
-                let (client, label, warnings) = factory
-                    .client(&agent, &settings)
-                    .await
-                    .map_err(setup::setup_error)?;
-                for w in warnings {
-                    eprintln!("⚠ {w}");
-                }
-                let opts = factory
-                    .options(&agent, &settings, label)
-                    .map_err(setup::setup_error)?;
-                Session::new(agent, client, opts).map_err(CliError::usage)
-            }
+    let (agent, resume_id) = match &resume {
+        Some(wanted) => {
+            let (_, id, agent) = setup::find_journaled(ctx, wanted)?;
+            (agent, Some(id))
         }
-    })?;
-    let mut session = session;
-    session.enable_tasks(runner.clone(), 0);
+        None => (setup::resolve_agent(ctx, agent_name.as_deref())?, None),
+    };
+    let (mut session, warnings) = rt.block_on(setup::open_session(
+        &factory,
+        agent,
+        &settings,
+        runner.clone(),
+        resume_id.as_deref(),
+    ))?;
+    for w in warnings {
+        eprintln!("⚠ {w}");
+    }
     if interactive {
         let ui = ui.clone();
         session.set_sink(Arc::new(move |e| ui_lock(&ui).event(e)));
@@ -674,14 +647,19 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     if !interactive {
         return rt.block_on(lines_mode(&mut chat));
     }
-    // Ctrl-C during an answer (the terminal is not in raw mode then) cancels the turn.
+    // Ctrl-C during an answer (the terminal is not in raw mode then) cancels the turn. The
+    // handler is registered here, before the first prompt: rustyline saves the SIGINT action
+    // when a prompt opens and restores it when it closes, so a handler registered later, while a
+    // prompt is open, would be undone (and Ctrl-C would then kill deputy).
+    let mut sigint = {
+        let _enter = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| CliError::failure(anyhow::anyhow!("cannot handle Ctrl-C: {e}")))?
+    };
     rt.spawn({
         let turn = turn.clone();
         async move {
-            loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    return;
-                }
+            while sigint.recv().await.is_some() {
                 if let Some(t) = turn.lock().ok().and_then(|t| t.clone()) {
                     t.cancel();
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use deputy_runtime::review::{
     Diff, DiffSpec, Finding, Severity, collect_diff, findings_schema, review_prompt,
 };
-use deputy_runtime::{Event, Outcome, Session, Status, prompt};
+use deputy_runtime::{Event, Outcome, Status, prompt};
 use deputy_tools::{Action, Origin, Rule, SandboxMode};
 use serde_json::{Value, json};
 
@@ -76,20 +76,15 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> CliResult {
     settings.output_schema = Some(findings_schema());
     let config = setup::load_config(ctx)?;
     let factory = setup::factory(ctx, config, &args.session);
+    let runner = setup::task_runner(ctx, &factory, &settings)?;
     let text = review_prompt(&diff, prompt::REVIEW);
     let rt = setup::runtime()?;
     let outcome: Outcome = rt.block_on(async {
-        let (client, label, warnings) = factory
-            .client(&agent, &settings)
-            .await
-            .map_err(setup::setup_error)?;
+        let (mut session, warnings) =
+            setup::open_session(&factory, agent, &settings, runner, None).await?;
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let opts = factory
-            .options(&agent, &settings, label)
-            .map_err(setup::setup_error)?;
-        let mut session = Session::new(agent, client, opts).map_err(CliError::usage)?;
         setup::install_signals(session.cancel_token());
         if !args.quiet {
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -50,15 +50,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> CliResult {
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
     rt.block_on(async move {
-        let (client, label, warnings) = factory
-            .client(&agent, &settings)
-            .await
-            .map_err(setup::setup_error)?;
-        let opts = factory
-            .options(&agent, &settings, label)
-            .map_err(setup::setup_error)?;
-        let mut session = Session::new(agent, client, opts).map_err(CliError::usage)?;
-        session.enable_tasks(runner, 0);
+        let (session, warnings) =
+            setup::open_session(&factory, agent, &settings, runner, None).await?;
         drive(
             session,
             Some(prompt),
@@ -72,21 +65,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> CliResult {
 }
 
 pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
-    let state = deputy_runtime::journal::state_dir().ok_or_else(|| {
-        CliError::usage(anyhow::anyhow!(
-            "no state directory: set DEPUTY_HOME or HOME"
-        ))
-    })?;
-    let id = deputy_runtime::journal::find_session(&state, &args.id).map_err(CliError::usage)?;
-    let path = deputy_runtime::journal::session_dir(&state, &id).join("events.jsonl");
-    let (events, _) = deputy_runtime::journal::read_events(&path).map_err(CliError::usage)?;
-    let rebuilt = deputy_runtime::journal::rebuild(&events).map_err(CliError::usage)?;
-    // The agent as it is defined now (its rules and tools), under its recorded name.
-    let agent = setup::resolve_agent(ctx, Some(&rebuilt.agent)).or_else(|_| {
-        let mut a = deputy_agent::AgentSpec::new(rebuilt.agent.clone(), "");
-        a.prompt = String::new();
-        Ok::<_, CliError>(a)
-    })?;
+    let (state, id, agent) = setup::find_journaled(ctx, &args.id)?;
     let settings = setup::settings(&args.session)?;
     let prompt = if args.prompt.is_empty() {
         None
@@ -103,15 +82,8 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
     rt.block_on(async move {
-        let (client, label, warnings) = factory
-            .client(&agent, &settings)
-            .await
-            .map_err(setup::setup_error)?;
-        let opts = factory
-            .options(&agent, &settings, label)
-            .map_err(setup::setup_error)?;
-        let mut session = Session::resume(&id, agent, client, opts).map_err(CliError::usage)?;
-        session.enable_tasks(runner, 0);
+        let (session, warnings) =
+            setup::open_session(&factory, agent, &settings, runner, Some(&id)).await?;
         drive(
             session,
             prompt,
