@@ -261,9 +261,22 @@ pub fn find_journaled(
     let path = journal::session_dir(&state, &id).join("events.jsonl");
     let (events, _) = journal::read_events(&path).map_err(CliError::usage)?;
     let rebuilt = journal::rebuild(&events).map_err(CliError::usage)?;
-    // An agent that is gone still resumes: its system prompt is in the journal.
-    let agent = resolve_agent(ctx, Some(&rebuilt.agent))
-        .unwrap_or_else(|_| AgentSpec::new(rebuilt.agent.clone(), ""));
+    // An agent whose file is gone still resumes (its system prompt is in the journal), but with
+    // read-only tools: its tool list and rules went with the file, and the defaults would widen
+    // what it may do. A broken or disabled agent file is an error, as for a new session.
+    let agent = match ctx.catalog().resolve(&rebuilt.agent) {
+        Err(deputy_agent::AgentError::NotFound { .. }) => {
+            eprintln!(
+                "⚠ agent `{}` is no longer defined; resuming {id} with read-only tools \
+                 (read, glob, grep, list). Restore its file to give it back its tools and rules.",
+                rebuilt.agent
+            );
+            let mut spec = AgentSpec::new(rebuilt.agent.clone(), "");
+            spec.tools = deputy_agent::ToolSet::only(["read", "glob", "grep", "list"]);
+            spec
+        }
+        _ => resolve_agent(ctx, Some(&rebuilt.agent))?,
+    };
     Ok((state, id, agent))
 }
 

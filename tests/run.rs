@@ -497,3 +497,57 @@ fn processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+#[tokio::test]
+async fn resume_of_a_deleted_agent_narrows_to_read_only_and_a_broken_one_is_an_error() {
+    let h = Harness::yaml("steps:\n  - text: first\n  - text: second\n  - text: third\n").await;
+    h.write_agent(
+        "narrow",
+        "---\ndescription: narrow\ntools: [read, bash]\n---\nYou are narrow.",
+    );
+    let (code, v, _) = h.run_json(&["run", "--agent", "narrow", "hi"]).await;
+    assert_eq!(code, Some(0));
+    let id = v["session_id"].as_str().unwrap().to_string();
+    let tools = |i: usize| -> Vec<String> {
+        h.mock.requests()[i].body["tools"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(tools(0).contains(&"bash".to_string()), "{:?}", tools(0));
+
+    // A broken file under that name: an error naming it, and the journal is untouched.
+    let file = h.ws.join("agents/narrow.md");
+    std::fs::write(&file, "---\ntools: [read\n---\nbroken").unwrap();
+    let before = h.journal(&id).len();
+    let out = h.run(&["resume", &id, "more"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("narrow"), "{err}");
+    assert_eq!(h.journal(&id).len(), before, "nothing written");
+
+    // Gone: the session resumes, with the recorded prompt but only read-only tools.
+    std::fs::remove_file(&file).unwrap();
+    let out = h
+        .run(&["resume", &id, "more", "--output-format", "json"])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("read-only tools"), "{err}");
+    let last = h.mock.requests().len() - 1;
+    let mut got = tools(last);
+    got.sort();
+    assert_eq!(got, ["glob", "grep", "list", "read"]);
+    let body = &h.mock.requests()[last].body;
+    assert!(
+        body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("You are narrow."),
+        "{body}"
+    );
+}
