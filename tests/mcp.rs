@@ -124,3 +124,95 @@ routes:
         "calls did not overlap"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_permissions_become_elicitations_or_denials() {
+    let Some(py) = python() else { return };
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - text: "fallback"
+routes:
+  - when: {user_contains: "elicit please"}
+    steps:
+      - tool_calls: [{name: bash, arguments: {command: "echo approved-run > a.txt"}}]
+      - tool_calls: [{name: bash, arguments: {command: "echo refused-run > b.txt"}}]
+      - text: "elicited"
+  - when: {user_contains: "no elicitation"}
+    steps:
+      - tool_calls: [{name: bash, arguments: {command: "echo plain-run > c.txt"}}]
+      - text: "plain"
+"#,
+    )
+    .await;
+    h.write_agent(
+        "asker",
+        "---\ndescription: asks before bash\nmode: subagent\npermission:\n  bash: ask\n---\nYou ask.",
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_elicit.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&py)
+            .arg(&script)
+            .arg(BIN)
+            .arg(&h.ws)
+            .current_dir(&h.ws)
+            .env("HOME", &h.home)
+            .env("DEPUTY_HOME", h.home.join("state"))
+            .env("OPENAI_BASE_URL", h.mock.url())
+            .env("DEPUTY_MODEL", "mock-model")
+            .env_remove("OPENAI_API_KEY")
+            .output(),
+    )
+    .await
+    .expect("the MCP client did not finish in 120 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "client failed:\n{stderr}\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["elicit_text"], "elicited");
+    assert_eq!(report["plain_text"], "plain");
+    // The client was asked twice, each question naming the agent and the command.
+    let asked = report["asked"].as_array().unwrap();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[0].as_str().unwrap().contains("asker")
+            && asked[0].as_str().unwrap().contains("approved-run"),
+        "{asked:?}"
+    );
+    assert!(
+        report["schema"]["properties"]["approve"].is_object(),
+        "{}",
+        report["schema"]
+    );
+    // Approved ran; refused and not-askable did not.
+    assert_eq!(common::read(&h.ws.join("a.txt")), "approved-run\n");
+    assert!(!h.ws.join("b.txt").exists());
+    assert!(!h.ws.join("c.txt").exists());
+    // The model was told why.
+    let tool_results: Vec<String> = h
+        .mock
+        .requests()
+        .iter()
+        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        tool_results.iter().any(|c| c.contains("not that one")),
+        "{tool_results:?}"
+    );
+    assert!(
+        tool_results
+            .iter()
+            .any(|c| c.to_lowercase().contains("denied") && !c.contains("not that one")),
+        "{tool_results:?}"
+    );
+}
