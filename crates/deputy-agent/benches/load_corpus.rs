@@ -1,6 +1,8 @@
 //! Load and validate every agent file of ../shared/corpus/agents, as `deputy agents validate`
 //! does. Run with `cargo bench -p deputy-agent`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};

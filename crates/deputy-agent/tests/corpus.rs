@@ -5,6 +5,8 @@
 //! The expected outcomes that are not a clean load are listed below, per file, with the reason,
 //! so a regression in either direction fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

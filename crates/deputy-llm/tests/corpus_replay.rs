@@ -8,6 +8,8 @@
 //! The expectations come from a deliberately naive reading of each recording in this file, not
 //! from the client's code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use deputy_llm::{

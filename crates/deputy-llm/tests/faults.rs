@@ -1,6 +1,8 @@
 //! The client against deputy-mockllm over real HTTP: retries, Retry-After, timeouts, refused
 //! parameters, the circuit breaker with fallback, and what is sent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use deputy_llm::{

@@ -193,13 +193,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("c.toml");
         std::fs::write(&f, "modle = \"x\"\n").unwrap();
-        let e = Config::load(&[f.clone()]).unwrap_err().to_string();
+        let e = Config::load(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("c.toml") && e.contains("unknown key `modle`"),
             "{e}"
         );
         std::fs::write(&f, "[providers.a]\nbase_ulr = \"x\"\n").unwrap();
-        let e = Config::load(&[f.clone()]).unwrap_err().to_string();
+        let e = Config::load(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("base_ulr"), "{e}");
         std::fs::write(&f, "model = \n").unwrap();
         let e = Config::load(&[f]).unwrap_err().to_string();

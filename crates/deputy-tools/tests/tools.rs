@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{Env, backends, exit_code, read};
 use deputy_tools::tools::{EditTool, GlobTool, GrepTool, ListTool, ReadTool, WriteTool};
-use deputy_tools::{Backend, Permissions, Tool};
+use deputy_tools::{Backend, Permissions};
 use serde_json::json;
 
 fn env() -> Env {
