@@ -38,30 +38,15 @@ fn python() -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_mcp_client_drives_deputy_mcp() {
-    let Some(py) = python() else { return };
-    let h = Harness::yaml(
-        r#"
-steps:
-  - text: "fallback"
-routes:
-  - when: {user_contains: "single"}
-    steps:
-      - tool_calls: [{name: list, arguments: {}}]
-      - text: "Hello from the backend architect."
-      - text: "More: nothing else to add."
-  - when: {user_contains: "parallel A"}
-    steps: [{text: "answer A", delay_ms: 500}]
-  - when: {user_contains: "parallel B"}
-    steps: [{text: "answer B", delay_ms: 500}]
-"#,
-    )
-    .await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
+/// Run a Python MCP client script from tests/ against `deputy mcp` in the harness's workspace,
+/// with the mock model configured; its stdout is one JSON report.
+async fn run_client(py: &str, script: &str, h: &Harness) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new(&py)
+        tokio::process::Command::new(py)
             .arg(&script)
             .arg(BIN)
             .arg(&h.ws)
@@ -82,8 +67,31 @@ routes:
         "client failed:\n{stderr}\nstdout: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_mcp_client_drives_deputy_mcp() {
+    let Some(py) = python() else { return };
+    let h = Harness::yaml(
+        r#"
+steps:
+  - text: "fallback"
+routes:
+  - when: {user_contains: "single"}
+    steps:
+      - tool_calls: [{name: list, arguments: {}}]
+      - text: "Hello from the backend architect."
+      - text: "More: nothing else to add."
+  - when: {user_contains: "parallel A"}
+    steps: [{text: "answer A", delay_ms: 500}]
+  - when: {user_contains: "parallel B"}
+    steps: [{text: "answer B", delay_ms: 500}]
+"#,
+    )
+    .await;
+    let report = run_client(&py, "mcp_client.py", &h).await;
     assert_eq!(report["server"], "deputy");
     assert!(
         report["description"]
@@ -152,31 +160,7 @@ routes:
         "asker",
         "---\ndescription: asks before bash\nmode: subagent\npermission:\n  bash: ask\n---\nYou ask.",
     );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_elicit.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(&py)
-            .arg(&script)
-            .arg(BIN)
-            .arg(&h.ws)
-            .current_dir(&h.ws)
-            .env("HOME", &h.home)
-            .env("DEPUTY_HOME", h.home.join("state"))
-            .env("OPENAI_BASE_URL", h.mock.url())
-            .env("DEPUTY_MODEL", "mock-model")
-            .env_remove("OPENAI_API_KEY")
-            .output(),
-    )
-    .await
-    .expect("the MCP client did not finish in 120 s")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "client failed:\n{stderr}\nstdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_client(&py, "mcp_elicit.py", &h).await;
     assert_eq!(report["elicit_text"], "elicited");
     assert_eq!(report["plain_text"], "plain");
     // The client was asked twice, each question naming the agent and the command.
