@@ -138,6 +138,10 @@ pub enum ReviewError {
     Git(String),
     #[error("git diff failed: {0}")]
     GitFailed(String),
+    #[error(
+        "{0} is not inside a git work tree: run `deputy review` in a repository, or pass -C DIR"
+    )]
+    NotARepo(String),
 }
 
 /// Run `git diff` in `repo` for `spec`.
@@ -173,19 +177,45 @@ pub fn collect_diff(repo: &Path, spec: &DiffSpec) -> Result<Diff, ReviewError> {
             }
         }
     };
-    let out = std::process::Command::new("git")
-        .args(&args)
-        .current_dir(repo)
-        .env("GIT_PAGER", "cat")
-        .output()
-        .map_err(|e| ReviewError::Git(e.to_string()))?;
+    let git = |args: &[String]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .env("GIT_PAGER", "cat")
+            .output()
+            .map_err(|e| ReviewError::Git(e.to_string()))
+    };
+    let inside = git(&["rev-parse".into(), "--is-inside-work-tree".into()])?;
+    if !inside.status.success() || inside.stdout.trim_ascii() != b"true" {
+        return Err(ReviewError::NotARepo(repo.display().to_string()));
+    }
+    let out = git(&args)?;
     if !out.status.success() {
-        return Err(ReviewError::GitFailed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        return Err(ReviewError::GitFailed(git_error(&String::from_utf8_lossy(
+            &out.stderr,
+        ))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(split_diff(&text, range, spec.budget_chars.max(1000)))
+}
+
+/// What git said when it failed, without the usage text it prints after a bad argument.
+fn git_error(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .take_while(|l| !l.starts_with("usage:"))
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect();
+    let mut msg = lines.join("\n");
+    if msg.contains("'HEAD'") {
+        msg.push_str(
+            "\n(a repository with no commits has no HEAD to diff against: use --staged, or commit first)",
+        );
+    } else if msg.contains("unknown revision") || msg.contains("bad revision") {
+        msg.push_str("\n(check the --base/--head names: `git log --oneline`, `git branch -a`)");
+    }
+    msg
 }
 
 /// Split `git diff` output per file, within the budget.
@@ -304,6 +334,37 @@ mod tests {
     use super::*;
 
     const DIFF: &str = "diff --git a/src/a.py b/src/a.py\nindex 1..2 100644\n--- a/src/a.py\n+++ b/src/a.py\n@@ -1,3 +1,4 @@\n import os\n-x = 1\n+x = 2\n+y = eval(input())\n print(x)\ndiff --git a/img.png b/img.png\nBinary files a/img.png and b/img.png differ\n";
+
+    #[test]
+    fn git_failures_are_short_and_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = DiffSpec::default();
+        let e = collect_diff(dir.path(), &spec).unwrap_err();
+        assert!(matches!(e, ReviewError::NotARepo(_)), "{e}");
+        assert!(e.to_string().contains("-C DIR"), "{e}");
+
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap()
+        };
+        assert!(git(&["init", "-q"]).status.success());
+        let e = collect_diff(dir.path(), &spec).unwrap_err().to_string();
+        assert!(e.contains("no commits"), "{e}");
+        assert!(!e.contains("usage:"), "{e}");
+        let e = collect_diff(
+            dir.path(),
+            &DiffSpec {
+                base: Some("no-such-ref".into()),
+                ..DiffSpec::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--base/--head") && e.lines().count() <= 7, "{e}");
+    }
 
     #[test]
     fn split_and_lines() {
