@@ -59,7 +59,7 @@ impl Tool for BashTool {
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
         Box::pin(async move {
-            let input: BashInput = match parse_input("bash", input, &self.parameters()) {
+            let input: BashInput = match parse_input::<BashInput>("bash", input) {
                 Ok(i) => i,
                 Err(e) => return ToolOutput::error(e),
             };

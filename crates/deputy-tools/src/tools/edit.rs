@@ -5,9 +5,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::read::path_subject;
+use super::path_subject;
 use super::{
-    Tool, ToolContext, ToolOutput, clip, lenient_bool, parse_input, strict_schema, unified_diff,
+    Tool, ToolContext, ToolOutput, call_inline, clip, lenient_bool, strict_schema, unified_diff,
 };
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
@@ -54,16 +54,7 @@ impl Tool for EditTool {
     }
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: EditInput = match parse_input("edit", input, &self.parameters()) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            match edit(ctx, &input) {
-                Ok(o) => o,
-                Err(e) => ToolOutput::error(e),
-            }
-        })
+        Box::pin(async move { call_inline::<EditInput>("edit", input, ctx, edit) })
     }
 }
 

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::glob::walker;
-use super::{Tool, ToolContext, ToolOutput, parse_input, rel_display, strict_schema};
+use super::{
+    Tool, ToolContext, ToolOutput, call_blocking, dir_subject, rel_display, strict_schema,
+};
 use crate::error::ToolError;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -50,28 +52,11 @@ impl Tool for GrepTool {
     }
 
     fn subject(&self, input: &Value) -> Option<String> {
-        Some(
-            input
-                .get("path")
-                .and_then(Value::as_str)
-                .unwrap_or(".")
-                .to_string(),
-        )
+        dir_subject(input)
     }
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: GrepInput = match parse_input("grep", input, &self.parameters()) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            let ctx = ctx.clone();
-            match tokio::task::spawn_blocking(move || grep(&ctx, &input)).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => ToolOutput::error(e),
-                Err(e) => ToolOutput::error(format!("grep failed: {e}")),
-            }
-        })
+        Box::pin(call_blocking::<GrepInput>("grep", input, ctx, grep))
     }
 }
 

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::glob::walker;
-use super::{Tool, ToolContext, ToolOutput, parse_input, rel_display, strict_schema};
+use super::{
+    Tool, ToolContext, ToolOutput, call_blocking, dir_subject, rel_display, strict_schema,
+};
 use crate::error::ToolError;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -42,28 +44,11 @@ impl Tool for ListTool {
     }
 
     fn subject(&self, input: &Value) -> Option<String> {
-        Some(
-            input
-                .get("path")
-                .and_then(Value::as_str)
-                .unwrap_or(".")
-                .to_string(),
-        )
+        dir_subject(input)
     }
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: ListInput = match parse_input("list", input, &self.parameters()) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            let ctx = ctx.clone();
-            match tokio::task::spawn_blocking(move || list(&ctx, &input)).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => ToolOutput::error(e),
-                Err(e) => ToolOutput::error(format!("list failed: {e}")),
-            }
-        })
+        Box::pin(call_blocking::<ListInput>("list", input, ctx, list))
     }
 }
 

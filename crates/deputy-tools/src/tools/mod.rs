@@ -151,11 +151,11 @@ pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
     ]
 }
 
-/// Parse tool input, with an error that tells the model which fields are expected.
-pub(crate) fn parse_input<T: DeserializeOwned>(
+/// Parse tool input, with an error that tells the model which fields are expected. The schema
+/// for that message is only built when the input does not parse.
+pub(crate) fn parse_input<T: DeserializeOwned + schemars::JsonSchema>(
     tool: &str,
     input: Value,
-    schema: &Value,
 ) -> Result<T, ToolError> {
     // Some models send the arguments as a JSON string.
     let input = match input {
@@ -164,6 +164,7 @@ pub(crate) fn parse_input<T: DeserializeOwned>(
         v => v,
     };
     serde_json::from_value(input).map_err(|e| {
+        let schema = strict_schema::<T>();
         let fields: Vec<String> = schema
             .get("properties")
             .and_then(Value::as_object)
@@ -174,6 +175,67 @@ pub(crate) fn parse_input<T: DeserializeOwned>(
             fields.join(", ")
         ))
     })
+}
+
+/// What a tool does with its parsed input. The callers below turn an input that does not parse,
+/// or a body that fails, into an error result the model can read.
+type Body<I> = fn(&ToolContext, &I) -> Result<ToolOutput, ToolError>;
+
+/// Parse the input and run `body` on this task (for tools whose work is one short file I/O).
+pub(crate) fn call_inline<I>(
+    tool: &str,
+    input: Value,
+    ctx: &ToolContext,
+    body: Body<I>,
+) -> ToolOutput
+where
+    I: DeserializeOwned + schemars::JsonSchema,
+{
+    match parse_input::<I>(tool, input).and_then(|i| body(ctx, &i)) {
+        Ok(out) => out,
+        Err(e) => ToolOutput::error(e),
+    }
+}
+
+/// Parse the input and run `body` on the blocking pool (for tools that walk the workspace).
+pub(crate) async fn call_blocking<I>(
+    tool: &str,
+    input: Value,
+    ctx: &ToolContext,
+    body: Body<I>,
+) -> ToolOutput
+where
+    I: DeserializeOwned + schemars::JsonSchema + Send + 'static,
+{
+    let input = match parse_input::<I>(tool, input) {
+        Ok(i) => i,
+        Err(e) => return ToolOutput::error(e),
+    };
+    let ctx = ctx.clone();
+    match tokio::task::spawn_blocking(move || body(&ctx, &input)).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => ToolOutput::error(e),
+        Err(e) => ToolOutput::error(format!("{tool} failed: {e}")),
+    }
+}
+
+/// The workspace-relative path a file tool's input names (for permission checks).
+pub(crate) fn path_subject(input: &Value) -> Option<String> {
+    ["path", "file_path", "filePath", "file"]
+        .iter()
+        .find_map(|k| input.get(*k).and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// The directory a search tool's input names, the workspace root (`.`) when it names none.
+pub(crate) fn dir_subject(input: &Value) -> Option<String> {
+    Some(
+        input
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or(".")
+            .to_string(),
+    )
 }
 
 /// The schemars schema of `T`, made OpenAI strict-compatible: every property listed as

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Tool, ToolContext, ToolOutput, lenient_u64, parse_input, strict_schema};
+use super::{Tool, ToolContext, ToolOutput, call_inline, lenient_u64, path_subject, strict_schema};
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
 
@@ -51,25 +51,8 @@ impl Tool for ReadTool {
     }
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: ReadInput = match parse_input("read", input, &self.parameters()) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            match read(ctx, &input) {
-                Ok(out) => out,
-                Err(e) => ToolOutput::error(e),
-            }
-        })
+        Box::pin(async move { call_inline::<ReadInput>("read", input, ctx, read) })
     }
-}
-
-/// The workspace-relative path a file tool's input names (for permission checks).
-pub(crate) fn path_subject(input: &Value) -> Option<String> {
-    ["path", "file_path", "filePath", "file"]
-        .iter()
-        .find_map(|k| input.get(*k).and_then(Value::as_str))
-        .map(str::to_string)
 }
 
 fn read(ctx: &ToolContext, input: &ReadInput) -> Result<ToolOutput, ToolError> {

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::read::path_subject;
-use super::{Tool, ToolContext, ToolOutput, clip, parse_input, strict_schema, unified_diff};
+use super::path_subject;
+use super::{Tool, ToolContext, ToolOutput, call_inline, clip, strict_schema, unified_diff};
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
 
@@ -46,16 +46,7 @@ impl Tool for WriteTool {
     }
 
     fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: WriteInput = match parse_input("write", input, &self.parameters()) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            match write(ctx, &input) {
-                Ok(o) => o,
-                Err(e) => ToolOutput::error(e),
-            }
-        })
+        Box::pin(async move { call_inline::<WriteInput>("write", input, ctx, write) })
     }
 }
 
