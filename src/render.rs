@@ -153,6 +153,83 @@ pub fn human_tokens(n: u64) -> String {
     }
 }
 
+/// The lines `deputy run`'s progress and `deputy chat` both show: a finished or denied tool call,
+/// a warning, a subagent starting or ending. Remembers each call's input until the call ends,
+/// and which session is the top one (the first seen; the others are subagents).
+#[derive(Default)]
+pub struct ToolLines {
+    inputs: HashMap<String, Value>,
+    root: Option<String>,
+}
+
+impl ToolLines {
+    /// Whether `e` comes from a subagent rather than the top session.
+    pub fn nested(&mut self, e: &Event) -> bool {
+        *self.root.get_or_insert_with(|| e.session_id.clone()) != e.session_id
+    }
+
+    /// The line for `e` (without indent), if it is one of the kinds above. A completed call whose
+    /// request was not seen has no line.
+    pub fn line(&mut self, e: &Event, st: Style) -> Option<String> {
+        match &e.kind {
+            EventKind::ToolRequested { call_id, input, .. } => {
+                self.inputs.insert(call_id.clone(), input.clone());
+                None
+            }
+            EventKind::ToolDecided {
+                call_id,
+                tool,
+                allowed: false,
+                reason,
+                ..
+            } => {
+                let subject = self
+                    .inputs
+                    .remove(call_id)
+                    .map(|i| tool_subject(tool, &i))
+                    .unwrap_or_default();
+                let why = reason.clone().unwrap_or_default();
+                Some(format!(
+                    "{} {} {subject} {}",
+                    st.red("✗"),
+                    st.bold(tool),
+                    st.dim(&format!("— denied: {why}"))
+                ))
+            }
+            EventKind::ToolCompleted {
+                call_id,
+                tool,
+                is_error,
+                output,
+                metadata,
+                duration_ms,
+            } => {
+                let input = self.inputs.remove(call_id)?;
+                let subject = tool_subject(tool, &input);
+                let note = tool_result_note(tool, *is_error, output, metadata, *duration_ms);
+                let mark = if *is_error {
+                    st.red("✗")
+                } else {
+                    st.green("●")
+                };
+                Some(format!(
+                    "{mark} {} {subject} {}",
+                    st.bold(tool),
+                    st.dim(&format!("({note})"))
+                ))
+            }
+            EventKind::Warning { message } => Some(st.yellow(&format!("⚠ {message}"))),
+            EventKind::SubagentStarted {
+                agent, description, ..
+            } => Some(st.cyan(&format!("↳ {agent}: {description}"))),
+            EventKind::SubagentFinished { agent, status, .. } => {
+                Some(st.cyan(&format!("↲ {agent} {}", status.as_str())))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Progress on stderr for `deputy run` in text mode.
 pub struct Progress {
     style: Style,
@@ -160,9 +237,8 @@ pub struct Progress {
     stream_text: bool,
     /// The cursor is after streamed text (a newline is due before the next line).
     mid_line: bool,
-    inputs: HashMap<String, (String, Value)>,
-    /// The session whose events are ours (subagents' are shown indented).
-    root: Option<String>,
+    /// Subagents' lines are shown indented.
+    tools: ToolLines,
 }
 
 impl Progress {
@@ -171,8 +247,7 @@ impl Progress {
             style,
             stream_text,
             mid_line: false,
-            inputs: HashMap::new(),
-            root: None,
+            tools: ToolLines::default(),
         }
     }
 
@@ -186,12 +261,12 @@ impl Progress {
     }
 
     pub fn event(&mut self, e: &Event) {
-        let root = self
-            .root
-            .get_or_insert_with(|| e.session_id.clone())
-            .clone();
-        let depth = usize::from(e.session_id != root);
+        let depth = usize::from(self.tools.nested(e));
         let st = self.style;
+        if let Some(line) = self.tools.line(e, st) {
+            self.line(depth, &line);
+            return;
+        }
         match &e.kind {
             EventKind::SessionStarted {
                 agent,
@@ -218,75 +293,6 @@ impl Progress {
                 let _ = write!(err, "{}", st.dim(text));
                 let _ = err.flush();
                 self.mid_line = !text.ends_with('\n');
-            }
-            EventKind::ToolRequested {
-                call_id,
-                tool,
-                input,
-                ..
-            } => {
-                self.inputs
-                    .insert(call_id.clone(), (tool.clone(), input.clone()));
-            }
-            EventKind::ToolDecided {
-                call_id,
-                tool,
-                allowed: false,
-                reason,
-                ..
-            } => {
-                let subject = self
-                    .inputs
-                    .get(call_id)
-                    .map(|(_, i)| tool_subject(tool, i))
-                    .unwrap_or_default();
-                let why = reason.clone().unwrap_or_default();
-                self.line(
-                    depth,
-                    &format!(
-                        "{} {} {subject} {}",
-                        st.red("✗"),
-                        st.bold(tool),
-                        st.dim(&format!("— denied: {why}"))
-                    ),
-                );
-                self.inputs.remove(call_id);
-            }
-            EventKind::ToolCompleted {
-                call_id,
-                tool,
-                is_error,
-                output,
-                metadata,
-                duration_ms,
-            } => {
-                let Some((_, input)) = self.inputs.remove(call_id) else {
-                    return;
-                };
-                let subject = tool_subject(tool, &input);
-                let note = tool_result_note(tool, *is_error, output, metadata, *duration_ms);
-                let mark = if *is_error {
-                    st.red("✗")
-                } else {
-                    st.green("●")
-                };
-                self.line(
-                    depth,
-                    &format!(
-                        "{mark} {} {subject} {}",
-                        st.bold(tool),
-                        st.dim(&format!("({note})"))
-                    ),
-                );
-            }
-            EventKind::Warning { message } => self.line(depth, &st.yellow(&format!("⚠ {message}"))),
-            EventKind::SubagentStarted {
-                agent, description, ..
-            } => {
-                self.line(depth, &st.cyan(&format!("↳ {agent}: {description}")));
-            }
-            EventKind::SubagentFinished { agent, status, .. } => {
-                self.line(depth, &st.cyan(&format!("↲ {agent} {}", status.as_str())));
             }
             EventKind::SessionFinished {
                 status,

@@ -28,7 +28,7 @@ use crate::cli::ChatArgs;
 use crate::context::Context;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::markdown::Markdown;
-use crate::render::{Style, human_ms, human_tokens, tool_result_note, tool_subject};
+use crate::render::{Style, ToolLines, human_ms, human_tokens};
 use crate::setup;
 
 /// What the screen is doing, shared by the renderer, the spinner and the approval prompt.
@@ -39,8 +39,8 @@ struct Ui {
     spinner: Option<(Instant, &'static str)>,
     /// A spinner frame is on screen (on stderr) and must be cleared before printing.
     spinner_shown: bool,
-    inputs: std::collections::HashMap<String, (String, serde_json::Value)>,
-    root: Option<String>,
+    /// Tool, warning and subagent lines, as `deputy run` shows them.
+    tools: ToolLines,
     /// An approval prompt is on screen: the spinner stays away.
     prompting: bool,
 }
@@ -74,13 +74,31 @@ impl Ui {
     }
 
     fn event(&mut self, e: &Event) {
-        let root = self
-            .root
-            .get_or_insert_with(|| e.session_id.clone())
-            .clone();
-        let nested = e.session_id != root;
+        let nested = self.tools.nested(e);
         let indent = if nested { "    " } else { "" };
         let st = self.style;
+        if let Some(line) = self.tools.line(e, st) {
+            self.line(&format!("{indent}{line}"));
+            if let EventKind::ToolCompleted {
+                tool,
+                is_error,
+                metadata,
+                ..
+            } = &e.kind
+            {
+                if !is_error
+                    && matches!(tool.as_str(), "write" | "edit")
+                    && let Some(diff) = metadata.get("diff").and_then(|d| d.as_str())
+                {
+                    let text = render_diff(diff, st, indent);
+                    self.print(&text);
+                }
+                if !nested {
+                    self.spinner = Some((Instant::now(), "thinking"));
+                }
+            }
+            return;
+        }
         match &e.kind {
             EventKind::TurnStarted { .. } if !nested => {
                 self.spinner = Some((Instant::now(), "thinking"))
@@ -102,89 +120,8 @@ impl Ui {
                     self.print(&rest);
                 }
             }
-            EventKind::ToolRequested {
-                call_id,
-                tool,
-                input,
-                ..
-            } => {
-                self.inputs
-                    .insert(call_id.clone(), (tool.clone(), input.clone()));
-                if !nested {
-                    self.spinner = Some((Instant::now(), "running"));
-                }
-            }
-            EventKind::ToolDecided {
-                call_id,
-                tool,
-                allowed: false,
-                reason,
-                ..
-            } => {
-                let subject = self
-                    .inputs
-                    .get(call_id)
-                    .map(|(_, i)| tool_subject(tool, i))
-                    .unwrap_or_default();
-                let why = reason.clone().unwrap_or_default();
-                self.inputs.remove(call_id);
-                self.line(&format!(
-                    "{indent}{} {} {subject} {}",
-                    st.red("✗"),
-                    st.bold(tool),
-                    st.dim(&format!("— denied: {why}"))
-                ));
-            }
-            EventKind::ToolCompleted {
-                call_id,
-                tool,
-                is_error,
-                output,
-                metadata,
-                duration_ms,
-            } => {
-                let Some((_, input)) = self.inputs.remove(call_id) else {
-                    return;
-                };
-                let subject = tool_subject(tool, &input);
-                let note = tool_result_note(tool, *is_error, output, metadata, *duration_ms);
-                let mark = if *is_error {
-                    st.red("✗")
-                } else {
-                    st.green("●")
-                };
-                self.line(&format!(
-                    "{indent}{mark} {} {subject} {}",
-                    st.bold(tool),
-                    st.dim(&format!("({note})"))
-                ));
-                if !is_error
-                    && matches!(tool.as_str(), "write" | "edit")
-                    && let Some(diff) = metadata.get("diff").and_then(|d| d.as_str())
-                {
-                    let text = render_diff(diff, st, indent);
-                    self.print(&text);
-                }
-                if !nested {
-                    self.spinner = Some((Instant::now(), "thinking"));
-                }
-            }
-            EventKind::Warning { message } => {
-                self.line(&format!("{indent}{}", st.yellow(&format!("⚠ {message}"))))
-            }
-            EventKind::SubagentStarted {
-                agent, description, ..
-            } => {
-                self.line(&format!(
-                    "{indent}{}",
-                    st.cyan(&format!("↳ {agent}: {description}"))
-                ));
-            }
-            EventKind::SubagentFinished { agent, status, .. } => {
-                self.line(&format!(
-                    "{indent}{}",
-                    st.cyan(&format!("↲ {agent} {}", status.as_str()))
-                ));
+            EventKind::ToolRequested { .. } if !nested => {
+                self.spinner = Some((Instant::now(), "running"));
             }
             EventKind::SessionFinished { .. } if !nested => self.spinner = None,
             _ => {}
@@ -594,8 +531,7 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
         md: Markdown::new(style),
         spinner: None,
         spinner_shown: false,
-        inputs: Default::default(),
-        root: None,
+        tools: ToolLines::default(),
         prompting: false,
     }));
     let turn: Arc<Mutex<Option<CancellationToken>>> = Arc::new(Mutex::new(None));
