@@ -92,6 +92,11 @@ steps:
   - text: "Understood, not running it."
   - tool_calls: [{name: bash, arguments: {command: "sleep 612.5"}}]
   - text: "never reached"
+routes:
+  - when: {last_user_contains: "start over"}
+    steps: [{text: "Fresh start after clear."}]
+  - when: {last_user_contains: "new agent"}
+    steps: [{text: "A new session answers."}]
 "#,
     )
     .await;
@@ -204,6 +209,15 @@ steps:
     tmux.send(&["/cost", "Enter"]);
     tmux.wait_for("input +", 1, Duration::from_secs(10));
     assert!(tmux.screen().contains("model turns"));
+
+    // After /clear, answers stream as before.
+    tmux.send(&["/clear", "Enter"]);
+    tmux.send(&["start over", "Enter"]);
+    tmux.wait_for("Fresh start after clear.", 1, Duration::from_secs(20));
+    // So does a new session started by /agent.
+    tmux.send(&["/agent asker", "Enter"]);
+    tmux.send(&["new agent", "Enter"]);
+    tmux.wait_for("A new session answers.", 1, Duration::from_secs(20));
 
     // Ctrl-D exits 0.
     tmux.send(&["C-d"]);

@@ -349,6 +349,9 @@ impl Chat<'_> {
         .await
         .map_err(|e| e.error.to_string())?;
         if self.interactive {
+            // The new session is the top one now: without this its own events would count as
+            // a subagent's of the first session, and its answers would not be shown.
+            ui_lock(&self.ui).tools = ToolLines::default();
             let ui = self.ui.clone();
             s.set_sink(Arc::new(move |e| ui_lock(&ui).event(e)));
         }
