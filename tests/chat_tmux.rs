@@ -259,15 +259,10 @@ async fn chat_reads_prompts_from_a_pipe() {
     );
 }
 
+/// Processes running `needle`, other than the shell wrappers that name it.
 fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && !cmd.contains("bash -c") {
-                found.push(cmd);
-            }
-        }
-    }
-    found
+    common::processes_with(needle)
+        .into_iter()
+        .filter(|cmd| !cmd.contains("bash -c"))
+        .collect()
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, of_type, read, sandbox_available};
+use common::{Harness, of_type, processes_with, read, sandbox_available};
 use serde_json::{Value, json};
 
 const SEED_TASK: &str = include_str!("../examples/mock/seed-task.yaml");
@@ -483,19 +483,6 @@ async fn resume_after_kill_9_does_not_repeat_side_effects() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
     let out = h.run(&["sessions", "show", "last"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("finish the job"));
-}
-
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test]
