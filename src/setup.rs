@@ -237,12 +237,7 @@ pub fn task_runner(
         .section("task")
         .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
     let agents = ctx.catalog().agents.clone();
-    Ok(TaskRunner::new(
-        agents,
-        factory.clone(),
-        settings.clone(),
-        config,
-    ))
+    Ok(factory.task_runner(agents, settings, config))
 }
 
 /// A journaled session found by id, unique prefix or `last`: the state directory, its id, and
@@ -260,7 +255,7 @@ pub fn find_journaled(
     let id = journal::find_session(&state, wanted).map_err(CliError::usage)?;
     let path = journal::session_dir(&state, &id).join("events.jsonl");
     let (events, _) = journal::read_events(&path).map_err(CliError::usage)?;
-    let rebuilt = journal::rebuild(&events).map_err(CliError::usage)?;
+    let rebuilt = deputy_runtime::rebuild(&events).map_err(CliError::usage)?;
     // An agent whose file is gone still resumes (its system prompt is in the journal), but with
     // read-only tools: its tool list and rules went with the file, and the defaults would widen
     // what it may do. A broken or disabled agent file is an error, as for a new session.
@@ -301,6 +296,6 @@ pub async fn open_session(
         None => deputy_runtime::Session::new(agent, client, opts),
     }
     .map_err(CliError::usage)?;
-    session.enable_tasks(runner, 0);
+    runner.attach(&mut session, 0);
     Ok((session, warnings))
 }

@@ -93,6 +93,15 @@ steps:
   - tool_calls: [{name: bash, arguments: {command: "sleep 612.5"}}]
   - text: "never reached"
 routes:
+  - when: {last_user_contains: "after cancel"}
+    steps: [{text: "Still here after the cancel."}]
+    repeat_last: true
+  - when: {last_user_contains: "ask once more"}
+    steps: [{tool_calls: [{name: bash, arguments: {command: "echo never"}}]}]
+    repeat_last: true
+  - when: {last_user_contains: "after the question"}
+    steps: [{text: "Still here after the question."}]
+    repeat_last: true
   - when: {last_user_contains: "start over"}
     steps: [{text: "Fresh start after clear."}]
   - when: {last_user_contains: "new agent"}
@@ -204,6 +213,19 @@ routes:
         processes_with("sleep 612.5").is_empty(),
         "the sleep survived Ctrl-C"
     );
+    // The conversation goes on after the cancel: the cancelled call got its result, so the
+    // strict mock accepts the next request.
+    tmux.send(&["after cancel", "Enter"]);
+    tmux.wait_for("Still here after the cancel.", 1, Duration::from_secs(20));
+
+    // Ctrl-C at an approval question cancels the turn; the next prompt works too.
+    tmux.send(&["ask once more", "Enter"]);
+    tmux.wait_for("[y]es once", 4, Duration::from_secs(20));
+    tmux.send(&["C-c"]);
+    tmux.wait_for("cancelled", 2, Duration::from_secs(10));
+    tmux.send(&["after the question", "Enter"]);
+    tmux.wait_for("Still here after the question.", 1, Duration::from_secs(20));
+    h.assert_strict_ok();
 
     // /cost prints usage.
     tmux.send(&["/cost", "Enter"]);
@@ -239,18 +261,7 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_reads_prompts_from_a_pipe() {
     let h = Harness::yaml("steps:\n  - text: first answer\n  - text: second answer\n").await;
-    let mut child = h
-        .cmd(&["chat"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"one\n\ntwo\n").await.unwrap();
-    }
-    let out = child.wait_with_output().await.unwrap();
+    let out = h.chat_piped(&[], b"one\n\ntwo\n").await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

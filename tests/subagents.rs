@@ -102,35 +102,43 @@ routes:
     assert!(results[1].contains("Tests: written."));
     assert!(results.iter().all(|r| r.starts_with("task_id: ")));
 
-    // The lead's journal holds the children's events, nested between started and finished.
+    // One ledger per session: the lead's journal holds its own events only, with the
+    // children linked by `subagent.started` / `subagent.finished` and what each spent in the
+    // task call's result; each child's events are in its own journal.
     let id = v["session_id"].as_str().unwrap();
     let events = h.journal(id);
+    assert!(events.iter().all(|e| e["session_id"] == id));
     let started = of_type(&events, "subagent.started");
     let finished = of_type(&events, "subagent.finished");
     assert_eq!((started.len(), finished.len()), (2, 2));
+    let task_results = of_type(&events, "tool.completed");
+    assert_eq!(task_results.len(), 2);
+    let mut child_input = 0;
     for s in &started {
         let child_id = s["child_session_id"].as_str().unwrap();
-        let child_events: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["session_id"] == child_id)
-            .collect();
-        assert!(!child_events.is_empty());
+        let child_events = h.journal(child_id);
+        assert!(child_events.iter().all(|e| e["session_id"] == child_id));
         assert_eq!(child_events[0]["type"], "session.started");
         assert_eq!(child_events[0]["parent_session_id"], id);
         assert_eq!(child_events.last().unwrap()["type"], "session.finished");
-        // Each child also has its own journal, for `sessions list --all` and continuation.
-        assert!(
-            h.journal(child_id)
-                .iter()
-                .any(|e| e["type"] == "session.finished")
-        );
-        let pos = |e: &Value| events.iter().position(|x| x == e).unwrap();
-        let f = finished
+        let spent = task_results
             .iter()
-            .find(|f| f["child_session_id"] == child_id)
+            .find(|r| r["metadata"]["task_id"] == child_id)
+            .unwrap()["metadata"]["usage"]["input_tokens"]
+            .as_u64()
             .unwrap();
-        assert!(pos(s) < pos(child_events[0]) && pos(child_events.last().unwrap()) < pos(f));
+        assert!(spent > 0);
+        child_input += spent;
     }
+    // The lead's totals count the children's turns.
+    let own_input: u64 = of_type(&events, "turn.completed")
+        .iter()
+        .map(|t| t["usage"]["input_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        v["usage"]["input_tokens"].as_u64().unwrap(),
+        own_input + child_input
+    );
     let out = h.run(&["sessions", "list", "--all", "--json"]).await;
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);

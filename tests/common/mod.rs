@@ -101,6 +101,40 @@ impl Harness {
         std::fs::write(p, text).unwrap();
     }
 
+    /// `deputy chat` (plus `args`) with `input` piped to its stdin, run to the end.
+    pub async fn chat_piped(&self, args: &[&str], input: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut all = vec!["chat"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .cmd(&all)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).await.unwrap();
+        drop(stdin);
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("deputy chat did not finish within 60 s")
+            .unwrap()
+    }
+
+    /// No request was refused by the strict mock (every tool call had its result).
+    pub fn assert_strict_ok(&self) {
+        for r in self.mock.requests() {
+            assert!(
+                r.rejected.is_none(),
+                "request {} broke the tool-call rule: {}\n{:#}",
+                r.seq,
+                r.rejected.as_deref().unwrap_or(""),
+                r.body["messages"]
+            );
+        }
+    }
+
     /// Events of a session's journal.
     pub fn journal(&self, session_id: &str) -> Vec<Value> {
         let p = self

@@ -210,11 +210,6 @@ pub enum Source {
     Config,
 }
 
-/// No model could be chosen.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("no model is configured")]
-pub struct NoModel;
-
 impl LlmConfig {
     fn provider_names(&self, env: &Env) -> Vec<String> {
         let mut names: Vec<String> = self.providers.keys().cloned().collect();
@@ -396,7 +391,7 @@ impl LlmConfig {
                         provider: self.provider(&p, env)?,
                         model: m,
                     },
-                    None => return Err(LlmError::Config(NoModel.to_string())),
+                    None => return Err(LlmError::NoModel),
                 }
             }
         };
@@ -492,7 +487,7 @@ mod tests {
         let err = LlmConfig::default()
             .resolve(&[], &Env::default())
             .unwrap_err();
-        assert!(matches!(err, LlmError::Config(_)));
+        assert!(matches!(err, LlmError::NoModel));
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub enum LlmError {
     /// The configuration names something that does not exist or is incomplete.
     #[error("{0}")]
     Config(String),
+    /// Nothing names a model: no flag, agent model, `DEPUTY_MODEL`, config `model`, or default
+    /// provider with a model.
+    #[error("no model is configured")]
+    NoModel,
 }
 
 impl LlmError {
@@ -123,6 +127,7 @@ impl LlmError {
             LlmError::InStream { .. } => "in_stream",
             LlmError::Unavailable(_) => "unavailable",
             LlmError::Config(_) => "config",
+            LlmError::NoModel => "no_model",
         }
     }
 
@@ -147,7 +152,7 @@ impl LlmError {
             | LlmError::InStream { message, .. } => fix(message),
             LlmError::MalformedStream { detail, .. } => fix(detail),
             LlmError::Unavailable(m) | LlmError::Config(m) => fix(m),
-            LlmError::Timeout { .. } | LlmError::StreamInterrupted { .. } => {}
+            LlmError::Timeout { .. } | LlmError::StreamInterrupted { .. } | LlmError::NoModel => {}
         }
         self
     }

@@ -36,12 +36,12 @@ pub mod wire;
 pub use breaker::{Admission, Breaker, BreakerConfig};
 pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
 pub use config::{
-    Env, LOCAL_SERVERS, LlmConfig, LocalServer, NoModel, OPENAI_BASE_URL, Price, ProviderConfig,
+    Env, LOCAL_SERVERS, LlmConfig, LocalServer, OPENAI_BASE_URL, Price, ProviderConfig,
     ProviderSettings, Resolved, Source, Target, discover_local,
 };
 pub use error::LlmError;
 pub use retry::RetryPolicy;
 pub use types::{
-    ChatRequest, Completion, EventStream, FinishReason, Message, ModelClient, ModelEvent, ToolCall,
-    ToolSpec, Usage, collect,
+    ChatRequest, Collector, Completion, EventStream, FinishReason, Message, ModelClient,
+    ModelEvent, Observed, ToolCall, ToolSpec, Usage, collect,
 };

@@ -275,7 +275,7 @@ pub trait ModelClient: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// A whole response, as [`collect`] assembles it.
+/// A whole response, as [`Collector`] assembles it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Completion {
     pub text: String,
@@ -289,15 +289,55 @@ pub struct Completion {
     pub warnings: Vec<String>,
 }
 
-/// Drain a model stream into one [`Completion`], honouring `discard_partial` retries.
-pub async fn collect(mut stream: EventStream) -> Result<Completion, LlmError> {
-    let mut c = Completion::default();
-    while let Some(event) = stream.next().await {
-        match event? {
-            ModelEvent::TextDelta { text } => c.text.push_str(&text),
-            ModelEvent::ReasoningDelta { text } => c.reasoning.push_str(&text),
-            ModelEvent::ToolCall { call } => c.tool_calls.push(call),
-            ModelEvent::Usage { usage } => c.usage = Some(usage),
+/// What a caller streaming a response should pass on, for one [`ModelEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// A piece of text (`reasoning`: thinking, never part of the answer).
+    Delta {
+        text: String,
+        reasoning: bool,
+    },
+    /// An attempt failed; another follows.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+    Warning(String),
+    /// Nothing to show (tool calls, usage, the finish: they are in the completion).
+    Nothing,
+}
+
+/// Assembles a model stream into one [`Completion`], event by event, honouring
+/// `discard_partial` retries. The one place that knows how events add up: [`collect`] and the
+/// session loop (which forwards deltas as they come) both use it.
+#[derive(Debug, Default)]
+pub struct Collector {
+    completion: Completion,
+    first_output: Option<std::time::Instant>,
+}
+
+impl Collector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Take one event; returns what an observer should see of it.
+    pub fn push(&mut self, event: ModelEvent) -> Observed {
+        let c = &mut self.completion;
+        match event {
+            ModelEvent::TextDelta { text } => self.delta(text, false),
+            ModelEvent::ReasoningDelta { text } => self.delta(text, true),
+            ModelEvent::ToolCall { call } => {
+                self.first_output
+                    .get_or_insert_with(std::time::Instant::now);
+                c.tool_calls.push(call);
+                Observed::Nothing
+            }
+            ModelEvent::Usage { usage } => {
+                c.usage = Some(usage);
+                Observed::Nothing
+            }
             ModelEvent::Finish {
                 reason,
                 provider,
@@ -306,9 +346,13 @@ pub async fn collect(mut stream: EventStream) -> Result<Completion, LlmError> {
                 c.finish = Some(reason);
                 c.provider = provider;
                 c.model = model;
+                Observed::Nothing
             }
             ModelEvent::Retry {
-                discard_partial, ..
+                attempt,
+                delay,
+                reason,
+                discard_partial,
             } => {
                 c.retries += 1;
                 if discard_partial {
@@ -317,11 +361,48 @@ pub async fn collect(mut stream: EventStream) -> Result<Completion, LlmError> {
                     c.tool_calls.clear();
                     c.usage = None;
                 }
+                Observed::Retry {
+                    attempt,
+                    delay,
+                    reason,
+                }
             }
-            ModelEvent::Warning { message } => c.warnings.push(message),
+            ModelEvent::Warning { message } => {
+                c.warnings.push(message.clone());
+                Observed::Warning(message)
+            }
         }
     }
-    Ok(c)
+
+    fn delta(&mut self, text: String, reasoning: bool) -> Observed {
+        self.first_output
+            .get_or_insert_with(std::time::Instant::now);
+        let c = &mut self.completion;
+        if reasoning {
+            c.reasoning.push_str(&text);
+        } else {
+            c.text.push_str(&text);
+        }
+        Observed::Delta { text, reasoning }
+    }
+
+    /// When the first text, reasoning or tool call arrived.
+    pub fn first_output(&self) -> Option<std::time::Instant> {
+        self.first_output
+    }
+
+    pub fn finish(self) -> Completion {
+        self.completion
+    }
+}
+
+/// Drain a model stream into one [`Completion`].
+pub async fn collect(mut stream: EventStream) -> Result<Completion, LlmError> {
+    let mut c = Collector::new();
+    while let Some(event) = stream.next().await {
+        c.push(event?);
+    }
+    Ok(c.finish())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use deputy_agent::AgentSpec;
 use deputy_runtime::{
     Approval, ApprovalRequest, Approver, DecidedBy, Event, EventKind, Factory, Headless, Outcome,
-    RunSettings, Session, Status, TaskConfig, TaskRunner,
+    RunSettings, Session, Status, TaskConfig,
 };
 use futures::future::BoxFuture;
 use rmcp::model::{
@@ -277,11 +277,11 @@ impl Server {
                     }
                 }));
             }
-            None => session.set_sink(Arc::new(|_| {})),
+            None => session.clear_sink(),
         }
         session.set_cancel_token(ctx.ct.child_token());
         let outcome = session.run(Some(prompt)).await;
-        session.set_sink(Arc::new(|_| {}));
+        session.clear_sink();
         if let Some((tx, task)) = forward {
             drop(tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -330,13 +330,12 @@ impl Server {
             .options(&agent, &settings, label)
             .map_err(|e| e.to_string())?;
         let mut session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
-        let runner = TaskRunner::new(
+        let runner = factory.task_runner(
             self.inner.opts.agents.clone(),
-            factory,
-            settings,
+            &settings,
             self.inner.opts.task,
         );
-        session.enable_tasks(runner, 0);
+        runner.attach(&mut session, 0);
         Ok(session)
     }
 }

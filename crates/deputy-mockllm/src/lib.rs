@@ -8,11 +8,16 @@
 //! concurrent sessions each follow the script. Every request is logged so tests can assert what
 //! the client sent. Nothing sleeps unless the script asks.
 //!
+//! Strict by default: a request that breaks the tool-call rule (a call without its result, a
+//! result for an unknown or answered call, a message between a call and its result) gets the
+//! 400 body OpenAI returns for it ([`strict`]); `lenient: true` in the script turns that off.
+//!
 //! It is not a model: it never looks at what the messages say, beyond route matching.
 
 mod respond;
 mod script;
 mod server;
+pub mod strict;
 
 pub use script::{Fault, Match, Replay, Route, Script, ScriptError, Step, ToolCallStep, UsageStep};
 pub use server::{LoggedRequest, MockServer, ServeOptions};

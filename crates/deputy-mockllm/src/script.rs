@@ -34,6 +34,8 @@ pub struct Script {
     /// When a conversation is past the last step, play the last step again (instead of
     /// answering 400 "script exhausted").
     pub repeat_last: bool,
+    /// Accept requests that break the tool-call rule (strict, like real providers, by default).
+    pub lenient: bool,
     /// Directory replay paths are relative to (set when loaded from a file).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -40,6 +40,8 @@ pub struct LoggedRequest {
     pub fault: Option<usize>,
     /// Whether an `Authorization` header was sent (its value is never logged).
     pub authorized: bool,
+    /// Strict mode refused the request: the error message it got.
+    pub rejected: Option<String>,
     pub body: Value,
 }
 
@@ -267,6 +269,11 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         if repeat { steps.last() } else { None }
     });
     let fault = step.and_then(|s| s.faults.get(fault_index));
+    let violation = if script.lenient {
+        None
+    } else {
+        crate::strict::violation(&body)
+    };
     let seq = {
         let mut log = lock(&state.log);
         let seq = log.len();
@@ -279,6 +286,11 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             step: step_index,
             fault: fault.map(|_| fault_index),
             authorized: headers.contains_key("authorization"),
+            rejected: violation
+                .as_ref()
+                .and_then(|v| v.pointer("/error/message"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             body: body.clone(),
         };
         if let Some(f) = &state.log_file
@@ -289,6 +301,9 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         log.push(entry);
         seq
     };
+    if let Some(v) = violation {
+        return (StatusCode::BAD_REQUEST, axum::Json(v)).into_response();
+    }
     let Some(step) = step else {
         return error_response(
             StatusCode::BAD_REQUEST,

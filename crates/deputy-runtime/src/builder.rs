@@ -40,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 use crate::approve::Approver;
 use crate::error::SessionError;
 use crate::event::Event;
-use crate::session::{Limits, Outcome, Pricing, Session, SessionOptions};
+use crate::options::{Limits, Outcome, Pricing, SessionOptions};
+use crate::router::Handler;
+use crate::session::Session;
 use crate::task::TaskRunner;
 
 /// Builds a [`Session`].
@@ -49,6 +51,7 @@ pub struct SessionBuilder {
     client: Arc<dyn ModelClient>,
     opts: SessionOptions,
     tasks: Option<Arc<TaskRunner>>,
+    handlers: Vec<Arc<dyn Handler>>,
 }
 
 impl Session {
@@ -65,6 +68,7 @@ impl Session {
             client,
             opts: SessionOptions::new(workspace),
             tasks: None,
+            handlers: Vec::new(),
         }
     }
 
@@ -78,8 +82,9 @@ impl Session {
         let prompt = prompt.into();
         let task = tokio::spawn(async move {
             let outcome = self.run(Some(prompt)).await;
-            // Close the event stream: the sink (and its sender) goes with it.
-            self.set_sink(Arc::new(|_| {}));
+            // Close the event stream: the run has handed the sink every event; dropping it
+            // drops the stream's sender.
+            self.clear_sink();
             (outcome, self)
         });
         Running {
@@ -167,6 +172,12 @@ impl SessionBuilder {
         self
     }
 
+    /// Offer a tool of your own (it goes through the same permission checks as the others).
+    pub fn handler(mut self, handler: Arc<dyn Handler>) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
     /// Everything at once, for callers that already hold options.
     pub fn options(mut self, opts: SessionOptions) -> Self {
         self.opts = opts;
@@ -175,8 +186,11 @@ impl SessionBuilder {
 
     pub fn build(self) -> Result<Session, SessionError> {
         let mut s = Session::new(self.agent, self.client, self.opts)?;
+        for h in self.handlers {
+            s.add_handler(h);
+        }
         if let Some(r) = self.tasks {
-            s.enable_tasks(r, 0);
+            r.attach(&mut s, 0);
         }
         Ok(s)
     }

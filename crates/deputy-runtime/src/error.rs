@@ -12,4 +12,7 @@ pub enum SessionError {
     Journal(#[from] crate::journal::JournalError),
     #[error("{0}")]
     Config(String),
+    /// Resuming needs the state directory the journal is in.
+    #[error("resuming needs a state directory (DEPUTY_HOME, or HOME)")]
+    NoStateDir,
 }

@@ -193,6 +193,16 @@ pub enum EventKind {
     /// Something the user should know that did not stop the session.
     #[serde(rename = "warning")]
     Warning { message: String },
+    /// The conversation was forgotten (`/clear`): the next request starts from the system
+    /// prompt again.
+    #[serde(rename = "conversation.cleared")]
+    ConversationCleared {},
+    /// The session talks to another model from now on (`/model` in chat).
+    #[serde(rename = "model.changed")]
+    ModelChanged {
+        /// `provider/model`.
+        model: String,
+    },
     /// The session ended.
     #[serde(rename = "session.finished")]
     SessionFinished {
@@ -227,6 +237,8 @@ impl EventKind {
             EventKind::SubagentStarted { .. } => "subagent.started",
             EventKind::SubagentFinished { .. } => "subagent.finished",
             EventKind::Warning { .. } => "warning",
+            EventKind::ConversationCleared {} => "conversation.cleared",
+            EventKind::ModelChanged { .. } => "model.changed",
             EventKind::SessionFinished { .. } => "session.finished",
         }
     }

@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use crate::approve::{Approver, Headless};
 use crate::config::Config;
-use crate::session::{Limits, Pricing, SessionOptions};
+use crate::options::{Limits, Pricing, SessionOptions};
+use crate::session::Session;
+use crate::task::{ChildMaker, ChildOf, TaskConfig, TaskRunner};
 
 /// What a caller sets for one run (flags of `deputy run`, arguments of an MCP call).
 #[derive(Debug, Clone, Default)]
@@ -135,9 +137,7 @@ impl Factory {
         let llm = &self.config.llm;
         let resolved = match llm.resolve(&refs, &self.env) {
             Ok(r) => r,
-            Err(LlmError::Config(msg)) if msg == deputy_llm::NoModel.to_string() => {
-                self.local_fallback(llm).await?
-            }
+            Err(LlmError::NoModel) => self.local_fallback(llm).await?,
             Err(e) => return Err(SetupError::Config(e.to_string())),
         };
         for t in std::iter::once(&resolved.primary).chain(resolved.fallbacks.iter()) {
@@ -258,6 +258,63 @@ impl Factory {
         let value = serde_json::to_value(table).map_err(|e| SetupError::Config(e.to_string()))?;
         parse_rules(&value, Origin::Config)
             .map_err(|e| SetupError::Config(format!("[permission]: {e}")))
+    }
+}
+
+/// The factory as the `task` tool's [`ChildMaker`]: children share the run's settings (sandbox
+/// mode, rules, limits), not its model or output schema.
+struct Children {
+    factory: Factory,
+    settings: RunSettings,
+}
+
+impl ChildMaker for Children {
+    fn make<'a>(
+        &'a self,
+        agent: AgentSpec,
+        parent: &'a ChildOf,
+    ) -> futures::future::BoxFuture<'a, Result<(Session, Vec<String>), String>> {
+        Box::pin(async move {
+            let mut settings = self.settings.clone();
+            // A child without a model of its own (or `inherit`) uses its parent's.
+            settings.model = match agent.model {
+                None | Some(deputy_agent::ModelRef::Inherit) => Some(parent.model_label.clone()),
+                _ => None,
+            };
+            let (client, label, warnings) = self
+                .factory
+                .client(&agent, &settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut opts = self
+                .factory
+                .options(&agent, &settings, label)
+                .map_err(|e| e.to_string())?;
+            opts.parent_session_id = Some(parent.session_id.clone());
+            opts.ceiling = Some(parent.permissions.clone());
+            opts.approver = parent.approver.clone();
+            let session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
+            Ok((session, warnings))
+        })
+    }
+}
+
+impl Factory {
+    /// The `task` tool's runner for sessions of this factory: `agents` may be delegated to,
+    /// children made with `settings` (without its output schema).
+    pub fn task_runner(
+        &self,
+        agents: Vec<AgentSpec>,
+        settings: &RunSettings,
+        config: TaskConfig,
+    ) -> Arc<TaskRunner> {
+        let mut settings = settings.clone();
+        settings.output_schema = None;
+        let maker = Children {
+            factory: self.clone(),
+            settings,
+        };
+        TaskRunner::new(agents, Arc::new(maker), config)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The session journal: every event (but streamed deltas) appended to
 //! `STATE/sessions/ID/events.jsonl`, one JSON line per event, flushed per event and fsynced at
-//! turn ends. The conversation can be rebuilt from it alone, which is what `deputy resume`
-//! does, including after a crash: a tool call with no recorded completion is not run again;
-//! the model is told it was interrupted.
+//! turn ends. It holds the session's own events only (a subagent has a journal of its own), so
+//! the conversation can be rebuilt from it alone (the `rebuild` module), which is what `deputy
+//! resume` does, including after a crash.
 //!
 //! STATE is `$DEPUTY_HOME`, else `$XDG_STATE_HOME/deputy`, else `~/.local/state/deputy`.
 
@@ -10,7 +10,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use deputy_llm::{Message, Usage};
 use serde::Serialize;
 
 use crate::event::{Event, EventKind, Status};
@@ -272,131 +271,6 @@ pub fn find_session(state: &Path, wanted: &str) -> Result<String, JournalError> 
             count: n,
             examples: matches.iter().take(3).map(|s| s.id.clone()).collect(),
         }),
-    }
-}
-
-/// A conversation rebuilt from a journal.
-#[derive(Debug, Clone, Default)]
-pub struct Rebuilt {
-    pub agent: String,
-    pub model: String,
-    pub system_prompt: String,
-    pub parent_session_id: Option<String>,
-    pub messages: Vec<Message>,
-    /// Tool calls that started but never completed: (call id, tool).
-    pub interrupted: Vec<(String, String)>,
-    pub turns: u32,
-    pub usage: Usage,
-    pub cost_usd: Option<f64>,
-    pub last_status: Option<Status>,
-    /// The next sequence number to use.
-    pub next_seq: u64,
-    pub files_changed: Vec<String>,
-}
-
-/// The text the model gets for a call that was cut off by a crash or a kill.
-pub const INTERRUPTED_RESULT: &str = "This tool call was interrupted: deputy stopped while it was running, so it may or may not have taken effect, in part or in whole. It has not been run again. Check the current state (read the files, list the directory, run a harmless command) before you decide whether to repeat it.";
-
-/// Rebuild the conversation of a journal: system prompt, user messages, assistant messages
-/// with their tool calls, and one tool result per call (interrupted calls get
-/// [`INTERRUPTED_RESULT`]).
-pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
-    let mut r = Rebuilt::default();
-    let mut started = false;
-    let mut pending: Vec<(String, String)> = Vec::new();
-    let mut completed = std::collections::HashSet::new();
-    for e in events {
-        r.next_seq = r.next_seq.max(e.seq + 1);
-        match &e.kind {
-            EventKind::SessionStarted {
-                agent,
-                model,
-                system_prompt,
-                parent_session_id,
-                ..
-            } => {
-                if !started {
-                    started = true;
-                    r.agent = agent.clone();
-                    r.system_prompt = system_prompt.clone();
-                    r.parent_session_id = parent_session_id.clone();
-                    r.messages.push(Message::system(system_prompt.clone()));
-                }
-                r.model = model.clone();
-            }
-            EventKind::UserMessage { text } => {
-                flush_interrupted(&mut r, &mut pending, &completed);
-                r.messages.push(Message::user(text.clone()));
-            }
-            EventKind::MessageCompleted {
-                text,
-                reasoning,
-                tool_calls,
-                ..
-            } => {
-                flush_interrupted(&mut r, &mut pending, &completed);
-                r.messages.push(Message::Assistant {
-                    content: (!text.is_empty()).then(|| text.clone()),
-                    tool_calls: tool_calls.clone(),
-                    reasoning: reasoning.clone(),
-                });
-                for c in tool_calls {
-                    pending.push((c.id.clone(), c.name.clone()));
-                }
-            }
-            EventKind::ToolCompleted {
-                call_id,
-                output,
-                tool,
-                metadata,
-                is_error,
-                ..
-            } => {
-                if completed.insert(call_id.clone()) {
-                    r.messages
-                        .push(Message::tool(call_id.clone(), output.clone()));
-                }
-                if !is_error
-                    && matches!(tool.as_str(), "write" | "edit")
-                    && let Some(p) = metadata.get("path").and_then(|p| p.as_str())
-                    && !r.files_changed.iter().any(|f| f == p)
-                {
-                    r.files_changed.push(p.to_string());
-                }
-            }
-            EventKind::TurnCompleted {
-                usage, cost_usd, ..
-            } => {
-                r.turns += 1;
-                r.usage.add(usage);
-                if let Some(c) = cost_usd {
-                    *r.cost_usd.get_or_insert(0.0) += c;
-                }
-            }
-            EventKind::SessionFinished { status, .. } => r.last_status = Some(*status),
-            _ => {}
-        }
-    }
-    if !started {
-        return Err(JournalError::Empty(PathBuf::new()));
-    }
-    flush_interrupted(&mut r, &mut pending, &completed);
-    Ok(r)
-}
-
-/// Calls of the last assistant message with no result get the "interrupted" result, so the
-/// conversation stays well-formed (every tool call answered).
-fn flush_interrupted(
-    r: &mut Rebuilt,
-    pending: &mut Vec<(String, String)>,
-    completed: &std::collections::HashSet<String>,
-) {
-    for (id, tool) in pending.drain(..) {
-        if !completed.contains(&id) {
-            r.messages
-                .push(Message::tool(id.clone(), INTERRUPTED_RESULT));
-            r.interrupted.push((id, tool));
-        }
     }
 }
 

@@ -7,9 +7,14 @@
 //! - the parent's cancellation: cancelling the parent cancels its children;
 //! - one level more of depth (default limit 3: no `task` tool at the limit).
 //!
-//! Its events are forwarded into the parent's stream and journal, between `subagent.started`
-//! and `subagent.finished`. Several task calls in one model turn run concurrently, at most
-//! `max_concurrency` at a time (default 4). Passing a `task_id` again continues that child.
+//! The parent's journal records `subagent.started` and `subagent.finished` and, in the call's
+//! `tool.completed`, the child's result and what it spent; the child's own events go to its own
+//! journal and, forwarded, to whoever watches the parent. Several task calls in one model turn
+//! run concurrently, at most `max_concurrency` at a time (default 4). Passing a `task_id` again
+//! continues that child.
+//!
+//! This module knows how to run a child, not how to make one: a [`ChildMaker`] (the factory,
+//! for the CLI and MCP) builds the session from the agent and what the parent hands down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,18 +22,18 @@ use std::time::Duration;
 
 use deputy_agent::AgentSpec;
 use deputy_llm::{ToolSpec, Usage};
-use deputy_tools::{Decision, Permissions, ToolOutput};
+use deputy_tools::{Decision, Permissions, SandboxPolicy, ToolOutput};
+use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use crate::approve::Approver;
 use crate::event::{EventKind, Status};
-use crate::factory::{Factory, RunSettings};
-use crate::output::{Output, lock};
-use crate::session::{Limits, Session};
+use crate::options::Limits;
+use crate::router::{CallCtx, Handler, ToolResult};
+use crate::session::Session;
 
 /// `[task]` in config.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -65,33 +70,33 @@ pub struct TaskInput {
     pub task_id: Option<String>,
 }
 
-/// What the parent gives a child for one call.
-pub(crate) struct Parent {
+/// What a parent hands down to a new child.
+pub struct ChildOf {
     pub session_id: String,
-    pub depth: u32,
-    pub permissions: Permissions,
-    pub deadline: Option<tokio::time::Instant>,
-    pub steps_left: u32,
-    pub tokens_left: Option<u64>,
-    pub cost_left: Option<f64>,
-    pub cancel: CancellationToken,
-    pub out: Arc<Mutex<Output>>,
+    /// The parent's `provider/model`, for a child with no model of its own (or `inherit`).
     pub model_label: String,
+    /// The parent's rules: the child's ceiling.
+    pub permissions: Permissions,
+    /// The parent's sandbox policy: the child's ceiling.
+    pub sandbox: SandboxPolicy,
     pub approver: Arc<dyn Approver>,
-    pub call_id: String,
 }
 
-/// What a task call gives back to the parent.
-pub(crate) struct TaskOutcome {
-    pub output: ToolOutput,
-    /// Usage and cost of this call (to add to the parent's totals).
-    pub usage: Usage,
-    pub cost: Option<f64>,
+/// Makes the session of a subagent.
+pub trait ChildMaker: Send + Sync {
+    /// A new session of `agent` as a child of `parent` (with `parent_session_id`, the
+    /// ceilings and the approver set), and warnings to show.
+    fn make<'a>(
+        &'a self,
+        agent: AgentSpec,
+        parent: &'a ChildOf,
+    ) -> BoxFuture<'a, Result<(Session, Vec<String>), String>>;
 }
 
 struct Child {
     session: Arc<tokio::sync::Mutex<Session>>,
     parent: String,
+    agent: String,
     /// The child's own limits (each call bounds them by what the parent has left).
     own: Limits,
     usage: Usage,
@@ -100,30 +105,30 @@ struct Child {
 
 /// Runs subagents for every session of a process.
 pub struct TaskRunner {
-    me: std::sync::Weak<TaskRunner>,
     agents: Vec<AgentSpec>,
-    factory: Factory,
-    settings: RunSettings,
+    maker: Arc<dyn ChildMaker>,
     config: TaskConfig,
     semaphore: Arc<Semaphore>,
     children: Mutex<HashMap<String, Child>>,
 }
 
+/// The `task` tool of one session: the runner, the caller, and how deep the caller is.
+struct TaskTool {
+    runner: Arc<TaskRunner>,
+    caller: AgentSpec,
+    depth: u32,
+}
+
 impl TaskRunner {
-    /// `agents` are every agent known (the catalog); `settings` the run's flags that children
-    /// share (sandbox mode, rules), without the parent's model.
+    /// `agents` are every agent known (the catalog); `maker` builds a child's session.
     pub fn new(
         agents: Vec<AgentSpec>,
-        factory: Factory,
-        mut settings: RunSettings,
+        maker: Arc<dyn ChildMaker>,
         config: TaskConfig,
     ) -> Arc<TaskRunner> {
-        settings.output_schema = None;
-        Arc::new_cyclic(|me| TaskRunner {
-            me: me.clone(),
+        Arc::new(TaskRunner {
             agents,
-            factory,
-            settings,
+            maker,
             semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             config,
             children: Mutex::new(HashMap::new()),
@@ -132,6 +137,20 @@ impl TaskRunner {
 
     pub fn max_depth(&self) -> u32 {
         self.config.max_depth
+    }
+
+    /// Give `session` the `task` tool, at `depth` (0 for a top-level session). At the depth
+    /// limit, or without the agent's leave, it is not offered.
+    pub fn attach(self: &Arc<Self>, session: &mut Session, depth: u32) {
+        let caller = session.agent().clone();
+        if !caller.tools.is_enabled("task") || depth >= self.config.max_depth {
+            return;
+        }
+        session.add_handler(Arc::new(TaskTool {
+            runner: self.clone(),
+            caller,
+            depth,
+        }));
     }
 
     /// The subagents `caller` may delegate to under `perms`.
@@ -151,6 +170,9 @@ impl TaskRunner {
 
     /// The tool spec for `caller`, listing the subagents it may use; `None` if there are none.
     pub fn spec_for(&self, caller: &AgentSpec, perms: &Permissions) -> Option<ToolSpec> {
+        if perms.tool_denied("task") {
+            return None;
+        }
         let subs = self.subagents_for(caller, perms);
         if subs.is_empty() {
             return None;
@@ -174,22 +196,18 @@ impl TaskRunner {
         let names: Vec<Value> = subs.iter().map(|a| json!(a.name)).collect();
         parameters["properties"]["subagent_type"]["enum"] = Value::Array(names);
         Some(ToolSpec {
-            name: "task".into(),
+            name: TASK_TOOL.into(),
             description,
             parameters,
         })
     }
 
     /// Run one task call.
-    pub(crate) async fn run(self: &Arc<Self>, input: TaskInput, parent: Parent) -> TaskOutcome {
-        let err = |msg: String| TaskOutcome {
-            output: ToolOutput::error(msg),
-            usage: Usage::default(),
-            cost: None,
-        };
+    async fn run(self: Arc<Self>, input: TaskInput, depth: u32, ctx: CallCtx) -> ToolResult {
+        let err = |msg: String| ToolResult::from(ToolOutput::error(msg));
         let permit = tokio::select! {
             p = self.semaphore.clone().acquire_owned() => p,
-            _ = parent.cancel.cancelled() => return err("cancelled before the subagent started".into()),
+            _ = ctx.cancel.cancelled() => return err("cancelled before the subagent started".into()),
         };
         let Ok(_permit) = permit else {
             return err("the task runner is shut down".into());
@@ -199,67 +217,48 @@ impl TaskRunner {
             .as_deref()
             .filter(|t| !t.trim().is_empty())
             .map(str::trim);
-        let (child, agent_name) = match existing {
-            Some(id) => match self.continue_child(id, &parent.session_id) {
-                Ok(c) => c,
+        let child_id = match existing {
+            Some(id) => match self.continue_child(id, &ctx.session_id) {
+                Ok(id) => id,
                 Err(e) => return err(e),
             },
-            None => match self.new_child(&input, &parent).await {
-                Ok(c) => c,
+            None => match self.new_child(&input, depth, &ctx).await {
+                Ok(id) => id,
                 Err(e) => return err(e),
             },
         };
-        let mut session = child.lock().await;
-        let child_id = session.id().to_string();
-        // The child's events go to its own journal and, forwarded, to the parent's.
-        let forward = parent.out.clone();
-        session.set_sink(Arc::new(move |e| lock(&forward).deliver(e)));
-        session.set_cancel_token(parent.cancel.child_token());
-        let own = {
+        let (session, own, agent_name) = {
             let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-            children.get(&child_id).map(|c| c.own.clone())
+            match children.get(&child_id) {
+                Some(c) => (c.session.clone(), c.own.clone(), c.agent.clone()),
+                None => return err(format!("task {child_id} is gone")),
+            }
         };
-        let own = own.unwrap_or_else(|| session.limits());
-        session.set_limits(self.child_limits(own, &parent));
-        lock(&parent.out).emit(EventKind::SubagentStarted {
+        let mut session = session.lock().await;
+        session.forward_events_to(&ctx.emitter);
+        session.set_cancel_token(ctx.cancel.child_token());
+        session.set_limits(child_limits(own, &ctx.budget));
+        ctx.emit(EventKind::SubagentStarted {
             child_session_id: child_id.clone(),
             agent: agent_name.clone(),
             description: input.description.clone(),
-            call_id: parent.call_id.clone(),
+            call_id: ctx.call_id.clone(),
         });
         let outcome = session.run(Some(input.prompt.clone())).await;
         drop(session);
-        lock(&parent.out).emit(EventKind::SubagentFinished {
+        ctx.emit(EventKind::SubagentFinished {
             child_session_id: child_id.clone(),
             agent: agent_name.clone(),
             status: outcome.status,
             result: outcome.result.clone(),
-            call_id: parent.call_id.clone(),
+            call_id: ctx.call_id.clone(),
         });
         // This call's share of the child's totals.
         let (usage, cost) = {
             let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
             match children.get_mut(&child_id) {
                 Some(c) => {
-                    let usage = Usage {
-                        input_tokens: outcome
-                            .usage
-                            .input_tokens
-                            .saturating_sub(c.usage.input_tokens),
-                        output_tokens: outcome
-                            .usage
-                            .output_tokens
-                            .saturating_sub(c.usage.output_tokens),
-                        cached_input_tokens: outcome
-                            .usage
-                            .cached_input_tokens
-                            .saturating_sub(c.usage.cached_input_tokens),
-                        reasoning_tokens: outcome
-                            .usage
-                            .reasoning_tokens
-                            .saturating_sub(c.usage.reasoning_tokens),
-                        estimated: outcome.usage.estimated,
-                    };
+                    let usage = usage_since(&outcome.usage, &c.usage);
                     let cost = outcome.cost_usd.map(|t| t - c.cost.unwrap_or(0.0));
                     c.usage = outcome.usage;
                     c.cost = outcome.cost_usd;
@@ -276,7 +275,7 @@ impl TaskRunner {
             "task_id: {child_id} (pass it as task_id to continue this subagent's work)\n\n<task_result>\n{}\n</task_result>{note}",
             outcome.result.trim()
         );
-        TaskOutcome {
+        ToolResult {
             output: ToolOutput {
                 content: text,
                 is_error: matches!(outcome.status, Status::Error | Status::Cancelled),
@@ -284,7 +283,9 @@ impl TaskRunner {
                     "task_id": child_id,
                     "agent": agent_name,
                     "status": outcome.status,
-                    "usage": outcome.usage,
+                    // What this call spent (the parent's totals, and its rebuild, add it).
+                    "usage": usage,
+                    "cost_usd": cost,
                     "duration_ms": outcome.duration_ms,
                 }),
             },
@@ -293,21 +294,10 @@ impl TaskRunner {
         }
     }
 
-    fn continue_child(
-        &self,
-        id: &str,
-        parent_id: &str,
-    ) -> Result<(Arc<tokio::sync::Mutex<Session>>, String), String> {
+    fn continue_child(&self, id: &str, parent_id: &str) -> Result<String, String> {
         let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
         match children.get(id) {
-            Some(c) if c.parent == parent_id => {
-                let agent = c
-                    .session
-                    .try_lock()
-                    .map(|s| s.agent().name.clone())
-                    .unwrap_or_default();
-                Ok((c.session.clone(), agent))
-            }
+            Some(c) if c.parent == parent_id => Ok(id.to_string()),
             Some(_) => Err(format!("task {id} belongs to another session")),
             None => Err(format!(
                 "there is no task with id {id} in this session; leave task_id empty to start a new task"
@@ -316,10 +306,11 @@ impl TaskRunner {
     }
 
     async fn new_child(
-        &self,
+        self: &Arc<Self>,
         input: &TaskInput,
-        parent: &Parent,
-    ) -> Result<(Arc<tokio::sync::Mutex<Session>>, String), String> {
+        depth: u32,
+        ctx: &CallCtx,
+    ) -> Result<String, String> {
         let Some(agent) = self
             .agents
             .iter()
@@ -338,79 +329,123 @@ impl TaskRunner {
                 names.join(", ")
             ));
         };
-        let mut settings = self.settings.clone();
-        // A child without a model of its own (or `inherit`) uses its parent's.
-        if matches!(agent.model, None | Some(deputy_agent::ModelRef::Inherit)) {
-            settings.model = Some(parent.model_label.clone());
-        } else {
-            settings.model = None;
-        }
-        let (client, label, warnings) = self
-            .factory
-            .client(&agent, &settings)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut opts = self
-            .factory
-            .options(&agent, &settings, label)
-            .map_err(|e| e.to_string())?;
-        opts.parent_session_id = Some(parent.session_id.clone());
-        opts.ceiling = Some(parent.permissions.clone());
-        opts.approver = parent.approver.clone();
+        let parent = ChildOf {
+            session_id: ctx.session_id.clone(),
+            model_label: ctx.model_label.clone(),
+            permissions: ctx.permissions.clone(),
+            sandbox: ctx.sandbox.clone(),
+            approver: ctx.approver.clone(),
+        };
         let name = agent.name.clone();
-        let mut session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
-        let depth = parent.depth + 1;
-        if let Some(me) = self.self_arc() {
-            session.enable_tasks(me, depth);
-        }
+        let (mut session, warnings) = self.maker.make(agent, &parent).await?;
+        self.attach(&mut session, depth + 1);
         for w in warnings {
-            lock(&parent.out).emit(EventKind::Warning {
+            ctx.emit(EventKind::Warning {
                 message: format!("subagent {name}: {w}"),
             });
         }
         let id = session.id().to_string();
         let own = session.limits();
-        let session = Arc::new(tokio::sync::Mutex::new(session));
         self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(
-                id,
+                id.clone(),
                 Child {
-                    session: session.clone(),
-                    parent: parent.session_id.clone(),
+                    session: Arc::new(tokio::sync::Mutex::new(session)),
+                    parent: ctx.session_id.clone(),
+                    agent: name,
                     own,
                     usage: Usage::default(),
                     cost: None,
                 },
             );
-        Ok((session, name))
+        Ok(id)
+    }
+}
+
+/// The name of the tool.
+pub const TASK_TOOL: &str = "task";
+
+impl Handler for TaskTool {
+    fn name(&self) -> &str {
+        TASK_TOOL
     }
 
-    /// The limits of a child: its own, bounded by what the parent has left.
-    fn child_limits(&self, own: Limits, parent: &Parent) -> Limits {
-        let timeout = parent.deadline.map(|d| {
-            d.saturating_duration_since(tokio::time::Instant::now())
-                .max(Duration::from_millis(1))
-        });
-        Limits {
-            max_steps: own.max_steps.min(parent.steps_left.max(1)),
-            timeout: match (own.timeout, timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-            max_tokens: match (own.max_tokens, parent.tokens_left) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-            max_cost_usd: match (own.max_cost_usd, parent.cost_left) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-        }
+    fn summary(&self) -> String {
+        "hand a self-contained piece of work to a subagent and get its answer back; several task calls in one reply run at the same time.".into()
     }
 
-    fn self_arc(&self) -> Option<Arc<TaskRunner>> {
-        self.me.upgrade()
+    fn spec(&self, perms: &Permissions) -> Option<ToolSpec> {
+        self.runner.spec_for(&self.caller, perms)
+    }
+
+    fn concurrent(&self) -> bool {
+        true
+    }
+
+    fn subject(&self, input: &Value) -> Result<Option<String>, String> {
+        // Rules match the subagent's name.
+        Ok(parse_input(input).ok().map(|i| i.subagent_type))
+    }
+
+    fn call(&self, input: Value, ctx: CallCtx) -> BoxFuture<'static, ToolResult> {
+        let runner = self.runner.clone();
+        let depth = self.depth;
+        Box::pin(async move {
+            match parse_input(&input) {
+                Ok(i) => runner.run(i, depth, ctx).await,
+                Err(e) => ToolOutput::error(e).into(),
+            }
+        })
+    }
+}
+
+fn parse_input(input: &Value) -> Result<TaskInput, String> {
+    let input = match input {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        v => v.clone(),
+    };
+    serde_json::from_value(input).map_err(|e| {
+        format!(
+            "invalid input for task: {e}. Expected description, prompt, subagent_type and optionally task_id"
+        )
+    })
+}
+
+/// `now - before`, field by field.
+fn usage_since(now: &Usage, before: &Usage) -> Usage {
+    Usage {
+        input_tokens: now.input_tokens.saturating_sub(before.input_tokens),
+        output_tokens: now.output_tokens.saturating_sub(before.output_tokens),
+        cached_input_tokens: now
+            .cached_input_tokens
+            .saturating_sub(before.cached_input_tokens),
+        reasoning_tokens: now.reasoning_tokens.saturating_sub(before.reasoning_tokens),
+        estimated: now.estimated,
+    }
+}
+
+/// The limits of a child: its own, bounded by what the parent has left.
+fn child_limits(own: Limits, parent: &crate::router::Budget) -> Limits {
+    let timeout = parent.deadline.map(|d| {
+        d.saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(1))
+    });
+    let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Limits {
+        max_steps: own.max_steps.min(parent.steps_left.max(1)),
+        timeout: match (own.timeout, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        max_tokens: match (own.max_tokens, parent.tokens_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        max_cost_usd: min(own.max_cost_usd, parent.cost_left),
     }
 }

@@ -1,26 +1,28 @@
-//! The tools of one session: which are offered, the context they run in, and the permission
-//! rules (which grow when the user answers "always").
+//! The built-in tools of one session: which are offered, the context they run in, the sandbox,
+//! and the permission rules (which grow when the user answers "always").
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use deputy_agent::{Action as AgentAction, AgentSpec};
-use deputy_llm::ToolSpec;
 use deputy_tools::{
     Action, Origin, Permissions, Rule, Sandbox, SandboxPolicy, Tool, ToolContext, ToolSettings,
     Workspace, builtin_tools,
 };
 
 use crate::error::SessionError;
+use crate::options::SessionOptions;
+use crate::router::{Builtin, Handler};
 
 /// What the session may call.
 pub struct Toolbox {
-    /// The tools offered to the model.
+    /// The built-in tools offered to the model.
     pub tools: Vec<Arc<dyn Tool>>,
     pub ctx: ToolContext,
     pub permissions: Arc<Mutex<Permissions>>,
     /// The sandbox backend name, for events.
     pub sandbox: String,
+    /// The sandbox policy in force (the agent's `network` included).
+    policy: SandboxPolicy,
 }
 
 /// The agent's permission rules in deputy-tools' terms.
@@ -43,20 +45,15 @@ impl Toolbox {
     /// Build the toolbox of `agent` in `workspace`. `rules` are config and flag rules (applied
     /// after the agent's); `ceiling` the parent's permissions for a subagent. Fails when the
     /// agent may use bash and no sandbox works (and the user did not choose `--sandbox off`).
-    pub fn new(
-        agent: &AgentSpec,
-        workspace: &Path,
-        mut policy: SandboxPolicy,
-        settings: ToolSettings,
-        config_rules: Vec<Rule>,
-        flag_rules: Vec<Rule>,
-        ceiling: Option<&Permissions>,
-    ) -> Result<Toolbox, SessionError> {
-        let mut rules = config_rules;
+    pub fn new(agent: &AgentSpec, opts: &SessionOptions) -> Result<Toolbox, SessionError> {
+        let workspace = &opts.workspace;
+        let mut policy = opts.sandbox.clone();
+        let settings: ToolSettings = opts.tool_settings;
+        let mut rules = opts.config_rules.clone();
         rules.extend(agent_rules(agent));
-        rules.extend(flag_rules);
+        rules.extend(opts.flag_rules.iter().cloned());
         let mut permissions = Permissions::new(rules);
-        if let Some(parent) = ceiling {
+        if let Some(parent) = &opts.ceiling {
             permissions = permissions.under(parent);
         }
         let mut ws =
@@ -77,7 +74,7 @@ impl Toolbox {
         let wants_bash = offered.iter().any(|t| t.name() == "bash");
         let root = ws.canonical_root().to_path_buf();
         // An agent without bash runs whether or not a sandbox works here.
-        let sandbox = match Sandbox::new(policy, &root) {
+        let sandbox = match Sandbox::new(policy.clone(), &root) {
             Ok(s) => Ok(Arc::new(s)),
             Err(e) if wants_bash => return Err(SessionError::Sandbox(e.to_string())),
             Err(e) => Err(e.to_string()),
@@ -101,27 +98,26 @@ impl Toolbox {
             ctx,
             permissions,
             sandbox: sandbox_name,
+            policy,
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.tools.iter().find(|t| t.name() == name).cloned()
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.tools.iter().map(|t| t.name().to_string()).collect()
-    }
-
-    /// The specs sent to the model.
-    pub fn specs(&self) -> Vec<ToolSpec> {
+    /// The built-in tools as the router's handlers.
+    pub(crate) fn handlers(&self) -> Vec<Arc<dyn Handler>> {
         self.tools
             .iter()
-            .map(|t| ToolSpec {
-                name: t.name().to_string(),
-                description: t.description().to_string(),
-                parameters: t.parameters(),
+            .map(|t| {
+                Arc::new(Builtin {
+                    tool: t.clone(),
+                    ctx: self.ctx.clone(),
+                }) as Arc<dyn Handler>
             })
             .collect()
+    }
+
+    /// The sandbox policy in force.
+    pub fn policy(&self) -> &SandboxPolicy {
+        &self.policy
     }
 
     /// A snapshot of the current rules (for subagent ceilings).

@@ -122,7 +122,42 @@ fn all_kinds() -> Vec<EventKind> {
                 retries: 0,
             },
         },
+        // Added after the first version (appended, so earlier lines keep their seq).
+        EventKind::ConversationCleared {},
+        EventKind::ModelChanged {
+            model: "local/qwen3:14b".into(),
+        },
     ]
+}
+
+/// Every variant, by exhaustive match: a new event kind fails to compile here until it is
+/// added to `all_kinds` (and so to the snapshot).
+fn variant_index(k: &EventKind) -> usize {
+    match k {
+        EventKind::SessionStarted { .. } => 0,
+        EventKind::UserMessage { .. } => 1,
+        EventKind::TurnStarted { .. } => 2,
+        EventKind::MessageDelta { .. } => 3,
+        EventKind::MessageCompleted { .. } => 4,
+        EventKind::ToolRequested { .. } => 5,
+        EventKind::ToolDecided { .. } => 6,
+        EventKind::ToolCompleted { .. } => 7,
+        EventKind::TurnCompleted { .. } => 8,
+        EventKind::SubagentStarted { .. } => 9,
+        EventKind::SubagentFinished { .. } => 10,
+        EventKind::Warning { .. } => 11,
+        EventKind::SessionFinished { .. } => 12,
+        EventKind::ConversationCleared {} => 13,
+        EventKind::ModelChanged { .. } => 14,
+    }
+}
+
+#[test]
+fn the_snapshot_covers_every_event_kind() {
+    let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..=14).collect::<Vec<_>>());
 }
 
 #[test]

@@ -160,6 +160,8 @@ fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, ToolError> {
         format!("{what}: +{added} -{removed} lines.\n{}", clip(&diff, 4000)),
         json!({
             "path": path,
+            // The workspace file this call changed (the session's `files_changed`).
+            "file_changed": path,
             "replacements": replaced,
             "added": added,
             "removed": removed,

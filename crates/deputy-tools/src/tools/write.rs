@@ -86,6 +86,8 @@ fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, ToolError>
         content,
         json!({
             "path": path,
+            // The workspace file this call changed (the session's `files_changed`).
+            "file_changed": path,
             "created": old.is_none(),
             "bytes": input.content.len(),
             "added": added,

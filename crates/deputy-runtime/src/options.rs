@@ -1,0 +1,123 @@
+//! What a session is given besides the agent and the model: limits, prices, options; and what
+//! it gives back, the [`Outcome`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deputy_llm::Usage;
+use deputy_tools::{Rule, SandboxPolicy, ToolSettings};
+use serde_json::Value;
+
+use crate::approve::{Approver, Headless};
+use crate::event::{LimitsInfo, Metrics, Status};
+
+/// Cost in US dollars of a response (provider, model, usage), when a price is known.
+pub type Pricing = Arc<dyn Fn(&str, &str, &Usage) -> Option<f64> + Send + Sync>;
+
+/// Limits of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Model turns (default: the agent's `steps`, else 50).
+    pub max_steps: u32,
+    /// Wall-clock time of the run.
+    pub timeout: Option<Duration>,
+    /// Input plus output tokens of the whole session.
+    pub max_tokens: Option<u64>,
+    /// Cost of the whole session (needs a price for the model in config).
+    pub max_cost_usd: Option<f64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_steps: 50,
+            timeout: None,
+            max_tokens: None,
+            max_cost_usd: None,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn info(&self) -> LimitsInfo {
+        LimitsInfo {
+            max_steps: self.max_steps,
+            timeout_s: self.timeout.map(|d| d.as_secs_f64()),
+            max_tokens: self.max_tokens,
+            max_cost_usd: self.max_cost_usd,
+        }
+    }
+}
+
+/// Everything a session needs besides the agent and the model.
+#[derive(Clone)]
+pub struct SessionOptions {
+    pub workspace: PathBuf,
+    pub limits: Limits,
+    pub sandbox: SandboxPolicy,
+    pub tool_settings: ToolSettings,
+    /// Permission rules from config (applied before the agent's).
+    pub config_rules: Vec<Rule>,
+    /// Permission rules from flags (applied last).
+    pub flag_rules: Vec<Rule>,
+    /// Override the agent's temperature / top_p.
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    /// Where journals go; `None`: no journal.
+    pub state_dir: Option<PathBuf>,
+    /// The final answer must be JSON valid against this schema.
+    pub output_schema: Option<Value>,
+    /// How many times the model is asked to fix an answer that does not match the schema.
+    pub schema_retries: u32,
+    /// When a limit stops the run, ask the model for a last summary (within the timeout's
+    /// grace); `false`: end at once (`--no-summary`).
+    pub limit_summary: bool,
+    pub pricing: Option<Pricing>,
+    pub approver: Arc<dyn Approver>,
+    /// The `provider/model` label for events (the client knows the real target).
+    pub model_label: String,
+    pub parent_session_id: Option<String>,
+    /// The parent's permissions, for a subagent.
+    pub ceiling: Option<deputy_tools::Permissions>,
+}
+
+impl SessionOptions {
+    pub fn new(workspace: impl Into<PathBuf>) -> Self {
+        Self {
+            workspace: workspace.into(),
+            limits: Limits::default(),
+            sandbox: SandboxPolicy::default(),
+            tool_settings: ToolSettings::default(),
+            config_rules: Vec::new(),
+            flag_rules: Vec::new(),
+            temperature: None,
+            top_p: None,
+            state_dir: None,
+            output_schema: None,
+            schema_retries: 2,
+            limit_summary: true,
+            pricing: None,
+            approver: Arc::new(Headless),
+            model_label: String::new(),
+            parent_session_id: None,
+            ceiling: None,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub session_id: String,
+    pub status: Status,
+    pub result: String,
+    pub structured_output: Option<Value>,
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
+    pub duration_ms: u64,
+    pub num_turns: u32,
+    pub files_changed: Vec<String>,
+    pub errors: Vec<String>,
+    pub metrics: Metrics,
+}

@@ -1,0 +1,167 @@
+//! Every tool a session can call, behind one interface: the built-in tools of deputy-tools, the
+//! `task` tool, and any other [`Handler`]. The loop finds a tool here by name, asks it for its
+//! permission subject, and runs it; it knows nothing about any one tool.
+
+use std::sync::Arc;
+
+use deputy_llm::{ToolSpec, Usage};
+use deputy_tools::{Permissions, SandboxPolicy, Tool, ToolContext, ToolOutput};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::approve::Approver;
+use crate::emit::Emitter;
+use crate::event::EventKind;
+
+/// What is left of the calling session's run, for a tool that spends (a subagent).
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    pub deadline: Option<tokio::time::Instant>,
+    pub steps_left: u32,
+    pub tokens_left: Option<u64>,
+    pub cost_left: Option<f64>,
+}
+
+/// Everything one call may use besides its input.
+#[derive(Clone)]
+pub struct CallCtx {
+    pub call_id: String,
+    pub session_id: String,
+    pub cancel: CancellationToken,
+    pub budget: Budget,
+    /// The calling session's permission rules (a subagent's ceiling).
+    pub permissions: Permissions,
+    /// The calling session's sandbox policy (a subagent's ceiling).
+    pub sandbox: SandboxPolicy,
+    /// `provider/model` of the calling session.
+    pub model_label: String,
+    pub approver: Arc<dyn Approver>,
+    pub(crate) emitter: Emitter,
+}
+
+impl CallCtx {
+    /// Emit an event of the calling session (e.g. `subagent.started`).
+    pub fn emit(&self, kind: EventKind) {
+        self.emitter.emit(kind);
+    }
+}
+
+/// What a call gives back: the result for the model, and what it spent.
+#[derive(Debug, Clone)]
+pub struct ToolResult {
+    pub output: ToolOutput,
+    /// Model usage spent by the call (a subagent's turns), added to the session's totals.
+    pub usage: Usage,
+    pub cost: Option<f64>,
+}
+
+impl From<ToolOutput> for ToolResult {
+    fn from(output: ToolOutput) -> Self {
+        Self {
+            output,
+            usage: Usage::default(),
+            cost: None,
+        }
+    }
+}
+
+/// A tool as the loop sees it.
+pub trait Handler: Send + Sync {
+    fn name(&self) -> &str;
+    /// One line for the tool list of the system prompt.
+    fn summary(&self) -> String;
+    /// The spec offered to the model under `perms`; `None` when it is not offered now.
+    fn spec(&self, perms: &Permissions) -> Option<ToolSpec>;
+    /// Whether calls may run side by side with their neighbours of the same response.
+    fn concurrent(&self) -> bool;
+    /// What permission rules are matched against, from the input the tool will run with.
+    /// `Err(reason)` denies the call whatever the rules say (a path outside the workspace).
+    fn subject(&self, input: &Value) -> Result<Option<String>, String>;
+    fn call(&self, input: Value, ctx: CallCtx) -> BoxFuture<'static, ToolResult>;
+}
+
+/// A built-in tool of deputy-tools, with the context it runs in.
+pub(crate) struct Builtin {
+    pub tool: Arc<dyn Tool>,
+    pub ctx: ToolContext,
+}
+
+impl Handler for Builtin {
+    fn name(&self) -> &str {
+        self.tool.name()
+    }
+
+    fn summary(&self) -> String {
+        let first = self
+            .tool
+            .description()
+            .split(". ")
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.');
+        format!("{first}.")
+    }
+
+    fn spec(&self, _perms: &Permissions) -> Option<ToolSpec> {
+        Some(ToolSpec {
+            name: self.tool.name().to_string(),
+            description: self.tool.description().to_string(),
+            parameters: self.tool.parameters(),
+        })
+    }
+
+    fn concurrent(&self) -> bool {
+        self.tool.read_only()
+    }
+
+    fn subject(&self, input: &Value) -> Result<Option<String>, String> {
+        deputy_tools::permission_subject(self.tool.as_ref(), input, &self.ctx.workspace)
+            .map_err(|e| e.to_string())
+    }
+
+    fn call(&self, input: Value, _ctx: CallCtx) -> BoxFuture<'static, ToolResult> {
+        let tool = self.tool.clone();
+        let ctx = self.ctx.clone();
+        Box::pin(async move { tool.call(input, &ctx).await.into() })
+    }
+}
+
+/// The handlers of one session, in the order they are offered.
+#[derive(Clone, Default)]
+pub(crate) struct Router {
+    handlers: Vec<Arc<dyn Handler>>,
+}
+
+impl Router {
+    pub(crate) fn new(handlers: Vec<Arc<dyn Handler>>) -> Self {
+        Self { handlers }
+    }
+
+    /// Add a handler (a later one with the same name replaces the earlier).
+    pub(crate) fn add(&mut self, h: Arc<dyn Handler>) {
+        self.handlers.retain(|x| x.name() != h.name());
+        self.handlers.push(h);
+    }
+
+    /// The handler for a call, if that tool is offered under `perms`.
+    pub(crate) fn offered(&self, name: &str, perms: &Permissions) -> Option<Arc<dyn Handler>> {
+        self.handlers
+            .iter()
+            .find(|h| h.name() == name && h.spec(perms).is_some())
+            .cloned()
+    }
+
+    pub(crate) fn specs(&self, perms: &Permissions) -> Vec<ToolSpec> {
+        self.handlers.iter().filter_map(|h| h.spec(perms)).collect()
+    }
+
+    /// The offered tools, each with its summary line.
+    pub(crate) fn summaries(&self, perms: &Permissions) -> Vec<(String, String)> {
+        self.handlers
+            .iter()
+            .filter(|h| h.spec(perms).is_some())
+            .map(|h| (h.name().to_string(), h.summary()))
+            .collect()
+    }
+}
