@@ -100,7 +100,7 @@ pub struct MockServerArgs {
     /// Script to play (YAML or JSON) [default: answer every request with "ok"]
     #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
-    /// Port; 0 picks a free one [default: 0]
+    /// Port; 0 picks a free one
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Address to listen on (only set 0.0.0.0 inside a container network)

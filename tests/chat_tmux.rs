@@ -71,10 +71,11 @@ fn tmux_available() -> bool {
     {
         return true;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!ci, "tmux is required under CI=true (apt-get install tmux)");
-    eprintln!("SKIP chat terminal test: install tmux (`apt-get install tmux`) to run it");
-    false
+    common::outside::missing(
+        "chat terminal test",
+        "tmux is not installed",
+        "apt-get install tmux",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,11 +204,8 @@ routes:
         std::thread::sleep(Duration::from_millis(20));
     }
     tmux.send(&["C-c"]);
-    let took = tmux.wait_for("cancelled", 1, Duration::from_secs(5));
-    assert!(
-        took < Duration::from_secs(1),
-        "took {took:?} to return to the prompt"
-    );
+    // The command sleeps for over 600 s: back at the prompt within 5 s means it was stopped.
+    tmux.wait_for("cancelled", 1, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         processes_with("sleep 612.5").is_empty(),

@@ -158,13 +158,22 @@ async fn a_planted_secret_appears_nowhere() {
     const KEY: &str = "sk-planted-7d1e9a44c0b2";
     const TOKEN: &str = "tok-planted-55aa90e1f3";
     const PASSWORD: &str = "pw-planted-0b1c2d3e4f";
-    let h = Harness::yaml(
+    let script = deputy_mockllm::Script::parse(
         r#"
 steps:
   - tool_calls: [{name: bash, arguments: {command: "env; cat /proc/self/environ; echo; echo key=$OPENAI_API_KEY token=$DEPUTY_TEST_TOKEN; cat $HOME/.netrc 2>/dev/null || cat /proc/1/environ"}}]
   - tool_calls: [{name: read, arguments: {path: notes.txt}}]
   - text: "done"
 "#,
+        false,
+    )
+    .unwrap();
+    let h = Harness::with_options(
+        script,
+        deputy_mockllm::ServeOptions {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
     )
     .await;
     // A secret a command could find on disk: in the workspace, and in the home directory.
@@ -209,8 +218,14 @@ steps:
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ));
     }
-    // The key was really used to authenticate.
-    assert!(h.mock.requests().iter().all(|r| r.authorized));
+    // The key was really used to authenticate: the mock checked the header was that key.
+    assert!(!h.mock.requests().is_empty());
+    assert!(
+        h.mock
+            .requests()
+            .iter()
+            .all(|r| r.key_matched == Some(true))
+    );
     // What the model was sent.
     for r in h.mock.requests() {
         channels.push((

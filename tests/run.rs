@@ -160,6 +160,36 @@ async fn exit_codes() {
             && err.contains("--model"),
         "{err}"
     );
+    // With nothing configured, deputy looks for a local server on the usual ports; the test
+    // points that look at the mock's port, so it is found and used (with a warning).
+    let port = h.mock.addr().port().to_string();
+    let out = h
+        .cmd(&["run", "x"])
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("DEPUTY_MODEL")
+        .env("DEPUTY_LOCAL_PORTS", format!("1,{port}"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found on its usual port"));
+    let out = h
+        .cmd(&["run", "x"])
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("DEPUTY_MODEL")
+        .env("DEPUTY_LOCAL_PORTS", "80,nope")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nope` is not a port"));
+
     h.write_config("modle = 1\n");
     let out = h.run(&["run", "x"]).await;
     assert_eq!(out.status.code(), Some(2));
@@ -387,16 +417,11 @@ async fn sigint_cancels_kills_the_tool_and_exits_130() {
     }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
-    let t1 = Instant::now();
+    // The command sleeps for over 700 s: stopping within 10 s means it was stopped.
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
-        .unwrap()
+        .expect("deputy did not stop on SIGINT")
         .unwrap();
-    assert!(
-        t1.elapsed() < Duration::from_secs(2),
-        "took {:?} to stop",
-        t1.elapsed()
-    );
     assert_eq!(out.status.code(), Some(130));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "cancelled");

@@ -15,6 +15,7 @@ pub fn run(args: MockServerArgs) -> CliResult {
         port: args.port,
         host: Some(args.host),
         log_path: args.log,
+        api_key: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,6 +13,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use deputy_mockllm::{MockServer, Script, ServeOptions};
+
+#[path = "../support/outside.rs"]
+pub mod outside;
 use serde_json::Value;
 
 pub struct Harness {
@@ -28,9 +31,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_deputy");
 
 impl Harness {
     pub async fn new(script: Script) -> Harness {
-        let mock = MockServer::start(script, ServeOptions::default())
-            .await
-            .unwrap();
+        Self::with_options(script, ServeOptions::default()).await
+    }
+
+    /// A harness whose mock is started with `opts` (an expected API key, …).
+    pub async fn with_options(script: Script, opts: ServeOptions) -> Harness {
+        let mock = MockServer::start(script, opts).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         let home = dir.path().join("home");
@@ -59,6 +65,8 @@ impl Harness {
             .env("DEPUTY_HOME", self.home.join("state"))
             .env("OPENAI_BASE_URL", self.mock.url())
             .env("DEPUTY_MODEL", "mock-model")
+            // A model server running on this machine must not change what a test sees.
+            .env("DEPUTY_LOCAL_PORTS", "none")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
@@ -165,21 +173,22 @@ pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// Whether a sandbox works here; outside CI a missing one skips bash tests loudly.
+/// Whether a sandbox works here; a missing one fails where outside programs are required
+/// (CI) and skips loudly elsewhere.
 pub fn sandbox_available() -> bool {
     let report = deputy_tools::sandbox::probe();
     if report.best().is_some() {
         return true;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "no sandbox backend works here (install bubblewrap); CI=true makes this a failure"
-    );
-    eprintln!(
-        "SKIP: no sandbox backend works here; install bubblewrap (`apt-get install bubblewrap`) to run this test"
-    );
-    false
+    outside::missing(
+        "sandboxed end-to-end test",
+        &format!(
+            "no sandbox backend works here (bwrap: {}; Landlock: {})",
+            report.bwrap.as_ref().err().map_or("ok", String::as_str),
+            report.landlock.as_ref().err().map_or("ok", String::as_str)
+        ),
+        "apt-get install bubblewrap",
+    )
 }
 
 /// Events of a given type.

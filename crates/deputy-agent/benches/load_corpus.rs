@@ -1,5 +1,6 @@
 //! Load and validate every agent file of ../shared/corpus/agents, as `deputy agents validate`
-//! does. Run with `cargo bench -p deputy-agent`.
+//! does; and how long the loader takes to refuse hostile files (a YAML alias bomb, a 1 TiB
+//! sparse file), which the tests check by outcome only. Run with `cargo bench -p deputy-agent`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,7 +25,48 @@ fn corpus_files() -> Vec<PathBuf> {
     files
 }
 
+/// An alias bomb: 10 levels of 9 references, 9^10 nodes if expanded.
+fn alias_bomb() -> String {
+    let mut bomb = String::from("---\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    bomb.push_str("---\n");
+    bomb
+}
+
+fn hostile(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.md");
+    std::fs::write(&bomb, alias_bomb()).unwrap();
+    let big = dir.path().join("big.md");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let opts = LoadOptions::default();
+    let mut group = c.benchmark_group("hostile");
+    group.bench_function("refuse an alias bomb", |b| {
+        b.iter(|| load_file_with(&bomb, &opts).is_err())
+    });
+    group.bench_function("refuse a 1 TiB file", |b| {
+        b.iter(|| load_file_with(&big, &opts).is_err())
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    if std::env::var_os("DEPUTY_CORPUS").is_none()
+        && !PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/corpus/agents")
+            .is_dir()
+    {
+        eprintln!("SKIP the corpus benchmark: no ../shared/corpus (set DEPUTY_CORPUS)");
+        return;
+    }
     let files = corpus_files();
     let opts = LoadOptions::default();
     let mut group = c.benchmark_group("agents");
@@ -42,5 +84,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, hostile);
 criterion_main!(benches);

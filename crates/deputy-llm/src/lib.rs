@@ -36,8 +36,8 @@ pub mod wire;
 pub use breaker::{Admission, Breaker, BreakerConfig};
 pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
 pub use config::{
-    Env, LOCAL_SERVERS, LlmConfig, LocalServer, OPENAI_BASE_URL, Price, ProviderConfig,
-    ProviderSettings, Resolved, Source, Target, discover_local,
+    Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, OPENAI_BASE_URL, Price,
+    ProviderConfig, ProviderSettings, Resolved, Source, Target, discover_local, local_servers,
 };
 pub use error::LlmError;
 pub use retry::RetryPolicy;

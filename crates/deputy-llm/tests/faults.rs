@@ -187,6 +187,30 @@ async fn unauthorized_is_not_retried_and_names_the_key_not_its_value() {
 }
 
 #[tokio::test]
+async fn the_key_is_sent_as_a_bearer_token() {
+    let secret = "sk-test-fedcba9876543210";
+    let server = MockServer::start(
+        Script::text("hi"),
+        ServeOptions {
+            api_key: Some(secret.into()),
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut t = target(&server, "m");
+    t.provider.api_key = Some(secret.into());
+    let c = collect(client(t.clone()).stream(request())).await.unwrap();
+    assert_eq!(c.text, "hi");
+    assert_eq!(server.requests()[0].key_matched, Some(true));
+    // A wrong key is refused (401, not retried) and recorded as such.
+    t.provider.api_key = Some("sk-wrong-0000000000".into());
+    let err = collect(client(t).stream(request())).await.unwrap_err();
+    assert!(matches!(err, LlmError::Auth { status: 401, .. }), "{err:?}");
+    assert_eq!(server.requests()[1].key_matched, Some(false));
+}
+
+#[tokio::test]
 async fn unsupported_temperature_is_dropped_and_remembered() {
     let server = start(Script {
         steps: vec![

@@ -40,6 +40,9 @@ pub struct LoggedRequest {
     pub fault: Option<usize>,
     /// Whether an `Authorization` header was sent (its value is never logged).
     pub authorized: bool,
+    /// With [`ServeOptions::api_key`] set: whether the header was exactly `Bearer <that key>`
+    /// (a request without it got OpenAI's 401). `None` when no key is expected.
+    pub key_matched: Option<bool>,
     /// Strict mode refused the request: the error message it got.
     pub rejected: Option<String>,
     pub body: Value,
@@ -54,10 +57,13 @@ pub struct ServeOptions {
     pub host: Option<std::net::IpAddr>,
     /// Append every request as a JSON line to this file.
     pub log_path: Option<PathBuf>,
+    /// Expect this API key: a request without `Authorization: Bearer <key>` gets OpenAI's 401.
+    pub api_key: Option<String>,
 }
 
 struct AppState {
     script: Script,
+    api_key: Option<String>,
     started: Instant,
     log: Mutex<Vec<LoggedRequest>>,
     log_file: Option<Mutex<std::fs::File>>,
@@ -91,6 +97,7 @@ impl MockServer {
         };
         let state = Arc::new(AppState {
             script,
+            api_key: opts.api_key.clone(),
             started: Instant::now(),
             log: Mutex::new(Vec::new()),
             log_file,
@@ -269,6 +276,12 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         if repeat { steps.last() } else { None }
     });
     let fault = step.and_then(|s| s.faults.get(fault_index));
+    let key_matched = state.api_key.as_ref().map(|key| {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == format!("Bearer {key}"))
+    });
     let violation = if script.lenient {
         None
     } else {
@@ -286,6 +299,7 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             step: step_index,
             fault: fault.map(|_| fault_index),
             authorized: headers.contains_key("authorization"),
+            key_matched,
             rejected: violation
                 .as_ref()
                 .and_then(|v| v.pointer("/error/message"))
@@ -301,6 +315,13 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         log.push(entry);
         seq
     };
+    if key_matched == Some(false) {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "invalid_api_key",
+        );
+    }
     if let Some(v) = violation {
         return (StatusCode::BAD_REQUEST, axum::Json(v)).into_response();
     }

@@ -90,7 +90,7 @@ pub struct Factory {
 /// The message for "no model": the three ways to configure one, and how to start a local server.
 pub fn no_model_help() -> String {
     [
-        "no model is configured, and no local model server answered on 127.0.0.1 (ports 11434 Ollama, 8080 llama.cpp, 1234 LM Studio, 8000 vLLM).",
+        "no model is configured, and no local model server answered on 127.0.0.1 (ports 11434 Ollama, 8080 llama.cpp, 1234 LM Studio, 8000 vLLM; DEPUTY_LOCAL_PORTS names others, or `none`).",
         "Configure one of these ways:",
         "  1. environment (or a .env file in the workspace):",
         "       export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... DEPUTY_MODEL=gpt-4o-mini",
@@ -156,7 +156,9 @@ impl Factory {
         if !self.discover_local {
             return Err(SetupError::NoModel(no_model_help()));
         }
-        let Some(found) = deputy_llm::discover_local(Duration::from_millis(400)).await else {
+        let servers = deputy_llm::local_servers(&self.env).map_err(SetupError::Config)?;
+        let Some(found) = deputy_llm::discover_local(&servers, Duration::from_millis(400)).await
+        else {
             return Err(SetupError::NoModel(no_model_help()));
         };
         let mut provider = deputy_llm::ProviderSettings::new("local", &found.base_url);

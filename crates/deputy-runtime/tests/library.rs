@@ -78,17 +78,19 @@ async fn events_stream_and_outcome_and_continuation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_handle_stops_the_session() {
-    let (_mock, client, dir) = setup("steps:\n  - text: slow\n    delay_ms: 5000\n").await;
+    let (_mock, client, dir) = setup("steps:\n  - text: slow\n    delay_ms: 600000\n").await;
     let session = Session::builder(AgentSpec::new("lib", "You help."), client, dir.path())
         .sandbox(no_sandbox())
         .build()
         .unwrap();
     let running = session.start("take your time");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = std::time::Instant::now();
     running.cancel();
-    let (outcome, _) = running.finish().await.unwrap();
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // The model takes ten minutes to answer: ending within 10 s means the cancel stopped it.
+    let (outcome, _) = tokio::time::timeout(Duration::from_secs(10), running.finish())
+        .await
+        .expect("the cancel did not stop the session")
+        .unwrap();
     assert_eq!(outcome.status, Status::Cancelled);
 }
 

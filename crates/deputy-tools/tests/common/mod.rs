@@ -17,28 +17,29 @@ use deputy_tools::{
 };
 use serde_json::{Value, json};
 
-/// The backends to test here. A backend that does not work is a failure under `CI=true`
-/// (where .ci/run installs bubblewrap) and a loud SKIP elsewhere.
+#[path = "../../../../tests/support/outside.rs"]
+pub mod outside;
+
+/// The backends to test here. A backend that does not work fails where outside things are
+/// required (CI) and is skipped loudly elsewhere.
 pub fn backends() -> Vec<Backend> {
     let report = sandbox::probe();
-    // .ci/run sets DEPUTY_TEST_REQUIRE_SANDBOX; CI sets CI=true. Either makes a missing
-    // backend a failure instead of a skip.
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("DEPUTY_TEST_REQUIRE_SANDBOX").is_ok_and(|v| v == "1");
     let mut out = Vec::new();
     match &report.bwrap {
         Ok(_) => out.push(Backend::Bwrap),
-        Err(why) if ci => panic!("bwrap is required under CI=true: {why}"),
-        Err(why) => eprintln!(
-            "SKIP bwrap backend tests: {why}. Install it with `apt-get install bubblewrap`."
-        ),
+        Err(why) => {
+            outside::missing("bwrap backend tests", why, "apt-get install bubblewrap");
+        }
     }
     match &report.landlock {
         Ok(_) => out.push(Backend::Landlock),
-        Err(why) if ci => panic!("Landlock is required under CI=true: {why}"),
-        Err(why) => eprintln!(
-            "SKIP Landlock backend tests: {why} (needs Linux 5.13+ with Landlock enabled)."
-        ),
+        Err(why) => {
+            outside::missing(
+                "Landlock backend tests",
+                why,
+                "run on Linux 5.13+ with Landlock enabled",
+            );
+        }
     }
     out
 }

@@ -1,0 +1,187 @@
+//! End-to-end: permission rules hold through a real session, checked by what happened (files
+//! that survive, content that never reaches the model), not by the checker's own answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use common::{Harness, of_type, read, sandbox_available};
+use serde_json::Value;
+
+/// The text of every tool result the model was sent.
+fn tool_results(h: &Harness) -> Vec<String> {
+    let last = h.mock.requests().last().unwrap().body.clone();
+    last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A script that makes each of `calls` (tool, JSON arguments) in its own turn, then answers.
+fn script(calls: &[(&str, Value)]) -> String {
+    let mut s = String::from("steps:\n");
+    for (tool, args) in calls {
+        s.push_str(&format!(
+            "  - tool_calls: [{{name: {tool}, arguments: {args}}}]\n"
+        ));
+    }
+    s.push_str("  - text: done\n");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compound_and_wrapped_commands_cannot_slip_past_a_deny_rule() {
+    if !sandbox_available() {
+        return;
+    }
+    let attempts = [
+        "echo hi && rm precious.txt",
+        "true; rm precious.txt",
+        "echo x | rm precious.txt",
+        "echo $(rm precious.txt)",
+        "echo `rm precious.txt`",
+        "env rm precious.txt",
+        "timeout 5 rm precious.txt",
+        "nice -n 5 rm precious.txt",
+        "bash -c 'rm precious.txt'",
+        "sh -c \"rm precious.txt\"",
+        "(rm precious.txt)",
+        "{ rm precious.txt; }",
+        "FOO=1 rm precious.txt",
+        "xargs rm <<< precious.txt",
+        "command rm precious.txt",
+    ];
+    let mut calls: Vec<(&str, Value)> = attempts
+        .iter()
+        .map(|c| ("bash", serde_json::json!({ "command": c })))
+        .collect();
+    calls.push((
+        "bash",
+        serde_json::json!({"command": "echo allowed > allowed.txt"}),
+    ));
+    let h = Harness::yaml(&script(&calls)).await;
+    std::fs::write(h.ws.join("precious.txt"), "keep me\n").unwrap();
+    h.write_agent(
+        "careful",
+        "---\nname: careful\npermission:\n  bash:\n    \"*\": allow\n    \"rm *\": deny\n---\nYou are careful.",
+    );
+    let (code, v, stderr) = h.run_json(&["--agent", "careful", "clean up"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert_eq!(read(&h.ws.join("precious.txt")), "keep me\n");
+    // The allowed command did run: bash works, the rule is what stopped the others.
+    assert_eq!(read(&h.ws.join("allowed.txt")), "allowed\n");
+    let results = tool_results(&h);
+    for (attempt, result) in attempts.iter().zip(&results) {
+        assert!(
+            result.contains("permission denied"),
+            "`{attempt}` was not denied: {result}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_file_content_never_reaches_the_model() {
+    if !sandbox_available() {
+        return;
+    }
+    const VALUE: &str = "hunter2-staging-db-8c1f";
+    let h = Harness::yaml(&script(&[
+        ("read", serde_json::json!({"path": ".env"})),
+        ("read", serde_json::json!({"path": "./config/../.env"})),
+        ("grep", serde_json::json!({"pattern": "hunter2"})),
+        ("glob", serde_json::json!({"pattern": "**/.env*"})),
+        (
+            "bash",
+            serde_json::json!({"command": "cat .env; grep -r hunter2 . ; true"}),
+        ),
+    ]))
+    .await;
+    std::fs::write(
+        h.ws.join(".env"),
+        format!("DB_URL=postgres://u:{VALUE}@db\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(h.ws.join("config")).unwrap();
+    let (code, v, stderr) = h.run_json(&["look around"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    for r in h.mock.requests() {
+        assert!(
+            !r.body.to_string().contains(VALUE),
+            "the .env value reached the model in request {}",
+            r.seq
+        );
+    }
+    let results = tool_results(&h);
+    assert!(results[0].contains("permission denied"), "{}", results[0]);
+    assert!(results[1].contains("permission denied"), "{}", results[1]);
+    let events = h.journal(v["session_id"].as_str().unwrap());
+    assert!(!serde_json::to_string(&events).unwrap().contains(VALUE));
+    assert!(!of_type(&events, "tool.completed").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_rules_govern_write_too() {
+    let h = Harness::yaml(&script(&[
+        (
+            "write",
+            serde_json::json!({"path": "locked/new.txt", "content": "x"}),
+        ),
+        (
+            "write",
+            serde_json::json!({"path": "locked/a.txt", "content": "overwritten"}),
+        ),
+        (
+            "edit",
+            serde_json::json!({"path": "locked/a.txt", "old_string": "original", "new_string": "edited"}),
+        ),
+        (
+            "write",
+            serde_json::json!({"path": "open/b.txt", "content": "fine"}),
+        ),
+    ]))
+    .await;
+    std::fs::create_dir_all(h.ws.join("locked")).unwrap();
+    std::fs::write(h.ws.join("locked/a.txt"), "original\n").unwrap();
+    h.write_agent(
+        "writer",
+        "---\nname: writer\ntools: [read, write, edit]\npermission:\n  edit:\n    \"*\": allow\n    \"locked/*\": deny\n---\nYou write.",
+    );
+    let (code, v, stderr) = h.run_json(&["--agent", "writer", "write"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert!(!h.ws.join("locked/new.txt").exists());
+    assert_eq!(read(&h.ws.join("locked/a.txt")), "original\n");
+    assert_eq!(read(&h.ws.join("open/b.txt")), "fine");
+    let results = tool_results(&h);
+    assert!(results[..3].iter().all(|r| r.contains("permission denied")));
+    assert_eq!(v["files_changed"], serde_json::json!(["open/b.txt"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_rules_apply_through_a_session() {
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(&script(&[
+        ("bash", serde_json::json!({"command": "rm precious.txt"})),
+        (
+            "write",
+            serde_json::json!({"path": "asked.txt", "content": "x"}),
+        ),
+        ("bash", serde_json::json!({"command": "echo ran > ran.txt"})),
+    ]))
+    .await;
+    std::fs::write(h.ws.join("precious.txt"), "keep\n").unwrap();
+    let (code, v, stderr) = h
+        .run_json(&["--deny", "bash:rm *", "--ask", "write", "go"])
+        .await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert_eq!(read(&h.ws.join("precious.txt")), "keep\n");
+    assert!(!h.ws.join("asked.txt").exists(), "a headless ask is a no");
+    assert_eq!(read(&h.ws.join("ran.txt")), "ran\n");
+    let results = tool_results(&h);
+    assert!(results[0].contains("command-line flag"), "{}", results[0]);
+    assert!(results[1].contains("headless"), "{}", results[1]);
+}

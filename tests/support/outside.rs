@@ -1,0 +1,70 @@
+//! Tests that need something from outside the repository (bubblewrap, tmux, Python with the MCP
+//! SDK, the SARIF schema, a pids cgroup, the shared corpus) call [`missing`] when it is not
+//! there. Where it is *required* — `CI=true` (or `1`), `DEPUTY_TEST_REQUIRE=1`, or the older
+//! `DEPUTY_TEST_REQUIRE_SANDBOX=1`; `.ci/run` sets all of them — that is a failure. Elsewhere
+//! the test prints a SKIP line naming what to install and returns: written to the stderr handle
+//! itself, so libtest does not swallow it in a passing test.
+//!
+//! One file, included by every test crate (`#[path = …] mod outside;`), so the rule is the
+//! same everywhere.
+
+#![allow(dead_code, clippy::print_stderr)]
+
+use std::io::Write;
+
+/// Whether missing outside things fail the tests, given a way to read the environment.
+pub fn required_in(env: impl Fn(&str) -> Option<String>) -> bool {
+    let on = |k: &str| {
+        env(k).is_some_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "1" || v == "true" || v == "yes"
+        })
+    };
+    on("CI") || on("DEPUTY_TEST_REQUIRE") || on("DEPUTY_TEST_REQUIRE_SANDBOX")
+}
+
+/// Whether missing outside things fail the tests here.
+pub fn required() -> bool {
+    required_in(|k| std::env::var(k).ok())
+}
+
+/// `what` is not available (`why`): fail when required, else print a loud SKIP line saying
+/// how to get it (`install`). Returns `false`, for `if !available { return missing(…) }`.
+pub fn missing(what: &str, why: &str, install: &str) -> bool {
+    missing_in(required(), what, why, install)
+}
+
+pub fn missing_in(required: bool, what: &str, why: &str, install: &str) -> bool {
+    assert!(
+        !required,
+        "{what} is required here (CI=true or DEPUTY_TEST_REQUIRE=1) but missing: {why}. {install}"
+    );
+    let line = format!("SKIP {what}: {why}. To run it: {install}\n");
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.flush();
+    false
+}
+
+/// The shared corpus of real agent files and recorded provider traffic: `DEPUTY_CORPUS`, else
+/// `../shared/corpus` beside the repository. `None` (after a SKIP line, or a failure where
+/// outside things are required) when it is not there: a clean clone does not have it, and the
+/// project's own fixtures cover the same quirks.
+pub fn corpus() -> Option<std::path::PathBuf> {
+    let root = std::env::var_os("DEPUTY_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            while !dir.join("Cargo.lock").exists() && dir.pop() {}
+            dir.join("../shared/corpus")
+        });
+    if root.join("agents").is_dir() && root.join("wire").is_dir() {
+        return Some(root);
+    }
+    missing(
+        "corpus test",
+        &format!("the shared corpus is not at {}", root.display()),
+        "set DEPUTY_CORPUS to the corpus folder (agents/ and wire/), or check it out as ../shared/corpus",
+    );
+    None
+}
