@@ -5,11 +5,10 @@
 //! A call that may not run is answered with the reason, so the model can adapt. A stop
 //! (cancel, timeout, doom loop) leaves the remaining calls pending: the run's end answers them.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deputy_llm::ToolCall;
-use deputy_tools::{Decision, Origin, Rule, ToolOutput};
+use deputy_tools::{Access, Decision, Origin, Rule, ToolOutput};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tracing::Instrument;
@@ -18,13 +17,17 @@ use crate::approve::{Approval, ApprovalRequest};
 use crate::engine::End;
 use crate::event::{DecidedBy, EventKind, Status, ToolMetric};
 use crate::rebuild::file_changed;
-use crate::router::{Budget, CallCtx, Handler, ToolResult};
+use crate::router::{Budget, CallCtx, PreparedCall, ToolResult};
 use crate::session::Session;
 use crate::turn::until;
 
 /// What was decided for one call.
 enum Verdict {
-    Run(Arc<dyn Handler>),
+    /// Run it; `concurrent`: it may run beside its neighbours.
+    Run {
+        call: PreparedCall,
+        concurrent: bool,
+    },
     /// Do not run it; this is its result.
     Answer(ToolOutput),
 }
@@ -81,7 +84,7 @@ impl Session {
             };
             let halted = matches!(&verdict, Err(Objection::Halt(_)));
             let verdict = match verdict {
-                Ok(h) => Verdict::Run(h),
+                Ok((call, concurrent)) => Verdict::Run { call, concurrent },
                 Err(Objection::Refuse(r)) => Verdict::Answer(ToolOutput::error(r)),
                 Err(Objection::Halt(r)) => {
                     halt = Some(r.clone());
@@ -118,13 +121,19 @@ impl Session {
                     batch.push(next);
                 }
             }
-            let futures: Vec<BoxFuture<'static, (ToolResult, Duration)>> =
-                batch.iter().map(|p| self.call_future(p)).collect();
             self.run.in_flight = batch
                 .iter()
-                .filter(|p| matches!(p.verdict, Verdict::Run(_)))
+                .filter(|p| matches!(p.verdict, Verdict::Run { .. }))
                 .map(|p| p.call.id.clone())
                 .collect();
+            let (futures, batch): (Vec<BoxFuture<'static, (ToolResult, Duration)>>, Vec<_>) = batch
+                .into_iter()
+                .map(|p| {
+                    let ctx = self.call_ctx(&p.call.id);
+                    let span = tool_span(&p.call);
+                    (call_future(p.verdict, ctx, span), (p.call, p.note))
+                })
+                .unzip();
             let all = futures::future::join_all(futures);
             let cancel = self.cancel.clone();
             let results = tokio::select! {
@@ -133,35 +142,14 @@ impl Session {
                 _ = until(self.run.deadline) => return Some(Status::Timeout),
             };
             self.run.in_flight.clear();
-            for (p, (mut result, took)) in batch.into_iter().zip(results) {
-                if let Some(n) = p.note {
+            for ((call, note), (mut result, took)) in batch.into_iter().zip(results) {
+                if let Some(n) = note {
                     result.output.content.push_str(&format!("\n\n{n}"));
                 }
-                self.complete(&p.call, result, took);
+                self.complete(&call, result, took);
             }
         }
         None
-    }
-
-    /// The work of one decided call, owning everything it needs.
-    fn call_future(&self, p: &Planned) -> BoxFuture<'static, (ToolResult, Duration)> {
-        let handler = match &p.verdict {
-            Verdict::Answer(out) => {
-                let out = out.clone();
-                return Box::pin(async move { (out.into(), Duration::ZERO) });
-            }
-            Verdict::Run(h) => h.clone(),
-        };
-        let ctx = self.call_ctx(&p.call.id);
-        let span = tool_span(&p.call);
-        let input = p.call.arguments.clone();
-        Box::pin(async move {
-            let t = Instant::now();
-            let r = handler.call(input, ctx).instrument(span.clone()).await;
-            span.record("duration_ms", t.elapsed().as_millis() as i64);
-            span.record("is_error", r.output.is_error);
-            (r, t.elapsed())
-        })
     }
 
     fn call_ctx(&self, call_id: &str) -> CallCtx {
@@ -204,6 +192,14 @@ impl Session {
         if let Some(c) = r.cost {
             *self.totals.cost.get_or_insert(0.0) += c;
         }
+        // What the tool wants the user to know (a protected path a command created, moved away).
+        if let Some(warnings) = r.output.metadata.get("warnings").and_then(Value::as_array) {
+            for w in warnings.iter().filter_map(Value::as_str) {
+                self.emit(EventKind::Warning {
+                    message: format!("{}: {w}", call.name),
+                });
+            }
+        }
         self.metrics.tool_calls.push(ToolMetric {
             tool: call.name.clone(),
             duration_ms: took.as_millis() as u64,
@@ -223,11 +219,13 @@ impl Session {
         });
     }
 
-    /// May this call run? `Err(status)` when the session was cancelled while asking.
+    /// May this call run? `Ok` holds the prepared call (and whether it may run concurrently)
+    /// or why not, and a note for its result; `Err(status)` when the session was cancelled
+    /// while asking.
     async fn decide(
         &mut self,
         call: &ToolCall,
-    ) -> Result<(Result<Arc<dyn Handler>, Objection>, Option<String>), Status> {
+    ) -> Result<(Result<(PreparedCall, bool), Objection>, Option<String>), Status> {
         let mut note = None;
         for check in CHECKS {
             match check(self, call) {
@@ -246,28 +244,44 @@ impl Session {
         let Some(handler) = self.router.offered(&call.name, &perms) else {
             return Ok((Err(Objection::Refuse("unknown tool".into())), note));
         };
-        let subject = match handler.subject(&call.arguments) {
-            Ok(s) => s,
+        // The rules look at what the call will really touch: parsed and resolved once, and
+        // run as resolved.
+        let prepared = match handler.prepare(call.arguments.clone()) {
+            Ok(p) => p,
             Err(reason) => {
                 self.decided(call, false, DecidedBy::Guard, Some(reason.clone()));
                 return Ok((Err(Objection::Refuse(reason)), note));
             }
         };
-        let (allowed, by, reason) = match perms.decide(&call.name, subject.as_deref()) {
+        let decision = match &prepared.access {
+            Some(access) => perms.decide_access(&call.name, access),
+            None => perms.decide(&call.name, prepared.subject.as_deref()),
+        };
+        let (allowed, by, reason) = match decision {
             Decision::Allow => (true, DecidedBy::Rule, None),
             Decision::Deny { reason } => (false, DecidedBy::Rule, Some(reason)),
-            Decision::Ask { reason } => self.ask(call, subject, reason).await?,
+            Decision::Ask { reason } => self.ask(call, prepared.subject.clone(), reason).await?,
         };
         self.decided(call, allowed, by, reason.clone());
-        if allowed {
-            Ok((Ok(handler), note))
-        } else {
+        if !allowed {
             let reason = format!(
                 "permission denied: {}. Do not retry this call; do the task another way, or explain in your answer what you need.",
                 reason.unwrap_or_default()
             );
-            Ok((Err(Objection::Refuse(reason)), note))
+            return Ok((Err(Objection::Refuse(reason)), note));
         }
+        if let Some(Access::Write(p)) = &prepared.access
+            && let Some(why) = deputy_tools::protect::protected(&p.display())
+        {
+            self.emit(EventKind::Warning {
+                message: format!(
+                    "{} writes `{}`, a protected path ({why}), as a permission rule allows",
+                    call.name,
+                    p.display()
+                ),
+            });
+        }
+        Ok((Ok((prepared, handler.concurrent())), note))
     }
 
     fn decided(&self, call: &ToolCall, allowed: bool, by: DecidedBy, reason: Option<String>) {
@@ -380,7 +394,31 @@ impl Session {
 }
 
 fn is_concurrent(p: &Planned) -> bool {
-    matches!(&p.verdict, Verdict::Run(h) if h.concurrent())
+    matches!(
+        &p.verdict,
+        Verdict::Run {
+            concurrent: true,
+            ..
+        }
+    )
+}
+
+/// The work of one decided call, owning everything it needs.
+fn call_future(
+    verdict: Verdict,
+    ctx: CallCtx,
+    span: tracing::Span,
+) -> BoxFuture<'static, (ToolResult, Duration)> {
+    match verdict {
+        Verdict::Answer(out) => Box::pin(async move { (out.into(), Duration::ZERO) }),
+        Verdict::Run { call, .. } => Box::pin(async move {
+            let t = Instant::now();
+            let r = call.run(ctx).instrument(span.clone()).await;
+            span.record("duration_ms", t.elapsed().as_millis() as i64);
+            span.record("is_error", r.output.is_error);
+            (r, t.elapsed())
+        }),
+    }
 }
 
 /// The span of one tool call (OpenTelemetry GenAI: `execute_tool {name}`).

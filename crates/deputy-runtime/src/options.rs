@@ -80,6 +80,10 @@ pub struct SessionOptions {
     pub parent_session_id: Option<String>,
     /// The parent's permissions, for a subagent.
     pub ceiling: Option<deputy_tools::Permissions>,
+    /// Whether the agent's file is trusted (built in, in the user's config, named on the
+    /// command line, or in a trusted project). An untrusted one's rules cannot open protected
+    /// paths and its `network: true` is ignored.
+    pub agent_trusted: bool,
 }
 
 impl SessionOptions {
@@ -102,6 +106,7 @@ impl SessionOptions {
             model_label: String::new(),
             parent_session_id: None,
             ceiling: None,
+            agent_trusted: true,
         }
     }
 }

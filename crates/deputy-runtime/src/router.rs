@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deputy_llm::{ToolSpec, Usage};
-use deputy_tools::{Permissions, SandboxPolicy, Tool, ToolContext, ToolOutput};
+use deputy_tools::{Access, Permissions, SandboxPolicy, Tool, ToolContext, ToolOutput};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,39 @@ impl From<ToolOutput> for ToolResult {
     }
 }
 
+type RunFn = Box<dyn FnOnce(CallCtx) -> BoxFuture<'static, ToolResult> + Send>;
+
+/// A call parsed and resolved: what the permission rules look at, and the run, which acts on
+/// exactly that (the parsed input is moved into it).
+pub struct PreparedCall {
+    /// What rules are matched against: the command, the real path, the subagent's name.
+    pub subject: Option<String>,
+    /// For tools that touch the workspace: what they touch (protected-path rules).
+    pub access: Option<Access>,
+    run: RunFn,
+}
+
+impl PreparedCall {
+    pub fn new<F>(
+        subject: Option<String>,
+        access: Option<Access>,
+        run: impl FnOnce(CallCtx) -> F + Send + 'static,
+    ) -> Self
+    where
+        F: std::future::Future<Output = ToolResult> + Send + 'static,
+    {
+        Self {
+            subject,
+            access,
+            run: Box::new(move |ctx| Box::pin(run(ctx))),
+        }
+    }
+
+    pub fn run(self, ctx: CallCtx) -> BoxFuture<'static, ToolResult> {
+        (self.run)(ctx)
+    }
+}
+
 /// A tool as the loop sees it.
 pub trait Handler: Send + Sync {
     fn name(&self) -> &str;
@@ -75,10 +108,9 @@ pub trait Handler: Send + Sync {
     fn spec(&self, perms: &Permissions) -> Option<ToolSpec>;
     /// Whether calls may run side by side with their neighbours of the same response.
     fn concurrent(&self) -> bool;
-    /// What permission rules are matched against, from the input the tool will run with.
-    /// `Err(reason)` denies the call whatever the rules say (a path outside the workspace).
-    fn subject(&self, input: &Value) -> Result<Option<String>, String>;
-    fn call(&self, input: Value, ctx: CallCtx) -> BoxFuture<'static, ToolResult>;
+    /// Parse the input and resolve what it names. `Err(reason)` is the call's result (an
+    /// input that does not parse, a path outside the workspace), whatever the rules say.
+    fn prepare(&self, input: Value) -> Result<PreparedCall, String>;
 }
 
 /// A built-in tool of deputy-tools, with the context it runs in.
@@ -115,15 +147,18 @@ impl Handler for Builtin {
         self.tool.read_only()
     }
 
-    fn subject(&self, input: &Value) -> Result<Option<String>, String> {
-        deputy_tools::permission_subject(self.tool.as_ref(), input, &self.ctx.workspace)
-            .map_err(|e| e.to_string())
-    }
-
-    fn call(&self, input: Value, _ctx: CallCtx) -> BoxFuture<'static, ToolResult> {
-        let tool = self.tool.clone();
+    fn prepare(&self, input: Value) -> Result<PreparedCall, String> {
+        let prepared = self
+            .tool
+            .prepare(input, &self.ctx)
+            .map_err(|e| ToolOutput::error(e).content)?;
+        let access = prepared.access.clone();
         let ctx = self.ctx.clone();
-        Box::pin(async move { tool.call(input, &ctx).await.into() })
+        Ok(PreparedCall::new(
+            Some(access.subject()),
+            Some(access),
+            move |_call| async move { prepared.run(ctx).await.into() },
+        ))
     }
 }
 

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use crate::approve::Approver;
 use crate::event::{EventKind, Status};
 use crate::options::Limits;
-use crate::router::{CallCtx, Handler, ToolResult};
+use crate::router::{CallCtx, Handler, PreparedCall, ToolResult};
 use crate::session::Session;
 
 /// `[task]` in config.
@@ -384,20 +384,15 @@ impl Handler for TaskTool {
         true
     }
 
-    fn subject(&self, input: &Value) -> Result<Option<String>, String> {
-        // Rules match the subagent's name.
-        Ok(parse_input(input).ok().map(|i| i.subagent_type))
-    }
-
-    fn call(&self, input: Value, ctx: CallCtx) -> BoxFuture<'static, ToolResult> {
+    fn prepare(&self, input: Value) -> Result<PreparedCall, String> {
+        let input = parse_input(&input)?;
         let runner = self.runner.clone();
         let depth = self.depth;
-        Box::pin(async move {
-            match parse_input(&input) {
-                Ok(i) => runner.run(i, depth, ctx).await,
-                Err(e) => ToolOutput::error(e).into(),
-            }
-        })
+        // Rules match the subagent's name.
+        let subject = Some(input.subagent_type.clone());
+        Ok(PreparedCall::new(subject, None, move |ctx| {
+            runner.run(input, depth, ctx)
+        }))
     }
 }
 

@@ -25,8 +25,14 @@ pub struct Toolbox {
     policy: SandboxPolicy,
 }
 
-/// The agent's permission rules in deputy-tools' terms.
-pub fn agent_rules(agent: &AgentSpec) -> Vec<Rule> {
+/// The agent's permission rules in deputy-tools' terms, with the origin its file earns: an agent
+/// file from an untrusted workspace cannot open protected paths.
+pub fn agent_rules(agent: &AgentSpec, trusted: bool) -> Vec<Rule> {
+    let origin = if trusted {
+        Origin::Agent
+    } else {
+        Origin::WorkspaceAgent
+    };
     agent
         .permission
         .iter()
@@ -36,7 +42,7 @@ pub fn agent_rules(agent: &AgentSpec) -> Vec<Rule> {
                 AgentAction::Ask => Action::Ask,
                 AgentAction::Deny => Action::Deny,
             };
-            Rule::new(&r.tool, &r.pattern, action, Origin::Agent)
+            Rule::new(&r.tool, &r.pattern, action, origin)
         })
         .collect()
 }
@@ -50,7 +56,7 @@ impl Toolbox {
         let mut policy = opts.sandbox.clone();
         let settings: ToolSettings = opts.tool_settings;
         let mut rules = opts.config_rules.clone();
-        rules.extend(agent_rules(agent));
+        rules.extend(agent_rules(agent, opts.agent_trusted));
         rules.extend(opts.flag_rules.iter().cloned());
         let mut permissions = Permissions::new(rules);
         if let Some(parent) = &opts.ceiling {
@@ -58,23 +64,34 @@ impl Toolbox {
         }
         let mut ws =
             Workspace::open(workspace).map_err(|e| SessionError::Workspace(e.to_string()))?;
-        // `.git` may be written only when the rules let edit touch it.
-        let git_writable = !matches!(
-            permissions.decide("edit", Some(".git/config")),
-            deputy_tools::Decision::Deny { .. }
-        ) && policy.writable_git;
-        ws.set_protect_git(!git_writable);
-        if let Some(n) = agent.network {
+        // An agent from an untrusted workspace cannot give itself the network.
+        if let Some(n) = agent.network
+            && opts.agent_trusted
+        {
             policy.network = policy.network || n;
         }
+        let permissions = Arc::new(Mutex::new(permissions));
+        // Protected paths are written only where a trusted rule names them (the same answer for
+        // the file tools and for what commands may leave behind).
+        let unlocks = permissions.clone();
+        let writable_git = policy.writable_git;
+        let allow_protected: deputy_tools::ProtectedFilter = Arc::new(move |rel: &str| {
+            (writable_git && rel.split('/').any(|c| c == ".git"))
+                || unlocks
+                    .lock()
+                    .map(|p| p.unlocks_protected("edit", rel))
+                    .unwrap_or(false)
+        });
+        ws.set_allow_protected(Some(allow_protected.clone()));
+        let permissions_now = permissions.lock().map(|p| p.clone()).unwrap_or_default();
         let offered: Vec<Arc<dyn Tool>> = builtin_tools()
             .into_iter()
-            .filter(|t| agent.tools.is_enabled(t.name()) && !permissions.tool_denied(t.name()))
+            .filter(|t| agent.tools.is_enabled(t.name()) && !permissions_now.tool_denied(t.name()))
             .collect();
         let wants_bash = offered.iter().any(|t| t.name() == "bash");
         let root = ws.canonical_root().to_path_buf();
         // An agent without bash runs whether or not a sandbox works here.
-        let sandbox = match Sandbox::new(policy.clone(), &root) {
+        let sandbox = match Sandbox::with_allowed(policy.clone(), &root, Some(allow_protected)) {
             Ok(s) => Ok(Arc::new(s)),
             Err(e) if wants_bash => return Err(SessionError::Sandbox(e.to_string())),
             Err(e) => Err(e.to_string()),
@@ -83,7 +100,6 @@ impl Toolbox {
             Ok(s) => s.backend().as_str().to_string(),
             Err(_) => "unavailable".to_string(),
         };
-        let permissions = Arc::new(Mutex::new(permissions));
         let reader = permissions.clone();
         let ctx = ToolContext {
             workspace: Arc::new(ws),

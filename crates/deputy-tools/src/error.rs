@@ -18,9 +18,13 @@ pub enum ToolError {
     )]
     Symlink { path: String },
     #[error(
-        "`{path}` is inside .git, which agents may not write (use git commands to change the repository)"
+        "`{path}` is a protected path ({why}); it is not written. If the user wants it changed, say so in your answer: they can allow it with a permission rule (e.g. --allow 'edit:{path}')"
     )]
-    Protected { path: String },
+    Protected { path: String, why: &'static str },
+    #[error(
+        "`{path}` is not a regular file (a pipe, a device or a socket); this tool reads and writes regular files only"
+    )]
+    NotRegular { path: String },
     #[error("`{path}` is a binary file; this tool works on text")]
     Binary { path: String },
     #[error("`{path}` is {size} bytes, over the {limit}-byte limit of this tool")]

@@ -2,29 +2,50 @@
 //!
 //! Paths from the model are resolved with cap-std against the opened directory, so `..`
 //! escapes, absolute paths elsewhere and symlinks that lead outside are refused by construction,
-//! not by string checks. Writes go to a temporary file in the same directory and are renamed
-//! over the target (atomic; the file mode is kept), and never follow a symlink.
+//! not by string checks. Tools act on the *real* path ([`Workspace::real`]: symlinks inside the
+//! workspace resolved), which is also what permission rules and the protected-path rules look
+//! at, so a link cannot make `notes.md` mean `.env` or `gg/config` mean `.git/config`. The file
+//! is then opened component by component without following any link, so a link swapped in
+//! after the check fails the call instead of redirecting it.
+//!
+//! Writes go to a temporary file in the same directory and are renamed over the target (atomic;
+//! the file mode is kept; a hard link is replaced, never written through), and refuse protected
+//! paths (see [`crate::protect`]) unless the session allows them explicitly. Only regular files
+//! are read or written: a FIFO or a device would block or never end.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions, PermissionsExt};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt, PermissionsExt};
 
 use crate::error::ToolError;
+use crate::protect;
 
 /// Bytes looked at to decide whether a file is binary.
 const BINARY_SNIFF: usize = 8192;
 
+/// Decides whether a protected workspace path may be written (an explicit rule allows it).
+pub type ProtectedFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The directory the agent works in.
-#[derive(Debug)]
 pub struct Workspace {
-    /// Refuse writes into `.git` (hooks would run outside any sandbox).
-    protect_git: bool,
     root: PathBuf,
     /// `root` with symlinks resolved, to recognise absolute paths given either way.
     canonical: PathBuf,
     dir: Dir,
+    /// Which protected paths may be written anyway; `None`: none.
+    allow_protected: Option<ProtectedFilter>,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("root", &self.root)
+            .field("canonical", &self.canonical)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A path inside the workspace, relative to its root (never empty: the root is `.`).
@@ -38,11 +59,22 @@ impl WsPath {
 
     /// The path with `/` separators, as the model and permission patterns see it.
     pub fn display(&self) -> String {
-        self.0.to_string_lossy().replace('\\', "/")
+        if self.is_root() {
+            return ".".into();
+        }
+        protect::rel_string(&self.0)
     }
 
     pub fn is_root(&self) -> bool {
-        self.0 == Path::new(".")
+        self.0 == Path::new(".") || self.0.as_os_str().is_empty()
+    }
+
+    fn from_rel(p: PathBuf) -> WsPath {
+        if p.as_os_str().is_empty() {
+            WsPath(PathBuf::from("."))
+        } else {
+            WsPath(p)
+        }
     }
 }
 
@@ -53,22 +85,27 @@ impl Workspace {
         let dir = Dir::open_ambient_dir(&canonical, ambient_authority())
             .map_err(|e| ToolError::io(root, e))?;
         Ok(Workspace {
-            protect_git: true,
             root: root.to_path_buf(),
             canonical,
             dir,
+            allow_protected: None,
         })
     }
 
-    /// Allow or refuse writes into `.git` (refused by default: a hook written there would run
-    /// unconfined the next time the user commits).
-    pub fn set_protect_git(&mut self, protect: bool) {
-        self.protect_git = protect;
+    /// Which protected paths may be written anyway (an explicit permission rule): `None`, the
+    /// default, refuses them all.
+    pub fn set_allow_protected(&mut self, allow: Option<ProtectedFilter>) {
+        self.allow_protected = allow;
     }
 
-    /// Whether `p` is inside a `.git` directory (or is one).
-    pub fn in_git_dir(p: &WsPath) -> bool {
-        p.as_path().components().any(|c| c.as_os_str() == ".git")
+    /// Why writing `p` is refused, if it is protected and not explicitly allowed.
+    pub fn protection(&self, p: &WsPath) -> Option<&'static str> {
+        let rel = p.display();
+        let why = protect::protected(&rel)?;
+        match &self.allow_protected {
+            Some(allow) if allow(&rel) => None,
+            _ => Some(why),
+        }
     }
 
     /// The root as given.
@@ -86,7 +123,8 @@ impl Workspace {
         &self.dir
     }
 
-    /// Resolve a path from the model: relative to the root, or absolute inside it.
+    /// Resolve a path from the model, lexically: relative to the root, or absolute inside it.
+    /// Symlinks are not looked at; [`Workspace::real`] does that.
     pub fn resolve(&self, input: &str) -> Result<WsPath, ToolError> {
         let trimmed = input.trim();
         if trimmed.is_empty() || trimmed == "." || trimmed == "./" {
@@ -131,10 +169,42 @@ impl Workspace {
                 Component::RootDir | Component::Prefix(_) => {}
             }
         }
-        if out.as_os_str().is_empty() {
-            out.push(".");
+        Ok(WsPath::from_rel(out))
+    }
+
+    /// The real location of `p`: every symlink on the way resolved (each must stay inside the
+    /// workspace). A path that does not exist yet is resolved as far as it exists.
+    pub fn real(&self, p: &WsPath) -> Result<WsPath, ToolError> {
+        if p.is_root() {
+            return Ok(p.clone());
         }
-        Ok(WsPath(out))
+        // The longest prefix that exists, resolved; the rest appended as written.
+        let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+        let mut prefix = p.as_path();
+        loop {
+            match self.dir.canonicalize(prefix) {
+                Ok(real) => {
+                    let mut out = real;
+                    for c in rest.iter().rev() {
+                        out.push(c);
+                    }
+                    return Ok(WsPath::from_rel(out));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(p, e)),
+            }
+            match (prefix.parent(), prefix.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name);
+                    prefix = parent;
+                    if prefix.as_os_str().is_empty() {
+                        let out: PathBuf = rest.iter().rev().collect();
+                        return Ok(WsPath::from_rel(out));
+                    }
+                }
+                _ => return Ok(p.clone()),
+            }
+        }
     }
 
     /// Map a cap-std error on `p` to a tool error (an escape attempt reads as "outside").
@@ -147,25 +217,68 @@ impl Workspace {
             }
         } else if e.kind() == std::io::ErrorKind::NotFound {
             ToolError::NotFound { path: p.display() }
+        } else if e.raw_os_error() == Some(libc::ELOOP) {
+            ToolError::Symlink { path: p.display() }
         } else {
             ToolError::io(p.as_path(), e)
         }
     }
 
+    /// Open the directory `rel` (a real path) one component at a time, never following a
+    /// link; with `create`, missing directories are made (each checked for protection).
+    fn open_dir_nofollow(&self, rel: &Path, create: bool) -> std::io::Result<Dir> {
+        let mut d = self.dir.try_clone()?;
+        let mut opts = OpenOptions::new();
+        opts.read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW);
+        for c in rel.components() {
+            let Component::Normal(name) = c else { continue };
+            let f = match d.open_with(name, &opts) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                    d.create_dir(name)?;
+                    d.open_with(name, &opts)?
+                }
+                Err(e) => return Err(e),
+            };
+            d = Dir::from_std_file(f.into_std());
+        }
+        Ok(d)
+    }
+
     /// Whether the path exists (following symlinks inside the workspace).
     pub fn exists(&self, p: &WsPath) -> bool {
-        self.dir.metadata(p.as_path()).is_ok()
+        p.is_root() || self.dir.metadata(p.as_path()).is_ok()
     }
 
     pub fn is_dir(&self, p: &WsPath) -> bool {
         p.is_root() || self.dir.metadata(p.as_path()).is_ok_and(|m| m.is_dir())
     }
 
-    /// Read a whole file (at most `cap` bytes; larger files are an error).
+    /// Read a whole regular file at the real path `p` (at most `cap` bytes; larger files are
+    /// an error, found from the size before reading).
     pub fn read(&self, p: &WsPath, cap: u64) -> Result<Vec<u8>, ToolError> {
-        let meta = self.dir.metadata(p.as_path()).map_err(|e| self.err(p, e))?;
+        if p.is_root() {
+            return Err(ToolError::IsDirectory { path: p.display() });
+        }
+        let parent = p.as_path().parent().unwrap_or(Path::new(""));
+        let name = p
+            .as_path()
+            .file_name()
+            .ok_or_else(|| ToolError::NotFound { path: p.display() })?;
+        let pdir = self
+            .open_dir_nofollow(parent, false)
+            .map_err(|e| self.err(p, e))?;
+        let meta = pdir.symlink_metadata(name).map_err(|e| self.err(p, e))?;
         if meta.is_dir() {
             return Err(ToolError::IsDirectory { path: p.display() });
+        }
+        if !meta.is_file() {
+            return Err(if meta.file_type().is_symlink() {
+                ToolError::Symlink { path: p.display() }
+            } else {
+                ToolError::NotRegular { path: p.display() }
+            });
         }
         if meta.len() > cap {
             return Err(ToolError::TooLarge {
@@ -174,10 +287,19 @@ impl Workspace {
                 limit: cap,
             });
         }
-        let mut f = self.dir.open(p.as_path()).map_err(|e| self.err(p, e))?;
-        let mut buf = Vec::with_capacity(meta.len() as usize);
-        std::io::Read::by_ref(&mut f)
-            .take(cap + 1)
+        let mut opts = OpenOptions::new();
+        // Non-blocking and no-follow: a file swapped for a FIFO or a link since the look above
+        // fails instead of hanging or redirecting.
+        opts.read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        let f = pdir.open_with(name, &opts).map_err(|e| self.err(p, e))?;
+        let f = f.into_std();
+        let m = f.metadata().map_err(|e| self.err(p, e))?;
+        if !m.is_file() {
+            return Err(ToolError::NotRegular { path: p.display() });
+        }
+        let mut buf = Vec::with_capacity(m.len().min(cap) as usize);
+        f.take(cap + 1)
             .read_to_end(&mut buf)
             .map_err(|e| self.err(p, e))?;
         if buf.len() as u64 > cap {
@@ -190,35 +312,40 @@ impl Workspace {
         Ok(buf)
     }
 
-    /// Write `content` to `p` atomically: a temporary file in the same directory, renamed over
-    /// the target. Parent directories are created. The mode of an existing file is kept. A
-    /// symlink at `p` is refused rather than written through or replaced.
+    /// The inode of the regular file at the real path `p` and its link count (to recognise a
+    /// hard link to a protected file).
+    pub fn inode(&self, p: &WsPath) -> Option<(u64, u64, u64)> {
+        let m = self.dir.symlink_metadata(p.as_path()).ok()?;
+        m.is_file().then(|| (m.dev(), m.ino(), m.nlink()))
+    }
+
+    /// Write `content` to the real path `p` atomically: a temporary file in the same directory,
+    /// renamed over the target. Parent directories are created. The mode of an existing file is
+    /// kept. A symlink at `p` is refused rather than written through or replaced; a protected
+    /// path is refused unless allowed.
     pub fn write_atomic(&self, p: &WsPath, content: &[u8]) -> Result<(), ToolError> {
         if p.is_root() {
             return Err(ToolError::IsDirectory { path: p.display() });
         }
-        if self.protect_git && Self::in_git_dir(p) {
-            return Err(ToolError::Protected { path: p.display() });
+        if let Some(why) = self.protection(p) {
+            return Err(ToolError::Protected {
+                path: p.display(),
+                why,
+            });
         }
         let parent = p.as_path().parent().unwrap_or(Path::new(""));
         let name = p.as_path().file_name().ok_or_else(|| {
             ToolError::InvalidInput(format!("`{}` is not a file path", p.display()))
         })?;
-        if !parent.as_os_str().is_empty() {
-            self.dir
-                .create_dir_all(parent)
-                .map_err(|e| self.err(&WsPath(parent.to_path_buf()), e))?;
-        }
-        let pdir = if parent.as_os_str().is_empty() {
-            self.dir.try_clone().map_err(|e| self.err(p, e))?
-        } else {
-            self.dir.open_dir(parent).map_err(|e| self.err(p, e))?
-        };
+        let pdir = self
+            .open_dir_nofollow(parent, true)
+            .map_err(|e| self.err(p, e))?;
         let mode = match pdir.symlink_metadata(name) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(ToolError::Symlink { path: p.display() });
             }
             Ok(m) if m.is_dir() => return Err(ToolError::IsDirectory { path: p.display() }),
+            Ok(m) if !m.is_file() => return Err(ToolError::NotRegular { path: p.display() }),
             Ok(m) => Some(m.permissions().mode()),
             Err(_) => None,
         };
@@ -257,13 +384,9 @@ impl Workspace {
 
     /// A host path found by a walker back to a workspace path.
     pub fn from_host(&self, host: &Path) -> Option<WsPath> {
-        host.strip_prefix(&self.canonical).ok().map(|r| {
-            if r.as_os_str().is_empty() {
-                WsPath(PathBuf::from("."))
-            } else {
-                WsPath(r.to_path_buf())
-            }
-        })
+        host.strip_prefix(&self.canonical)
+            .ok()
+            .map(|r| WsPath::from_rel(r.to_path_buf()))
     }
 }
 
@@ -330,14 +453,74 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ToolError::Symlink { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "safe");
-        // Reading through a symlink that leaves the workspace is refused too.
-        let err = w.read(&w.resolve("link").unwrap(), 1024).unwrap_err();
+        // Resolving a symlink that leaves the workspace is refused; reading one directly too.
+        let err = w.real(&w.resolve("link").unwrap()).unwrap_err();
         assert!(matches!(err, ToolError::Outside { .. }), "{err}");
+        let err = w.read(&w.resolve("link").unwrap(), 1024).unwrap_err();
+        assert!(matches!(err, ToolError::Symlink { .. }), "{err}");
         // No temp files left behind.
         let names: Vec<_> = std::fs::read_dir(t.path().join("dir"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn links_resolve_to_their_real_path_and_protected_paths_are_refused() {
+        let (t, mut w) = ws();
+        let r = t.path();
+        std::fs::create_dir_all(r.join(".git/hooks")).unwrap();
+        std::fs::write(r.join(".git/config"), "[core]\n").unwrap();
+        std::fs::write(r.join(".env"), "K=v\n").unwrap();
+        std::os::unix::fs::symlink(".git", r.join("gg")).unwrap();
+        std::fs::create_dir_all(r.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../.git", r.join("sub/g2")).unwrap();
+        std::os::unix::fs::symlink(".env", r.join("notes.md")).unwrap();
+        let real = |s: &str| w.real(&w.resolve(s).unwrap()).unwrap().display();
+        assert_eq!(real("gg/config"), ".git/config");
+        assert_eq!(real("gg/hooks/new-hook"), ".git/hooks/new-hook");
+        assert_eq!(real("sub/g2/hooks/x/y"), ".git/hooks/x/y");
+        assert_eq!(real("notes.md"), ".env");
+        assert_eq!(real("new/dir/file"), "new/dir/file");
+        for path in [
+            "gg/config",
+            "gg/hooks/pre-commit",
+            "sub/g2/config",
+            ".claude/x.json",
+        ] {
+            let p = w.real(&w.resolve(path).unwrap()).unwrap();
+            let err = w.write_atomic(&p, b"pwned").unwrap_err();
+            assert!(matches!(err, ToolError::Protected { .. }), "{path}: {err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(r.join(".git/config")).unwrap(),
+            "[core]\n"
+        );
+        assert!(!r.join(".git/hooks/pre-commit").exists());
+        assert!(
+            !r.join(".claude").exists(),
+            "no directory made for a refused write"
+        );
+        // An explicit allowance opens exactly what it names.
+        w.set_allow_protected(Some(Arc::new(|p: &str| p.starts_with(".claude/"))));
+        let p = w.real(&w.resolve(".claude/x.json").unwrap()).unwrap();
+        w.write_atomic(&p, b"{}").unwrap();
+        let p = w.real(&w.resolve("gg/config").unwrap()).unwrap();
+        assert!(w.write_atomic(&p, b"x").is_err());
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let (t, w) = ws();
+        let fifo = t.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = w.read(&w.resolve("pipe").unwrap(), 1024).unwrap_err();
+        assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
+        let p = w.resolve("pipe").unwrap();
+        let err = w.write_atomic(&p, b"x").unwrap_err();
+        assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
     }
 }

@@ -17,6 +17,8 @@ mod shell;
 
 use serde::Serialize;
 
+use crate::tools::Access;
+
 pub use shell::{commands as split_commands, words as shell_words};
 
 /// What a rule decides.
@@ -50,18 +52,38 @@ impl Action {
     }
 }
 
-/// Where a rule came from (shown when it decides).
+/// Where a rule came from (shown when it decides). Only trusted origins can open a protected
+/// path (see [`crate::protect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Origin {
     Default,
+    /// The user's config (or a trusted project's).
     Config,
+    /// A project's config the user has not trusted: its allow rules are dropped before they get
+    /// here, so it only tightens.
+    Project,
+    /// An agent file the user trusts (built in, in their config directory, named with
+    /// `--agents-dir`, or in a trusted project).
     Agent,
+    /// An agent file from an untrusted workspace: its rules apply, but cannot open a protected
+    /// path.
+    WorkspaceAgent,
     Flag,
     /// A rule of the parent session (the ceiling a subagent cannot rise above).
     Parent,
     /// "Always" answered at an approval prompt.
     Session,
+}
+
+impl Origin {
+    /// Whether a rule from here may open a protected path.
+    pub fn trusted(self) -> bool {
+        matches!(
+            self,
+            Origin::Config | Origin::Agent | Origin::Flag | Origin::Session
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,7 +117,9 @@ impl Rule {
             match self.origin {
                 Origin::Default => "default",
                 Origin::Config => "config",
+                Origin::Project => "project config",
                 Origin::Agent => "agent file",
+                Origin::WorkspaceAgent => "agent file in the workspace",
                 Origin::Flag => "command-line flag",
                 Origin::Parent => "parent agent",
                 Origin::Session => "approved for this session",
@@ -201,6 +225,67 @@ impl Permissions {
         d
     }
 
+    /// Decide a prepared call. Beyond [`Permissions::decide`] on its subject: writing a
+    /// protected path, or reading an `.env` file, needs a rule from a trusted origin that names
+    /// it (not a catch-all `*`), in these rules and every ceiling's.
+    pub fn decide_access(&self, tool: &str, access: &Access) -> Decision {
+        let subject = access.subject();
+        let d = self.decide(tool, Some(&subject));
+        let why = match access {
+            Access::Write(p) => crate::protect::protected(&p.display()),
+            Access::Read(p) if crate::protect::is_secret(&p.display()) => Some("it holds secrets"),
+            _ => None,
+        };
+        let Some(why) = why else { return d };
+        match self.unlocking_rule(tool, &subject) {
+            Some(Action::Allow) => d,
+            Some(Action::Ask) => d.stricter(Decision::Ask {
+                reason: format!("`{subject}` is a protected path ({why})"),
+            }),
+            _ => Decision::Deny {
+                reason: format!(
+                    "`{subject}` is a protected path ({why}); only a permission rule from the user that names it can allow this (e.g. --allow '{}:{subject}')",
+                    if tool == "write" { "edit" } else { tool }
+                ),
+            },
+        }
+    }
+
+    /// The action of the last trusted rule that names `subject` specifically (not a catch-all),
+    /// when every ceiling has one too.
+    fn unlocking_rule(&self, tool: &str, subject: &str) -> Option<Action> {
+        let find = |rules: &[Rule]| {
+            rules
+                .iter()
+                .rev()
+                .find(|r| {
+                    r.origin.trusted()
+                        && r.pattern != "*"
+                        && r.pattern != "**"
+                        && tool_matches(&r.tool, tool)
+                        && subject_matches(tool, &r.pattern, subject)
+                })
+                .map(|r| r.action)
+        };
+        let mut action = find(&self.rules)?;
+        for c in &self.ceiling {
+            let parent = find(c)?;
+            if parent.severity() > action.severity() {
+                action = parent;
+            }
+        }
+        Some(action)
+    }
+
+    /// Whether the protected path `rel` may be written by `tool` under these rules (the
+    /// workspace and the sandbox ask this after the decision).
+    pub fn unlocks_protected(&self, tool: &str, rel: &str) -> bool {
+        matches!(
+            self.unlocking_rule(tool, rel),
+            Some(Action::Allow | Action::Ask)
+        )
+    }
+
     /// Whether `tool` is denied whatever its input: such a tool is not offered to the model.
     pub fn tool_denied(&self, tool: &str) -> bool {
         let all_denied = |rules: &[Rule]| {
@@ -224,8 +309,17 @@ impl Permissions {
         all_denied(&self.rules) || self.ceiling.iter().any(|c| all_denied(c))
     }
 
-    /// Whether reading `path` (workspace-relative) is not denied: searches skip denied files.
+    /// Whether reading `path` (workspace-relative) is not denied: searches skip denied files,
+    /// and `.env` files unless a trusted rule names them.
     pub fn may_read(&self, path: &str) -> bool {
+        if crate::protect::is_secret(path)
+            && !matches!(
+                self.unlocking_rule("read", path),
+                Some(Action::Allow | Action::Ask)
+            )
+        {
+            return false;
+        }
         !matches!(self.decide("read", Some(path)), Decision::Deny { .. })
     }
 }

@@ -2,19 +2,21 @@
 //!
 //! The ruleset and the seccomp program are built in the parent; the child, between fork and
 //! exec, only drops capabilities, sets the parent-death signal, and applies both. Rules:
-//! read and execute everywhere; write in the workspace and `/tmp` (and the usual `/dev` sinks);
-//! no TCP bind or connect; no sockets but unix ones (seccomp); no signals or ptrace to processes
-//! outside the sandbox (Landlock scopes).
+//! directories listable everywhere; files readable and executable everywhere but the
+//! workspace's `.env` files; write in the workspace (not its protected paths) and a private
+//! `$TMPDIR` (and the `/dev` sinks); no TCP bind or connect; no sockets but unix ones (seccomp);
+//! no signals or ptrace to processes outside the sandbox (Landlock scopes).
 //!
-//! Landlock grants are inherited by a whole directory tree and cannot be subtracted, so to keep
-//! `.git` read-only the workspace root itself is not writable: its subdirectories (except `.git`)
-//! and existing top-level files are. A command can then not create a new file at the very top
-//! of the workspace; the `write` tool can.
+//! Landlock grants are inherited by a whole directory tree and cannot be subtracted, so a
+//! protected entry is kept out by granting its siblings instead of its directory, on every level
+//! down to it ([`grant_except`]). A command can then not create a new entry directly in a
+//! directory that holds a protected one (the workspace root, usually, for its `.git`); the
+//! `write` tool can.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr,
     RulesetCreated, RulesetCreatedAttr, Scope, path_beneath_rules,
 };
 use seccompiler::{
@@ -61,7 +63,7 @@ pub struct Setup {
     seccomp: Option<BpfProgram>,
 }
 
-fn write_access() -> landlock::BitFlags<AccessFs> {
+fn write_access() -> BitFlags<AccessFs> {
     AccessFs::from_write(ABI_TARGET) | AccessFs::from_read(ABI_TARGET)
 }
 
@@ -82,19 +84,19 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
         .scope(Scope::AbstractUnixSocket | Scope::Signal)
         .map_err(|e| err(&e))?;
     let mut created = ruleset.create().map_err(|e| err(&e))?;
+    // Read: every directory listable; every file readable but the `.env` files.
     created = created
-        .add_rules(path_beneath_rules(["/"], read))
+        .add_rules(path_beneath_rules(["/"], BitFlags::from(AccessFs::ReadDir)))
         .map_err(|e| err(&e))?;
-    let writable: Vec<&str> = [
-        "/dev/null",
-        "/dev/zero",
-        "/dev/full",
-        "/dev/tty",
-        "/dev/pts",
-    ]
-    .into_iter()
-    .filter(|p| Path::new(p).exists())
-    .collect();
+    for (p, access) in grant_except(Path::new("/"), &sb.masked, read, read) {
+        created = created
+            .add_rules(path_beneath_rules([&p], access))
+            .map_err(|e| err(&e))?;
+    }
+    let writable: Vec<&str> = ["/dev/null", "/dev/zero", "/dev/full"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
     created = created
         .add_rules(path_beneath_rules(writable, write_access()))
         .map_err(|e| err(&e))?;
@@ -106,33 +108,13 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
             .map_err(|e| err(&e))?;
     }
     if sb.policy.mode == SandboxMode::WorkspaceWrite {
-        if sb.protected.is_empty() {
+        let mut excluded = sb.protected.clone();
+        excluded.extend(sb.masked.iter().cloned());
+        let file = AccessFs::WriteFile | AccessFs::Truncate;
+        for (p, access) in grant_except(&sb.root, &excluded, write_access(), file) {
             created = created
-                .add_rules(path_beneath_rules([&sb.root], write_access()))
+                .add_rules(path_beneath_rules([&p], access))
                 .map_err(|e| err(&e))?;
-        } else {
-            // Everything at the top except the protected `.git` entries. Symlinks are left
-            // out: a rule is attached to what a path resolves to, so a link to a file outside
-            // would grant that file.
-            let entries: Vec<(std::path::PathBuf, bool)> = std::fs::read_dir(&sb.root)
-                .map_err(|e| err(&e))?
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let t = e.file_type().ok()?;
-                    (t.is_dir() || t.is_file()).then(|| (e.path(), t.is_dir()))
-                })
-                .filter(|(p, _)| !sb.protected.contains(p))
-                .collect();
-            for (p, is_dir) in entries {
-                let access = if is_dir {
-                    write_access()
-                } else {
-                    AccessFs::WriteFile | AccessFs::Truncate | read
-                };
-                created = created
-                    .add_rules(path_beneath_rules([&p], access))
-                    .map_err(|e| err(&e))?;
-            }
         }
     }
     created = created.no_new_privs(true);
@@ -145,6 +127,42 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
         ruleset: Some(created),
         seccomp,
     })
+}
+
+/// Grants covering `top` and everything under it except the `excluded` paths: a directory
+/// with nothing excluded beneath it gets `dir_access`; one on the way to an excluded path does
+/// not, but its other children do (directories with `dir_access`, files with `file_access`).
+/// Symlinks are never granted: a rule attaches to what a path resolves to.
+pub(crate) fn grant_except(
+    top: &Path,
+    excluded: &[PathBuf],
+    dir_access: BitFlags<AccessFs>,
+    file_access: BitFlags<AccessFs>,
+) -> Vec<(PathBuf, BitFlags<AccessFs>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![top.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if excluded.iter().any(|e| e == &dir) {
+            continue;
+        }
+        if !excluded.iter().any(|e| e.starts_with(&dir)) {
+            out.push((dir, dir_access));
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            let path = e.path();
+            if t.is_dir() {
+                stack.push(path);
+            } else if t.is_file() && !excluded.contains(&path) {
+                out.push((path, file_access));
+            }
+        }
+    }
+    out
 }
 
 /// seccomp: `socket()` fails with EPERM unless its domain is AF_UNIX.

@@ -2,16 +2,20 @@
 //!
 //! Backends, probed once per process, in order:
 //! 1. **bwrap** (bubblewrap): a new mount namespace with `/` read-only, the workspace bound
-//!    read-write (`.git` re-bound read-only, `.env` files masked), a private `/tmp`, fresh `/dev`
-//!    and `/proc`, no network, its own pid, ipc and uts namespaces, all capabilities dropped, a
-//!    cleared environment, and `--die-with-parent`.
-//! 2. **Landlock** (+ seccomp), where namespaces are refused: writes only to the workspace and
-//!    a private `$TMPDIR`, no TCP, no non-unix sockets, capabilities dropped, no access to
-//!    processes outside.
+//!    read-write (its protected paths — `.git`, agent tools' config, … — re-bound read-only,
+//!    `.env` files masked), a private `/tmp`, fresh `/dev` and `/proc`, no network, its own pid,
+//!    ipc and uts namespaces, all capabilities dropped, a cleared environment, and
+//!    `--die-with-parent`.
+//! 2. **Landlock** (+ seccomp), where namespaces are refused: writes only to the workspace (not
+//!    its protected paths) and a private `$TMPDIR`, `.env` files unreadable, no TCP, no
+//!    non-unix sockets, capabilities dropped, no access to processes outside.
 //! 3. Otherwise deputy **refuses** to run commands, unless the user chose `--sandbox off`.
 //!
-//! Both backends also get resource limits (CPU seconds, processes, file size, address space),
-//! and, when deputy runs as root (where the kernel ignores the process limit), a pids cgroup.
+//! Every command runs in a session of its own (`setsid`: no controlling terminal, so it cannot
+//! push keystrokes into the user's shell), with resource limits (CPU seconds, processes, file
+//! size, address space) and, when deputy runs as root (where the kernel ignores the process
+//! limit), a pids cgroup. After each command, protected paths it created (a `git init`, a
+//! `.claude/settings.json`) are moved out of the way: see [`crate::protect`].
 
 mod bwrap;
 mod cgroup;
@@ -19,7 +23,7 @@ mod landlock;
 mod limits;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -141,15 +145,18 @@ pub(crate) fn is_root() -> bool {
 }
 
 /// A configured sandbox for one workspace.
-#[derive(Debug)]
 pub struct Sandbox {
     policy: SandboxPolicy,
     backend: Backend,
     root: PathBuf,
-    /// `.git` directories (and files) to keep read-only.
+    /// Protected paths kept read-only (`.git`, agent tools' config, …), found at start.
     protected: Vec<PathBuf>,
     /// `.env` files hidden from commands.
     masked: Vec<PathBuf>,
+    /// Protected paths a rule lets the session write (not bound read-only, not quarantined).
+    allow_protected: Option<crate::workspace::ProtectedFilter>,
+    /// Protected paths known to be there legitimately (found at start, or allowed).
+    known: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
     env: Vec<(String, String)>,
     /// rlimits, computed once (the process count scan is not free).
     rlimits: limits::Prepared,
@@ -196,10 +203,31 @@ Fedora: `dnf install bubblewrap`, Arch: `pacman -S bubblewrap`), or run on a ker
 Landlock (Linux 5.13+), or opt out of confinement with `--sandbox off` (commands then run with \
 your full access)";
 
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("backend", &self.backend)
+            .field("root", &self.root)
+            .field("protected", &self.protected)
+            .field("masked", &self.masked)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sandbox {
     /// Choose the backend for `policy` and prepare the sandbox for the workspace at `root`
-    /// (an absolute, symlink-free path).
+    /// (an absolute, symlink-free path). No protected path is writable.
     pub fn new(policy: SandboxPolicy, root: &Path) -> Result<Sandbox, ToolError> {
+        Self::with_allowed(policy, root, None)
+    }
+
+    /// [`Sandbox::new`], with the protected paths `allow` names left writable (the same
+    /// explicit rules the file tools follow).
+    pub fn with_allowed(
+        policy: SandboxPolicy,
+        root: &Path,
+        allow: Option<crate::workspace::ProtectedFilter>,
+    ) -> Result<Sandbox, ToolError> {
         let forced = policy.force_backend.or_else(|| {
             std::env::var(BACKEND_ENV)
                 .ok()
@@ -241,11 +269,28 @@ impl Sandbox {
                 })?,
             }
         };
-        let (protected, masked) = if backend == Backend::None {
-            (Vec::new(), Vec::new())
-        } else {
-            scan_workspace(root, policy.writable_git)
+        let allow = match (allow, policy.writable_git) {
+            (a, false) => a,
+            // `writable_git` (user config) opens every `.git`.
+            (a, true) => Some(Arc::new(move |rel: &str| {
+                rel.split('/').any(|c| c == ".git") || a.as_ref().is_some_and(|f| f(rel))
+            }) as crate::workspace::ProtectedFilter),
         };
+        let found = if backend == Backend::None {
+            Vec::new()
+        } else {
+            crate::protect::scan(root)
+        };
+        let rel = |p: &Path| crate::protect::rel_string(p.strip_prefix(root).unwrap_or(p));
+        let (masked, others): (Vec<PathBuf>, Vec<PathBuf>) = found
+            .iter()
+            .cloned()
+            .partition(|p| p.is_file() && crate::protect::is_secret(&rel(p)));
+        let protected: Vec<PathBuf> = others
+            .into_iter()
+            .filter(|p| !allow.as_ref().is_some_and(|f| f(&rel(p))))
+            .collect();
+        let known = found.into_iter().collect();
         let private_tmp = match backend {
             Backend::Landlock => Some(PrivateTmp::create()?),
             _ => None,
@@ -265,6 +310,8 @@ impl Sandbox {
             root: root.to_path_buf(),
             protected,
             masked,
+            allow_protected: allow,
+            known: std::sync::Mutex::new(known),
             env,
             rlimits,
             private_tmp,
@@ -305,7 +352,6 @@ impl Sandbox {
             }
         };
         cmd.stdin(std::process::Stdio::null());
-        cmd.process_group(0);
         cmd.kill_on_drop(true);
         let limits = self.rlimits.clone();
         let cgroup_fd = cgroup.as_ref().and_then(|c| c.procs_fd());
@@ -320,6 +366,11 @@ impl Sandbox {
         // prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                // A session of its own: no controlling terminal (nothing can be pushed into the
+                // user's shell with TIOCSTI), and a process group the timeout kills whole.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if let Some(fd) = cgroup_fd {
                     cgroup::join(fd)?;
                 }
@@ -335,9 +386,41 @@ impl Sandbox {
         Ok(Prepared { cmd, cgroup })
     }
 
-    /// The `.git` paths kept read-only and the `.env` files hidden (for `sandbox check`).
+    /// The protected paths kept read-only and the `.env` files hidden (for `sandbox check`).
     pub fn protected_paths(&self) -> (&[PathBuf], &[PathBuf]) {
         (&self.protected, &self.masked)
+    }
+
+    /// After a command: protected paths that appeared (a `git init`, a new `.claude/`, a
+    /// `.env`) and that no rule allows are moved out of the way. One line per path, for the
+    /// model and the user.
+    pub fn after_command(&self) -> Vec<String> {
+        if self.backend == Backend::None {
+            return Vec::new();
+        }
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut notes = Vec::new();
+        for p in crate::protect::scan(&self.root) {
+            if known.contains(&p) {
+                continue;
+            }
+            let rel = crate::protect::rel_string(p.strip_prefix(&self.root).unwrap_or(&p));
+            if self.allow_protected.as_ref().is_some_and(|f| f(&rel)) {
+                known.insert(p);
+                continue;
+            }
+            let why = crate::protect::protected(&rel).unwrap_or("protected");
+            match crate::protect::quarantine(&p) {
+                Ok(to) => notes.push(format!(
+                    "the command created `{rel}`, a protected path ({why}); it was moved to `{}` so it cannot act later. If the user wants it, say so: they can allow it with a permission rule (--allow 'edit:{rel}/**')",
+                    crate::protect::rel_string(to.strip_prefix(&self.root).unwrap_or(&to))
+                )),
+                Err(e) => notes.push(format!(
+                    "the command created `{rel}`, a protected path ({why}), and it could not be moved away: {e}"
+                )),
+            }
+        }
+        notes
     }
 }
 
@@ -401,53 +484,4 @@ fn sandbox_env(policy: &SandboxPolicy, backend: Backend) -> Vec<(String, String)
     env
 }
 
-/// `.git` entries to protect (the root's, and nested ones two levels down: submodules,
-/// vendored repositories) and `.env` files to mask (at the root).
-fn scan_workspace(root: &Path, writable_git: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut protected = Vec::new();
-    let mut masked = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return (protected, masked);
-    };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let path = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if name == ".git" && !writable_git {
-            protected.push(path);
-        } else if is_env_file(&name) && ft.is_file() {
-            masked.push(path);
-        } else if ft.is_dir()
-            && !writable_git
-            && !matches!(name.as_str(), "node_modules" | "target" | ".venv")
-        {
-            for sub in [path.join(".git")]
-                .into_iter()
-                .chain(child_dirs(&path).map(|d| d.join(".git")))
-            {
-                if sub.symlink_metadata().is_ok() {
-                    protected.push(sub);
-                }
-            }
-        }
-    }
-    (protected, masked)
-}
-
-fn child_dirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .take(200)
-}
-
-/// `.env`, `.env.local`, … but not `.env.example` / `.sample` / `.template`.
-pub fn is_env_file(name: &str) -> bool {
-    (name == ".env" || name.starts_with(".env."))
-        && !(name.ends_with(".example") || name.ends_with(".sample") || name.ends_with(".template"))
-}
+pub use crate::protect::is_env_file;

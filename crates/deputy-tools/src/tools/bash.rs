@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Tool, ToolContext, ToolOutput, lenient_u64, parse_input, strict_schema};
+use super::{
+    Access, Prepared, Tool, ToolContext, ToolOutput, lenient_u64, parse_input, strict_schema,
+};
+use crate::error::ToolError;
 use crate::process;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -49,83 +51,82 @@ impl Tool for BashTool {
         false
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        input
-            .get("command")
-            .or_else(|| input.get("cmd"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+    fn prepare(&self, input: Value, _ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        let input: BashInput = parse_input::<BashInput>("bash", input)?;
+        if input.command.trim().is_empty() {
+            return Err(ToolError::InvalidInput("the command is empty".into()));
+        }
+        let access = Access::Command(input.command.clone());
+        Ok(Prepared::new(access, move |ctx| run(ctx, input)))
     }
+}
 
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move {
-            let input: BashInput = match parse_input::<BashInput>("bash", input) {
-                Ok(i) => i,
-                Err(e) => return ToolOutput::error(e),
-            };
-            if input.command.trim().is_empty() {
-                return ToolOutput::error("the command is empty");
-            }
-            let sandbox = match &ctx.sandbox {
-                Ok(s) => s.clone(),
-                Err(why) => return ToolOutput::error(why),
-            };
-            let max_timeout = ctx.settings.max_timeout_ms.max(1);
-            let timeout_ms = input
-                .timeout_ms
-                .unwrap_or(ctx.settings.default_timeout_ms)
-                .clamp(1, max_timeout);
-            let prepared = match sandbox.command(&input.command) {
-                Ok(p) => p,
-                Err(e) => return ToolOutput::error(e),
-            };
-            let done = match process::run(
-                prepared,
-                Duration::from_millis(timeout_ms),
-                ctx.settings.capture(),
-            )
-            .await
-            {
-                Ok(d) => d,
-                Err(e) => return ToolOutput::error(e),
-            };
-            let mut content = done.output.model_text(ctx.settings.max_output_bytes);
-            if content.is_empty() {
-                content.push_str("(no output)");
-            }
-            if !content.ends_with('\n') {
-                content.push('\n');
-            }
-            let status = if done.timed_out {
-                format!(
-                    "[timed out after {:.1}s: the command and everything it started were killed; raise timeout_ms (max {}) or run less at once]",
-                    timeout_ms as f64 / 1000.0,
-                    max_timeout
-                )
-            } else {
-                match (done.exit_code, done.signal) {
-                    (Some(c), _) => format!("[exit code: {c}]"),
-                    (None, Some(s)) => format!("[killed by signal {s}]"),
-                    _ => "[exit status unknown]".to_string(),
-                }
-            };
-            content.push_str(&status);
-            ToolOutput {
-                content,
-                is_error: false,
-                metadata: json!({
-                    "command": input.command,
-                    "description": input.description,
-                    "exit_code": done.exit_code,
-                    "signal": done.signal,
-                    "timed_out": done.timed_out,
-                    "duration_ms": done.duration.as_millis() as u64,
-                    "output_bytes": done.output.total,
-                    "output_truncated": (done.output.total as usize) > ctx.settings.max_output_bytes,
-                    "output": done.output.full_text(),
-                    "sandbox": sandbox.backend().as_str(),
-                }),
-            }
-        })
+async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
+    let sandbox = match &ctx.sandbox {
+        Ok(s) => s.clone(),
+        Err(why) => return ToolOutput::error(why),
+    };
+    let max_timeout = ctx.settings.max_timeout_ms.max(1);
+    let timeout_ms = input
+        .timeout_ms
+        .unwrap_or(ctx.settings.default_timeout_ms)
+        .clamp(1, max_timeout);
+    let prepared = match sandbox.command(&input.command) {
+        Ok(p) => p,
+        Err(e) => return ToolOutput::error(e),
+    };
+    let done = match process::run(
+        prepared,
+        Duration::from_millis(timeout_ms),
+        ctx.settings.capture(),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return ToolOutput::error(e),
+    };
+    let mut content = done.output.model_text(ctx.settings.max_output_bytes);
+    if content.is_empty() {
+        content.push_str("(no output)");
+    }
+    if !content.ends_with('\n') {
+        content.push('\n');
+    }
+    let status = if done.timed_out {
+        format!(
+            "[timed out after {:.1}s: the command and everything it started were killed; raise timeout_ms (max {}) or run less at once]",
+            timeout_ms as f64 / 1000.0,
+            max_timeout
+        )
+    } else {
+        match (done.exit_code, done.signal) {
+            (Some(c), _) => format!("[exit code: {c}]"),
+            (None, Some(s)) => format!("[killed by signal {s}]"),
+            _ => "[exit status unknown]".to_string(),
+        }
+    };
+    content.push_str(&status);
+    // Anything the command left that would act later, outside the sandbox, is moved away.
+    let notes = sandbox.after_command();
+    for n in &notes {
+        content.push_str(&format!("\n[deputy: {n}]"));
+    }
+    ToolOutput {
+        content,
+        is_error: false,
+        metadata: json!({
+            "command": input.command,
+            "description": input.description,
+            "exit_code": done.exit_code,
+            "signal": done.signal,
+            "timed_out": done.timed_out,
+            "duration_ms": done.duration.as_millis() as u64,
+            "output_bytes": done.output.total,
+            "output_truncated": (done.output.total as usize) > ctx.settings.max_output_bytes,
+            "output": done.output.full_text(),
+            "sandbox": sandbox.backend().as_str(),
+            // Shown to the user as warnings.
+            "warnings": notes,
+        }),
     }
 }

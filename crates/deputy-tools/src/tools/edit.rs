@@ -1,13 +1,12 @@
 //! `edit`: replace an exact string in a file.
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::path_subject;
 use super::{
-    Tool, ToolContext, ToolOutput, call_inline, clip, lenient_bool, strict_schema, unified_diff,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, clip, lenient_bool, prepare_file,
+    strict_schema, unified_diff,
 };
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
@@ -49,12 +48,8 @@ impl Tool for EditTool {
         false
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        path_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move { call_inline::<EditInput>("edit", input, ctx, edit) })
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<EditInput>("edit", input, ctx, |i| Some(&i.path), Access::Write, edit)
     }
 }
 
@@ -104,10 +99,13 @@ pub fn apply_edit(
     }
 }
 
-fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, ToolError> {
-    let p = ctx.workspace.resolve(&input.path)?;
+fn edit(ctx: &ToolContext, input: &EditInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let p = access_path(access)?;
     let path = p.display();
-    let existing = match ctx.workspace.read(&p, ctx.settings.max_file_bytes) {
+    if let Some(why) = ctx.workspace.protection(p) {
+        return Err(ToolError::Protected { path, why });
+    }
+    let existing = match ctx.workspace.read(p, ctx.settings.max_file_bytes) {
         Ok(b) => Some(b),
         Err(ToolError::NotFound { .. }) => None,
         Err(e) => return Err(e),
@@ -147,7 +145,7 @@ fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, ToolError> {
             }
         }
     };
-    ctx.workspace.write_atomic(&p, new_text.as_bytes())?;
+    ctx.workspace.write_atomic(p, new_text.as_bytes())?;
     let (diff, added, removed) = unified_diff(&path, &old_text, &new_text);
     let what = if replaced == 0 {
         format!("Created {path}")

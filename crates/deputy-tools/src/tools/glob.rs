@@ -1,12 +1,12 @@
 //! `glob`: find files by name pattern.
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Tool, ToolContext, ToolOutput, call_blocking, dir_subject, rel_display, strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
+    strict_schema,
 };
 use crate::error::ToolError;
 
@@ -44,12 +44,15 @@ impl Tool for GlobTool {
         true
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        dir_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(call_blocking::<GlobInput>("glob", input, ctx, glob))
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<GlobInput>(
+            "glob",
+            input,
+            ctx,
+            |i| i.path.as_deref(),
+            Access::Search,
+            glob,
+        )
     }
 }
 
@@ -68,10 +71,8 @@ pub(crate) fn walker(base: &std::path::Path) -> ignore::WalkBuilder {
     w
 }
 
-fn glob(ctx: &ToolContext, input: &GlobInput) -> Result<ToolOutput, ToolError> {
-    let base = ctx
-        .workspace
-        .resolve(input.path.as_deref().unwrap_or("."))?;
+fn glob(ctx: &ToolContext, input: &GlobInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let base = access_path(access)?.clone();
     if !ctx.workspace.is_dir(&base) {
         return Err(ToolError::InvalidInput(format!(
             "`{}` is not a directory",

@@ -1,6 +1,5 @@
 //! `grep`: search file contents with a regular expression (ripgrep's engine).
 
-use futures::future::BoxFuture;
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::sinks::UTF8;
 use grep_searcher::{BinaryDetection, SearcherBuilder};
@@ -10,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::glob::walker;
 use super::{
-    Tool, ToolContext, ToolOutput, call_blocking, dir_subject, rel_display, strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
+    strict_schema,
 };
 use crate::error::ToolError;
 
@@ -51,19 +51,20 @@ impl Tool for GrepTool {
         true
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        dir_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(call_blocking::<GrepInput>("grep", input, ctx, grep))
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<GrepInput>(
+            "grep",
+            input,
+            ctx,
+            |i| i.path.as_deref(),
+            Access::Search,
+            grep,
+        )
     }
 }
 
-fn grep(ctx: &ToolContext, input: &GrepInput) -> Result<ToolOutput, ToolError> {
-    let base = ctx
-        .workspace
-        .resolve(input.path.as_deref().unwrap_or("."))?;
+fn grep(ctx: &ToolContext, input: &GrepInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let base = access_path(access)?.clone();
     if !ctx.workspace.exists(&base) && !base.is_root() {
         return Err(ToolError::NotFound {
             path: base.display(),

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::glob::walker;
 use super::{
-    Tool, ToolContext, ToolOutput, call_blocking, dir_subject, rel_display, strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
+    strict_schema,
 };
 use crate::error::ToolError;
 
@@ -43,12 +43,15 @@ impl Tool for ListTool {
         true
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        dir_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(call_blocking::<ListInput>("list", input, ctx, list))
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<ListInput>(
+            "list",
+            input,
+            ctx,
+            |i| i.path.as_deref(),
+            Access::Search,
+            list,
+        )
     }
 }
 
@@ -58,10 +61,8 @@ struct Node {
     is_dir: bool,
 }
 
-fn list(ctx: &ToolContext, input: &ListInput) -> Result<ToolOutput, ToolError> {
-    let base = ctx
-        .workspace
-        .resolve(input.path.as_deref().unwrap_or("."))?;
+fn list(ctx: &ToolContext, _input: &ListInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let base = access_path(access)?.clone();
     if !ctx.workspace.is_dir(&base) {
         if ctx.workspace.exists(&base) {
             return Err(ToolError::InvalidInput(format!(

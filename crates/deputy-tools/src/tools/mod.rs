@@ -31,7 +31,7 @@ pub use write::WriteTool;
 use crate::error::ToolError;
 use crate::process::CaptureLimits;
 use crate::sandbox::Sandbox;
-use crate::workspace::Workspace;
+use crate::workspace::{Workspace, WsPath};
 
 /// Settings shared by the tools (`[tools]` in config).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -123,6 +123,90 @@ impl ToolOutput {
     }
 }
 
+/// What a call will touch, worked out from the same parsed input it runs with: what permission
+/// rules are matched against, and what the protected-path rules look at. Paths are real (every
+/// symlink resolved inside the workspace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Run a shell command (in the sandbox).
+    Command(String),
+    /// Read a file.
+    Read(WsPath),
+    /// Create or change a file.
+    Write(WsPath),
+    /// Search or list under a directory.
+    Search(WsPath),
+}
+
+impl Access {
+    /// What permission patterns are matched against: the command, or the path.
+    pub fn subject(&self) -> String {
+        match self {
+            Access::Command(c) => c.clone(),
+            Access::Read(p) | Access::Write(p) | Access::Search(p) => p.display(),
+        }
+    }
+
+    /// The workspace path, for file tools.
+    pub fn path(&self) -> Option<&WsPath> {
+        match self {
+            Access::Command(_) => None,
+            Access::Read(p) | Access::Write(p) | Access::Search(p) => Some(p),
+        }
+    }
+}
+
+type RunFn = Box<dyn FnOnce(ToolContext) -> BoxFuture<'static, ToolOutput> + Send>;
+
+/// A call parsed and resolved: decide on its [`Access`], then run it. The run acts on exactly
+/// what was decided (the parsed input and resolved path are moved into it).
+pub struct Prepared {
+    pub access: Access,
+    run: RunFn,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    pub fn new<F>(access: Access, run: impl FnOnce(ToolContext) -> F + Send + 'static) -> Self
+    where
+        F: std::future::Future<Output = ToolOutput> + Send + 'static,
+    {
+        Self {
+            access,
+            run: Box::new(move |ctx| Box::pin(run(ctx))),
+        }
+    }
+
+    /// A call whose work is file I/O or a walk: it runs on the blocking pool, off the async
+    /// workers, so a slow disk never stalls the session.
+    pub fn blocking<I: Send + 'static>(
+        tool: &'static str,
+        access: Access,
+        input: I,
+        body: fn(&ToolContext, &I, &Access) -> Result<ToolOutput, ToolError>,
+    ) -> Self {
+        let a = access.clone();
+        Self::new(access, move |ctx| async move {
+            match tokio::task::spawn_blocking(move || body(&ctx, &input, &a)).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => ToolOutput::error(e),
+                Err(e) => ToolOutput::error(format!("{tool} failed: {e}")),
+            }
+        })
+    }
+
+    pub fn run(self, ctx: ToolContext) -> BoxFuture<'static, ToolOutput> {
+        (self.run)(ctx)
+    }
+}
+
 /// A tool.
 pub trait Tool: Send + Sync {
     fn name(&self) -> &'static str;
@@ -132,10 +216,19 @@ pub trait Tool: Send + Sync {
     fn parameters(&self) -> Value;
     /// Whether the tool never changes anything (read-only tools may run concurrently).
     fn read_only(&self) -> bool;
-    /// What permission patterns are matched against: the command for bash, the
-    /// workspace-relative path for file tools.
-    fn subject(&self, input: &Value) -> Option<String>;
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput>;
+    /// Parse the input and resolve what it names. An input that does not parse, or a path
+    /// outside the workspace, is an error the model can read.
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError>;
+
+    /// Prepare and run, with no permission check (tests, benchmarks).
+    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(async move {
+            match self.prepare(input, ctx) {
+                Ok(p) => p.run(ctx.clone()).await,
+                Err(e) => ToolOutput::error(e),
+            }
+        })
+    }
 }
 
 /// Every built-in tool except `task` (which lives in the runtime).
@@ -177,65 +270,29 @@ pub(crate) fn parse_input<T: DeserializeOwned + schemars::JsonSchema>(
     })
 }
 
-/// What a tool does with its parsed input. The callers below turn an input that does not parse,
-/// or a body that fails, into an error result the model can read.
-type Body<I> = fn(&ToolContext, &I) -> Result<ToolOutput, ToolError>;
-
-/// Parse the input and run `body` on this task (for tools whose work is one short file I/O).
-pub(crate) fn call_inline<I>(
-    tool: &str,
+/// Prepare a file tool: parse, resolve the path it names (`None`: the workspace root) to its
+/// real path, make the access `kind` says, and run `body` on the blocking pool.
+pub(crate) fn prepare_file<I>(
+    tool: &'static str,
     input: Value,
     ctx: &ToolContext,
-    body: Body<I>,
-) -> ToolOutput
-where
-    I: DeserializeOwned + schemars::JsonSchema,
-{
-    match parse_input::<I>(tool, input).and_then(|i| body(ctx, &i)) {
-        Ok(out) => out,
-        Err(e) => ToolOutput::error(e),
-    }
-}
-
-/// Parse the input and run `body` on the blocking pool (for tools that walk the workspace).
-pub(crate) async fn call_blocking<I>(
-    tool: &str,
-    input: Value,
-    ctx: &ToolContext,
-    body: Body<I>,
-) -> ToolOutput
+    path: fn(&I) -> Option<&str>,
+    kind: fn(WsPath) -> Access,
+    body: fn(&ToolContext, &I, &Access) -> Result<ToolOutput, ToolError>,
+) -> Result<Prepared, ToolError>
 where
     I: DeserializeOwned + schemars::JsonSchema + Send + 'static,
 {
-    let input = match parse_input::<I>(tool, input) {
-        Ok(i) => i,
-        Err(e) => return ToolOutput::error(e),
-    };
-    let ctx = ctx.clone();
-    match tokio::task::spawn_blocking(move || body(&ctx, &input)).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => ToolOutput::error(e),
-        Err(e) => ToolOutput::error(format!("{tool} failed: {e}")),
-    }
+    let input = parse_input::<I>(tool, input)?;
+    let p = ctx.workspace.resolve(path(&input).unwrap_or("."))?;
+    let p = ctx.workspace.real(&p)?;
+    Ok(Prepared::blocking(tool, kind(p), input, body))
 }
 
-/// The workspace-relative path a file tool's input names (for permission checks).
-pub(crate) fn path_subject(input: &Value) -> Option<String> {
-    ["path", "file_path", "filePath", "file"]
-        .iter()
-        .find_map(|k| input.get(*k).and_then(Value::as_str))
-        .map(str::to_string)
-}
-
-/// The directory a search tool's input names, the workspace root (`.`) when it names none.
-pub(crate) fn dir_subject(input: &Value) -> Option<String> {
-    Some(
-        input
-            .get("path")
-            .and_then(Value::as_str)
-            .unwrap_or(".")
-            .to_string(),
-    )
+/// The path of a prepared file call (every file tool's access has one).
+pub(crate) fn access_path(a: &Access) -> Result<&WsPath, ToolError> {
+    a.path()
+        .ok_or_else(|| ToolError::Failed("internal error: a file tool without a path".into()))
 }
 
 /// The schemars schema of `T`, made OpenAI strict-compatible: every property listed as

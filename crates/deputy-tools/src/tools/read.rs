@@ -1,11 +1,13 @@
 //! `read`: a text file with line numbers, a page at a time.
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Tool, ToolContext, ToolOutput, call_inline, lenient_u64, path_subject, strict_schema};
+use super::{
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, lenient_u64, prepare_file,
+    strict_schema,
+};
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
 
@@ -46,18 +48,14 @@ impl Tool for ReadTool {
         true
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        path_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move { call_inline::<ReadInput>("read", input, ctx, read) })
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<ReadInput>("read", input, ctx, |i| Some(&i.path), Access::Read, read)
     }
 }
 
-fn read(ctx: &ToolContext, input: &ReadInput) -> Result<ToolOutput, ToolError> {
-    let p = ctx.workspace.resolve(&input.path)?;
-    let bytes = ctx.workspace.read(&p, ctx.settings.max_file_bytes)?;
+fn read(ctx: &ToolContext, input: &ReadInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let p = access_path(access)?;
+    let bytes = ctx.workspace.read(p, ctx.settings.max_file_bytes)?;
     if looks_binary(&bytes) {
         return Err(ToolError::Binary { path: p.display() });
     }

@@ -1,12 +1,13 @@
 //! `write`: create or replace a whole file, atomically.
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::path_subject;
-use super::{Tool, ToolContext, ToolOutput, call_inline, clip, strict_schema, unified_diff};
+use super::{
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, clip, prepare_file,
+    strict_schema, unified_diff,
+};
 use crate::error::ToolError;
 use crate::workspace::looks_binary;
 
@@ -41,25 +42,27 @@ impl Tool for WriteTool {
         false
     }
 
-    fn subject(&self, input: &Value) -> Option<String> {
-        path_subject(input)
-    }
-
-    fn call<'a>(&'a self, input: Value, ctx: &'a ToolContext) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(async move { call_inline::<WriteInput>("write", input, ctx, write) })
+    fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
+        prepare_file::<WriteInput>("write", input, ctx, |i| Some(&i.path), Access::Write, write)
     }
 }
 
-fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, ToolError> {
-    let p = ctx.workspace.resolve(&input.path)?;
-    let old = match ctx.workspace.read(&p, ctx.settings.max_file_bytes) {
+fn write(ctx: &ToolContext, input: &WriteInput, access: &Access) -> Result<ToolOutput, ToolError> {
+    let p = access_path(access)?;
+    if let Some(why) = ctx.workspace.protection(p) {
+        return Err(ToolError::Protected {
+            path: p.display(),
+            why,
+        });
+    }
+    let old = match ctx.workspace.read(p, ctx.settings.max_file_bytes) {
         Ok(b) => Some(b),
         Err(ToolError::NotFound { .. }) => None,
         // A file too large to diff is still replaced.
         Err(ToolError::TooLarge { .. }) => Some(Vec::new()),
         Err(e) => return Err(e),
     };
-    ctx.workspace.write_atomic(&p, input.content.as_bytes())?;
+    ctx.workspace.write_atomic(p, input.content.as_bytes())?;
     let path = p.display();
     let lines = input.content.lines().count();
     let (diff, added, removed) = match &old {
