@@ -83,6 +83,24 @@ pub enum Command {
     /// Inspect the bash sandbox
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Trust a project: apply its .deputy/config.toml and .env in full (until then they can
+    /// only make things stricter)
+    #[command(
+        after_help = "What a workspace brings (.deputy/config.toml, .env, agent files) may come from a cloned repository or an earlier agent. Until you trust the project, its config can only tighten (no sandbox off, no network, no other model server, no wider permissions), its .env is not loaded, and its agent files cannot unlock protected paths.\nExamples:\n  deputy trust            # the current directory\n  deputy trust ~/src/app\n  deputy trust --list\n  deputy trust --revoke ~/src/app"
+    )]
+    Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The project directory [default: the workspace (-C), else the current directory]
+    pub dir: Option<PathBuf>,
+    /// Forget the decision for DIR (its project config then only tightens again)
+    #[arg(long, conflicts_with = "list")]
+    pub revoke: bool,
+    /// List the trusted (and declined) projects
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,12 @@ pub const DEFAULT_AGENT: &str = "general";
 pub struct Context {
     pub workspace: PathBuf,
     pub discovery: DiscoveryOptions,
+    /// The user's config directory (`$XDG_CONFIG_HOME/deputy`, else `~/.config/deputy`).
+    pub config_dir: Option<PathBuf>,
+    /// Whether the user trusts this workspace's project files (`deputy trust`).
+    pub trusted: bool,
+    /// What an untrusted workspace brought that is not used, to tell the user once.
+    pub untrusted_notes: Vec<String>,
     catalog: std::sync::OnceLock<Catalog>,
 }
 
@@ -46,17 +52,33 @@ impl Context {
                 workspace.display()
             )));
         }
-        // `.env` in the workspace: variables not already set in the environment.
-        let dotenv = workspace.join(".env");
-        if dotenv.is_file()
-            && let Err(e) = dotenvy::from_path(&dotenv)
-        {
-            tracing::warn!("{}: ignored: {e}", dotenv.display());
-        }
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
+        let config_dir = deputy_runtime::config_dir(home.as_deref());
+        let trusted = match &config_dir {
+            Some(d) => deputy_runtime::TrustStore::load(d)
+                .map_err(CliError::usage)?
+                .is_trusted(&workspace),
+            None => false,
+        };
+        // `.env` in the workspace: variables not already set in the environment, and only in a
+        // trusted project (a planted one could point the user's key at another server).
+        let mut untrusted_notes = Vec::new();
+        let dotenv = workspace.join(".env");
+        if dotenv.symlink_metadata().is_ok() {
+            if !trusted {
+                untrusted_notes.push(format!("{} was not loaded", dotenv.display()));
+            } else if !dotenv.is_file() {
+                tracing::warn!("{}: ignored: not a regular file", dotenv.display());
+            } else if let Err(e) = dotenvy::from_path(&dotenv) {
+                tracing::warn!("{}: ignored: {e}", dotenv.display());
+            }
+        }
         Ok(Self {
+            config_dir,
+            trusted,
+            untrusted_notes,
             discovery: DiscoveryOptions {
                 agents_dirs: global.agents_dirs.clone(),
                 project_dir: workspace.clone(),

@@ -62,6 +62,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Exit, CliError> {
+    // An interactive chat asks once whether to trust a project that brings its own settings
+    // (before they are read).
+    if matches!(cli.command, Command::Chat(_)) {
+        commands::chat::ask_trust_once(&cli.global)?;
+    }
     let ctx = context::Context::new(&cli.global)?;
     match cli.command {
         Command::Run(args) => commands::run::run(&ctx, args),
@@ -73,5 +78,6 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::MockServer(args) => commands::mock::run(args),
         Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),
+        Command::Trust(args) => commands::trust::run(&ctx, args),
     }
 }

@@ -17,10 +17,29 @@ use crate::cli::SessionArgs;
 use crate::context::{Context, DEFAULT_AGENT};
 use crate::exit::{CliError, CliResult, Exit};
 
-/// Config files, merged.
+/// Config files, merged: the user's in full, the project's in full only when it is trusted
+/// (else what it tried to loosen is ignored, and said once on stderr).
 pub fn load_config(ctx: &Context) -> CliResult<Config> {
-    let paths = config_paths(&ctx.workspace, ctx.discovery.home.as_deref());
-    Config::load(&paths).map_err(CliError::usage)
+    let mut paths = config_paths(&ctx.workspace, ctx.discovery.home.as_deref());
+    let project = paths.pop().unwrap_or_default();
+    let (config, ignored) =
+        Config::load_for(&paths, &project, ctx.trusted).map_err(CliError::usage)?;
+    let mut notes = ctx.untrusted_notes.clone();
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "from {}, these were ignored: {}",
+            project.display(),
+            ignored.join(", ")
+        ));
+    }
+    if !notes.is_empty() {
+        tracing::warn!(
+            "this project is not trusted, so its settings can only make things stricter: {}. If you trust it, run `deputy trust {}`",
+            notes.join("; "),
+            ctx.workspace.display()
+        );
+    }
+    Ok(config)
 }
 
 /// The agent named by `--agent` (or the default).
@@ -98,6 +117,10 @@ pub fn factory(ctx: &Context, config: Config, args: &SessionArgs) -> Factory {
         deputy_runtime::journal::state_dir()
     };
     let mut f = Factory::new(config, ctx.workspace.clone(), state);
+    f.project_trusted = ctx.trusted;
+    f.trusted_agent_dirs = ctx.discovery.agents_dirs.clone();
+    f.trusted_agent_dirs
+        .extend(ctx.config_dir.iter().map(|d| d.join("agents")));
     if args.auto_approve {
         f.approver = Arc::new(AutoApprove);
     }

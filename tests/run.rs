@@ -208,7 +208,7 @@ async fn limit_case(extra: &[&str], config: Option<&str>, status: &str) -> (Harn
     );
     let h = Harness::yaml(&script).await;
     if let Some(c) = config {
-        h.write_config(c);
+        h.write_user_config(c);
     }
     let mut args = vec!["keep going"];
     args.extend_from_slice(extra);

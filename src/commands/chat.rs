@@ -523,6 +523,65 @@ impl Chat<'_> {
     }
 }
 
+/// In a terminal, in a project that brings its own settings (`.deputy/config.toml`, `.env`) and
+/// that the user never decided about: ask once whether to trust it, and remember the answer.
+pub fn ask_trust_once(global: &crate::cli::GlobalArgs) -> CliResult<()> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let workspace = match &global.workspace {
+        Some(d) => d.clone(),
+        None => match std::env::current_dir() {
+            Ok(d) => d,
+            Err(_) => return Ok(()),
+        },
+    };
+    let brings: Vec<&str> = [".deputy/config.toml", ".env"]
+        .into_iter()
+        .filter(|f| workspace.join(f).symlink_metadata().is_ok())
+        .collect();
+    if brings.is_empty() {
+        return Ok(());
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from);
+    let Some(dir) = deputy_runtime::config_dir(home.as_deref()) else {
+        return Ok(());
+    };
+    let mut store = deputy_runtime::TrustStore::load(&dir).map_err(CliError::usage)?;
+    if store.state(&workspace).is_some() {
+        return Ok(());
+    }
+    eprintln!(
+        "{} has {}. Trusted, these may turn the sandbox off, give commands the network, and send your API key to the model server they name; untrusted, they can only make things stricter.",
+        workspace.display(),
+        brings.join(" and ")
+    );
+    let mut rl = rustyline::DefaultEditor::new()
+        .map_err(|e| CliError::failure(anyhow::anyhow!("cannot open the terminal: {e}")))?;
+    let answer = rl
+        .readline("Trust this project? [y/N] ")
+        .unwrap_or_default();
+    let trust = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    let state = if trust {
+        deputy_runtime::TrustState::Trusted
+    } else {
+        deputy_runtime::TrustState::Declined
+    };
+    store.set(&workspace, state).map_err(CliError::usage)?;
+    store.save().map_err(CliError::usage)?;
+    eprintln!(
+        "{}",
+        if trust {
+            "trusted (undo with `deputy trust --revoke`)"
+        } else {
+            "not trusted; not asked again (trust it later with `deputy trust`)"
+        }
+    );
+    Ok(())
+}
+
 pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     let interactive = std::io::stdin().is_terminal();
     let style = Style::detect(std::io::stdout().is_terminal());

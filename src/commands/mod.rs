@@ -9,3 +9,4 @@ pub mod review;
 pub mod run;
 pub mod sandbox;
 pub mod sessions;
+pub mod trust;

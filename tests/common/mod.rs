@@ -103,6 +103,14 @@ impl Harness {
         std::fs::write(p, text).unwrap();
     }
 
+    /// The user's own config (`~/.config/deputy/config.toml`), trusted.
+    pub fn write_user_config(&self, text: &str) {
+        let p = self.home.join(".config/deputy/config.toml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The project's config (`.deputy/config.toml`), untrusted until `deputy trust`.
     pub fn write_config(&self, text: &str) {
         let p = self.ws.join(".deputy/config.toml");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -189,6 +197,30 @@ pub fn sandbox_available() -> bool {
         ),
         "apt-get install bubblewrap",
     )
+}
+
+/// The sandbox backends that work here, by name (for `DEPUTY_SANDBOX_BACKEND`); each missing
+/// one fails where outside things are required and is skipped loudly elsewhere.
+pub fn backends() -> Vec<&'static str> {
+    let report = deputy_tools::sandbox::probe();
+    let mut out = Vec::new();
+    match &report.bwrap {
+        Ok(_) => out.push("bwrap"),
+        Err(why) => {
+            outside::missing("bwrap end-to-end test", why, "apt-get install bubblewrap");
+        }
+    }
+    match &report.landlock {
+        Ok(_) => out.push("landlock"),
+        Err(why) => {
+            outside::missing(
+                "Landlock end-to-end test",
+                why,
+                "run on Linux 5.13+ with Landlock enabled",
+            );
+        }
+    }
+    out
 }
 
 /// Events of a given type.

@@ -71,16 +71,30 @@ pub fn load_file_with(path: &Path, opts: &LoadOptions) -> Result<Loaded, AgentEr
     parse_with(&text, path, opts)
 }
 
-/// Read a file as UTF-8 text, refusing files over [`MAX_AGENT_FILE_BYTES`] before reading them.
+/// Read a regular file as UTF-8 text, refusing files over [`MAX_AGENT_FILE_BYTES`] before
+/// reading them, and anything else (a FIFO, a device) without waiting on it.
 fn read_capped(path: &Path) -> Result<String, AgentError> {
     let io = |source| AgentError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    // Non-blocking: a FIFO planted as an agent file must not hang deputy on open.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?
+    };
     let meta = file.metadata().map_err(io)?;
     if meta.is_dir() {
         return Err(io(std::io::Error::other("it is a directory")));
+    }
+    if !meta.is_file() {
+        return Err(io(std::io::Error::other(
+            "not a regular file (a pipe, a device or a socket); agent files are plain text files",
+        )));
     }
     if meta.len() > MAX_AGENT_FILE_BYTES {
         return Err(AgentError::TooLarge {

@@ -88,6 +88,18 @@ fn each_malformed_input_gives_one_clear_error() {
     let err = load_file(&big).unwrap_err();
     assert!(matches!(err, AgentError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
+
+    // A FIFO (nothing will ever write to it) and a device: refused, not waited on.
+    let fifo = d.join("fifo.md");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let err = load_file(&fifo).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let zero = d.join("zero.md");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = load_file(&zero).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 #[test]

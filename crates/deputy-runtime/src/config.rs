@@ -1,6 +1,11 @@
-//! deputy's configuration: `~/.config/deputy/config.toml`, then the project's
-//! `.deputy/config.toml` on top (a key set in both takes the project's value; tables merge key
-//! by key). Environment variables and flags override both, where each setting says so.
+//! deputy's configuration: the user's `CONFIG_DIR/config.toml` (`$XDG_CONFIG_HOME/deputy`, else
+//! `~/.config/deputy`), then the project's `.deputy/config.toml` on top (a key set in both takes
+//! the project's value; tables merge key by key) — in full when the user trusts the project,
+//! else only what makes things stricter (see `trust`). Environment variables and flags override
+//! both, where each setting says so.
+//!
+//! Config files are untrusted input: each must be a regular file (a FIFO or a device is
+//! refused, never waited on) of at most 1 MiB.
 //!
 //! ```toml
 //! model = "local/qwen3:8b"
@@ -52,31 +57,102 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Where config files are looked for.
+/// The largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The user's config directory: `$XDG_CONFIG_HOME/deputy`, else `~/.config/deputy`.
+pub fn config_dir(home: Option<&Path>) -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(|x| PathBuf::from(x).join("deputy"))
+        .or_else(|| home.map(|h| h.join(".config/deputy")))
+}
+
+/// Where config files are looked for: the user's, then the project's.
 pub fn config_paths(workspace: &Path, home: Option<&Path>) -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Some(h) = home {
-        paths.push(h.join(".config/deputy/config.toml"));
+    if let Some(d) = config_dir(home) {
+        paths.push(d.join("config.toml"));
     }
     paths.push(workspace.join(".deputy/config.toml"));
     paths
 }
 
+/// Read a config file: `None` when it does not exist; an error when it is not a regular file
+/// (opened non-blocking, so a FIFO cannot hang deputy) or is over 1 MiB.
+pub fn read_config_file(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "not a regular file (a pipe, a device or a directory); config must be a plain TOML file".into(),
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "{} bytes, over the {MAX_CONFIG_BYTES}-byte limit for a config file",
+                meta.len()
+            ),
+        });
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("over the {MAX_CONFIG_BYTES}-byte limit for a config file"),
+        });
+    }
+    Ok(Some(text))
+}
+
 impl Config {
-    /// Read and merge the files that exist among `paths` (later ones win).
+    /// Read and merge the files that exist among `paths` (later ones win), all trusted.
     pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+        let layers: Vec<(&PathBuf, bool)> = paths.iter().map(|p| (p, true)).collect();
+        Ok(Self::load_layers(&layers)?.0)
+    }
+
+    /// The user's config files in full, then the project's: in full when `trusted`, else only
+    /// what tightens the user's. Also returns what was ignored (`key = value` lines).
+    pub fn load_for(
+        user: &[PathBuf],
+        project: &Path,
+        trusted: bool,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let project = project.to_path_buf();
+        let mut layers: Vec<(&PathBuf, bool)> = user.iter().map(|p| (p, true)).collect();
+        layers.push((&project, trusted));
+        Self::load_layers(&layers)
+    }
+
+    fn load_layers(layers: &[(&PathBuf, bool)]) -> Result<(Config, Vec<String>), ConfigError> {
         let mut merged = toml::Table::new();
         let mut files = Vec::new();
-        for path in paths {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(ConfigError::Io {
-                        path: path.clone(),
-                        source,
-                    });
-                }
+        let mut ignored = Vec::new();
+        for (path, trusted) in layers {
+            let path = *path;
+            let Some(text) = read_config_file(path)? else {
+                continue;
             };
             let table = Self::parse_table(&text).map_err(|message| ConfigError::Invalid {
                 path: path.clone(),
@@ -87,15 +163,22 @@ impl Config {
                 path: path.clone(),
                 message,
             })?;
+            let table = if *trusted {
+                table
+            } else {
+                let (kept, dropped) = crate::trust::tighten(&merged, table);
+                ignored.extend(dropped);
+                kept
+            };
             merge(&mut merged, table);
             files.push(path.clone());
         }
         let mut config = Self::from_table(merged).map_err(|message| ConfigError::Invalid {
-            path: paths.last().cloned().unwrap_or_default(),
+            path: layers.last().map(|l| l.0.clone()).unwrap_or_default(),
             message,
         })?;
         config.files = files;
-        Ok(config)
+        Ok((config, ignored))
     }
 
     /// Parse config text (for tests and embedding).
@@ -208,5 +291,29 @@ mod tests {
         std::fs::write(&f, "model = \n").unwrap();
         let e = Config::load(&[f]).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_config_that_is_not_a_plain_file_is_refused_not_waited_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = Config::load(std::slice::from_ref(&fifo))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let zero = tmp.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = Config::load(&[zero]).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = tmp.path().join("big.toml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        let e = Config::load(&[big]).unwrap_err().to_string();
+        assert!(e.contains("limit"), "{e}");
     }
 }

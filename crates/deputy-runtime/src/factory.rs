@@ -85,6 +85,11 @@ pub struct Factory {
     pub approver: Arc<dyn Approver>,
     /// Look for a local model server when nothing is configured.
     pub discover_local: bool,
+    /// Whether the user trusts the workspace's project files (`deputy trust`).
+    pub project_trusted: bool,
+    /// Agent directories the user named or owns (`--agents-dir`, their config directory):
+    /// agent files there are trusted even inside an untrusted workspace.
+    pub trusted_agent_dirs: Vec<PathBuf>,
 }
 
 /// The message for "no model": the three ways to configure one, and how to start a local server.
@@ -116,6 +121,8 @@ impl Factory {
             breakers,
             approver: Arc::new(Headless),
             discover_local: true,
+            project_trusted: false,
+            trusted_agent_dirs: Vec::new(),
         }
     }
 
@@ -198,6 +205,18 @@ impl Factory {
             })?,
             (None, None) => SandboxMode::WorkspaceWrite,
         };
+        // The environment is more specific than a config file: a backend required there is
+        // not silently dropped by `mode = "off"` in config.
+        let mode = match (mode, self.env.get(deputy_tools::sandbox::BACKEND_ENV)) {
+            (SandboxMode::Off, Some(b)) if settings.sandbox.is_none() => {
+                tracing::warn!(
+                    "{}={b} requires a sandbox, so `[sandbox] mode = \"off\"` in config is ignored",
+                    deputy_tools::sandbox::BACKEND_ENV
+                );
+                SandboxMode::WorkspaceWrite
+            }
+            (m, _) => m,
+        };
         let backend = match &sandbox_cfg.backend {
             Some(b) => Some(deputy_tools::Backend::parse(b).ok_or_else(|| {
                 SetupError::Config(format!(
@@ -249,7 +268,26 @@ impl Factory {
         opts.pricing = Some(pricing);
         opts.approver = self.approver.clone();
         opts.model_label = model_label;
+        opts.agent_trusted = self.agent_trusted(agent);
         Ok(opts)
+    }
+
+    /// Whether `agent`'s file is trusted: built in, outside the workspace (the user's own),
+    /// in a directory the user named, or in a trusted project.
+    pub fn agent_trusted(&self, agent: &AgentSpec) -> bool {
+        let Some(source) = &agent.source else {
+            return true;
+        };
+        if self.project_trusted {
+            return true;
+        }
+        let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let source = canon(source);
+        !source.starts_with(canon(&self.workspace))
+            || self
+                .trusted_agent_dirs
+                .iter()
+                .any(|d| source.starts_with(canon(d)))
     }
 
     /// `[permission]` of the config, in opencode's shape.

@@ -30,11 +30,12 @@ mod schema;
 mod session;
 pub mod task;
 mod toolbox;
+pub mod trust;
 mod turn;
 
 pub use approve::{Approval, ApprovalRequest, Approver, AutoApprove, Headless};
 pub use builder::{Running, SessionBuilder};
-pub use config::{Config, ConfigError, config_paths};
+pub use config::{Config, ConfigError, config_dir, config_paths};
 pub use conversation::{Conversation, ConversationError};
 pub use emit::EventSink;
 pub use engine::summary_grace;
@@ -47,3 +48,4 @@ pub use router::{Budget, CallCtx, Handler, ToolResult};
 pub use session::Session;
 pub use task::{ChildMaker, ChildOf, TaskConfig, TaskRunner};
 pub use toolbox::{Toolbox, agent_rules};
+pub use trust::{TrustState, TrustStore};

@@ -152,6 +152,7 @@ pub fn collect_diff(repo: &Path, spec: &DiffSpec) -> Result<Diff, ReviewError> {
         "diff".into(),
         "--no-color".into(),
         "--no-ext-diff".into(),
+        "--no-textconv".into(),
         "--unified=3".into(),
     ];
     let range = if spec.staged {
@@ -178,10 +179,8 @@ pub fn collect_diff(repo: &Path, spec: &DiffSpec) -> Result<Diff, ReviewError> {
         }
     };
     let git = |args: &[String]| {
-        std::process::Command::new("git")
+        hardened_git(repo)
             .args(args)
-            .current_dir(repo)
-            .env("GIT_PAGER", "cat")
             .output()
             .map_err(|e| ReviewError::Git(e.to_string()))
     };
@@ -200,6 +199,60 @@ pub fn collect_diff(repo: &Path, spec: &DiffSpec) -> Result<Diff, ReviewError> {
 }
 
 /// What git said when it failed, without the usage text it prints after a bad argument.
+/// `git` for deputy's own use in `repo`, which may have been armed by an agent or a planted
+/// file: nothing in the repository's config may run a command. Hooks, fsmonitor, pagers,
+/// external diff programs, and every filter and textconv driver the repository's config names
+/// are switched off on the command line (which wins over config files); the user's global and
+/// system config still apply.
+pub fn hardened_git(repo: &std::path::Path) -> std::process::Command {
+    let mut overrides: Vec<String> = [
+        "core.fsmonitor=false",
+        "core.hooksPath=/dev/null",
+        "core.pager=cat",
+        "core.editor=false",
+        "core.sshCommand=false",
+        "core.askPass=",
+        "diff.external=",
+        "credential.helper=",
+        "protocol.allow=never",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Drivers the repository's config defines: reading config runs nothing.
+    let listed = std::process::Command::new("git")
+        .args([
+            "config",
+            "--local",
+            "--includes",
+            "--name-only",
+            "--get-regexp",
+            r"^(filter|diff|merge)\..*\.(clean|smudge|process|textconv|command|driver)$",
+        ])
+        .current_dir(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output();
+    if let Ok(out) = listed {
+        for key in String::from_utf8_lossy(&out.stdout).lines() {
+            let key = key.trim();
+            if !key.is_empty() && key.chars().all(|c| !c.is_whitespace() && c != '=') {
+                overrides.push(format!("{key}="));
+            }
+        }
+    }
+    let mut cmd = std::process::Command::new("git");
+    for o in overrides {
+        cmd.arg("-c").arg(o);
+    }
+    cmd.current_dir(repo)
+        .env("GIT_PAGER", "cat")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 fn git_error(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
@@ -419,5 +472,73 @@ mod tests {
                 && Severity::Medium > Severity::Low
         );
         assert_eq!(Severity::parse("HIGH"), Some(Severity::High));
+    }
+
+    #[test]
+    fn an_armed_repository_runs_nothing_when_deputy_reads_its_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let marker = |n: &str| d.join(format!("pwned-{n}"));
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(d)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap()
+        };
+        assert!(git(&["init", "-q"]).status.success());
+        std::fs::write(d.join("a.txt"), "one\n").unwrap();
+        std::fs::write(d.join(".gitattributes"), "*.txt filter=evil diff=evil\n").unwrap();
+        assert!(git(&["add", "."]).status.success());
+        assert!(
+            git(&[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "x"
+            ])
+            .status
+            .success()
+        );
+        // Arm it, as an agent (or a planted .git) would.
+        for (k, v) in [
+            (
+                "core.fsmonitor",
+                format!("touch {}", marker("fsmonitor").display()),
+            ),
+            (
+                "filter.evil.clean",
+                format!("touch {}; cat", marker("clean").display()),
+            ),
+            (
+                "diff.evil.textconv",
+                format!("touch {}; cat", marker("textconv").display()),
+            ),
+            (
+                "core.pager",
+                format!("touch {}; cat", marker("pager").display()),
+            ),
+            (
+                "diff.external",
+                format!("touch {}", marker("external").display()),
+            ),
+        ] {
+            assert!(git(&["config", k, &v]).status.success());
+        }
+        std::fs::write(d.join("a.txt"), "two\n").unwrap();
+        let got = collect_diff(d, &DiffSpec::default()).unwrap();
+        assert!(
+            got.files.iter().any(|f| f.path == "a.txt"),
+            "{:?}",
+            got.files
+        );
+        for n in ["fsmonitor", "clean", "textconv", "pager", "external"] {
+            assert!(!marker(n).exists(), "the repository's {n} ran");
+        }
     }
 }

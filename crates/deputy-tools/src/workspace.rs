@@ -173,38 +173,76 @@ impl Workspace {
     }
 
     /// The real location of `p`: every symlink on the way resolved (each must stay inside the
-    /// workspace). A path that does not exist yet is resolved as far as it exists.
+    /// workspace), dangling ones included. A path that does not exist yet is resolved as far as
+    /// it exists.
     pub fn real(&self, p: &WsPath) -> Result<WsPath, ToolError> {
-        if p.is_root() {
-            return Ok(p.clone());
-        }
-        // The longest prefix that exists, resolved; the rest appended as written.
-        let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
-        let mut prefix = p.as_path();
-        loop {
-            match self.dir.canonicalize(prefix) {
-                Ok(real) => {
-                    let mut out = real;
-                    for c in rest.iter().rev() {
-                        out.push(c);
-                    }
-                    return Ok(WsPath::from_rel(out));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.err(p, e)),
+        let mut path = p.clone();
+        // Each hop follows one dangling link; 40 is the kernel's own limit on links in a path.
+        for _ in 0..40 {
+            if path.is_root() {
+                return Ok(path);
             }
-            match (prefix.parent(), prefix.file_name()) {
-                (Some(parent), Some(name)) => {
-                    rest.push(name);
-                    prefix = parent;
-                    if prefix.as_os_str().is_empty() {
+            // The longest prefix that exists, resolved; the rest appended as written.
+            let mut rest: Vec<std::ffi::OsString> = Vec::new();
+            let mut prefix = path.as_path().to_path_buf();
+            let follow = loop {
+                match self.dir.canonicalize(&prefix) {
+                    Ok(mut out) => {
+                        for c in rest.iter().rev() {
+                            out.push(c);
+                        }
+                        return Ok(WsPath::from_rel(out));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.err(&path, e)),
+                }
+                // A link to something that does not exist: follow it by hand.
+                if let Ok(m) = self.dir.symlink_metadata(&prefix)
+                    && m.file_type().is_symlink()
+                {
+                    let target = self
+                        .dir
+                        .read_link(&prefix)
+                        .map_err(|e| self.err(&path, e))?;
+                    let base = prefix.parent().unwrap_or(Path::new(""));
+                    let joined = if target.is_absolute() {
+                        target
+                    } else {
+                        base.join(target)
+                    };
+                    let mut next = self
+                        .resolve(&joined.to_string_lossy())
+                        .map_err(|_| ToolError::Outside {
+                            path: path.display(),
+                            root: self.canonical.clone(),
+                        })?
+                        .0;
+                    for c in rest.iter().rev() {
+                        next.push(c);
+                    }
+                    break WsPath::from_rel(next);
+                }
+                let name = prefix.file_name().map(|n| n.to_os_string());
+                let parent = prefix.parent().map(Path::to_path_buf);
+                match (parent, name) {
+                    (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+                        rest.push(name);
+                        prefix = parent;
+                    }
+                    (_, Some(name)) => {
+                        rest.push(name);
                         let out: PathBuf = rest.iter().rev().collect();
                         return Ok(WsPath::from_rel(out));
                     }
+                    _ => return Ok(path),
                 }
-                _ => return Ok(p.clone()),
-            }
+            };
+            path = follow;
         }
+        Err(ToolError::InvalidInput(format!(
+            "`{}`: too many levels of symbolic links",
+            p.display()
+        )))
     }
 
     /// Map a cap-std error on `p` to a tool error (an escape attempt reads as "outside").
@@ -483,6 +521,17 @@ mod tests {
         assert_eq!(real("sub/g2/hooks/x/y"), ".git/hooks/x/y");
         assert_eq!(real("notes.md"), ".env");
         assert_eq!(real("new/dir/file"), "new/dir/file");
+        // A dangling link is followed too: writing through it would create its target.
+        std::os::unix::fs::symlink("../.claude", r.join("sub/cc")).unwrap();
+        assert_eq!(real("sub/cc/settings.json"), ".claude/settings.json");
+        std::os::unix::fs::symlink("loop2", r.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", r.join("loop2")).unwrap();
+        assert!(w.real(&w.resolve("loop1/x").unwrap()).is_err());
+        std::os::unix::fs::symlink("/etc/nothing-here", r.join("out")).unwrap();
+        assert!(matches!(
+            w.real(&w.resolve("out/x").unwrap()),
+            Err(ToolError::Outside { .. })
+        ));
         for path in [
             "gg/config",
             "gg/hooks/pre-commit",

@@ -88,17 +88,32 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
     created = created
         .add_rules(path_beneath_rules(["/"], BitFlags::from(AccessFs::ReadDir)))
         .map_err(|e| err(&e))?;
-    for (p, access) in grant_except(Path::new("/"), &sb.masked, read, read) {
+    // `/dev` is left out but for a few harmless devices: the user's terminal (`/dev/tty`,
+    // `/dev/pts/*`) must not be read (keystrokes) or written (escape sequences).
+    let mut unreadable = sb.masked.clone();
+    unreadable.push(PathBuf::from("/dev"));
+    for (p, access) in grant_except(Path::new("/"), &unreadable, read, read) {
         created = created
             .add_rules(path_beneath_rules([&p], access))
             .map_err(|e| err(&e))?;
     }
-    let writable: Vec<&str> = ["/dev/null", "/dev/zero", "/dev/full"]
-        .into_iter()
-        .filter(|p| Path::new(p).exists())
-        .collect();
+    let existing = |list: &[&'static str]| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|p| Path::new(p).exists())
+            .collect()
+    };
     created = created
-        .add_rules(path_beneath_rules(writable, write_access()))
+        .add_rules(path_beneath_rules(
+            existing(&["/dev/null", "/dev/zero", "/dev/full"]),
+            write_access(),
+        ))
+        .map_err(|e| err(&e))?;
+    created = created
+        .add_rules(path_beneath_rules(
+            existing(&["/dev/random", "/dev/urandom", "/dev/shm"]),
+            read,
+        ))
         .map_err(|e| err(&e))?;
     // The host's /tmp is shared with everything (often with the workspace's own parent), so
     // commands get a private temporary directory instead, as $TMPDIR.

@@ -9,7 +9,7 @@ use super::{
     strict_schema,
 };
 use crate::error::ToolError;
-use crate::workspace::looks_binary;
+use crate::workspace::{WsPath, looks_binary};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadInput {
@@ -49,8 +49,34 @@ impl Tool for ReadTool {
     }
 
     fn prepare(&self, input: Value, ctx: &ToolContext) -> Result<Prepared, ToolError> {
-        prepare_file::<ReadInput>("read", input, ctx, |i| Some(&i.path), Access::Read, read)
+        let mut prepared =
+            prepare_file::<ReadInput>("read", input, ctx, |i| Some(&i.path), Access::Read, read)?;
+        // A hard link to an `.env` file is that file: the rules see its name.
+        if let Access::Read(p) = &prepared.access
+            && let Some(secret) = secret_alias(ctx, p)
+        {
+            prepared.access = Access::Read(secret);
+        }
+        Ok(prepared)
     }
+}
+
+/// The `.env` file `p` is a hard link to, if it is one (looked for only when the file has more
+/// than one link, among the workspace's protected entries).
+fn secret_alias(ctx: &ToolContext, p: &WsPath) -> Option<WsPath> {
+    let (dev, ino, links) = ctx.workspace.inode(p)?;
+    if links < 2 {
+        return None;
+    }
+    crate::protect::scan(ctx.workspace.canonical_root())
+        .into_iter()
+        .filter_map(|host| ctx.workspace.from_host(&host))
+        .filter(|w| crate::protect::is_secret(&w.display()) && w != p)
+        .find(|w| {
+            ctx.workspace
+                .inode(w)
+                .is_some_and(|(d, i, _)| d == dev && i == ino)
+        })
 }
 
 fn read(ctx: &ToolContext, input: &ReadInput, access: &Access) -> Result<ToolOutput, ToolError> {
