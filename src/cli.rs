@@ -203,6 +203,47 @@ pub struct SessionArgs {
     /// Do not write a journal (the session cannot be resumed)
     #[arg(long)]
     pub ephemeral: bool,
+    /// --allow, --ask and --deny in the order they were given (filled after parsing: the last
+    /// matching rule wins, so the order matters).
+    #[arg(skip)]
+    pub rules_in_order: Vec<(deputy_tools::Action, String)>,
+}
+
+/// The permission flags of a subcommand in command-line order.
+pub fn rules_in_order(sub: &clap::ArgMatches) -> Vec<(deputy_tools::Action, String)> {
+    use deputy_tools::Action;
+    let mut all: Vec<(usize, Action, String)> = Vec::new();
+    for (id, action) in [
+        ("allow", Action::Allow),
+        ("ask", Action::Ask),
+        ("deny", Action::Deny),
+    ] {
+        let (Ok(Some(indices)), Ok(Some(values))) = (
+            sub.try_get_raw(id).map(|_| sub.indices_of(id)),
+            sub.try_get_many::<String>(id),
+        ) else {
+            continue;
+        };
+        for (i, v) in indices.zip(values) {
+            all.push((i, action, v.clone()));
+        }
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter().map(|(_, a, v)| (a, v)).collect()
+}
+
+impl Command {
+    /// The session flags of commands that run sessions.
+    pub fn session_mut(&mut self) -> Option<&mut SessionArgs> {
+        match self {
+            Command::Run(a) => Some(&mut a.session),
+            Command::Resume(a) => Some(&mut a.session),
+            Command::Chat(a) => Some(&mut a.session),
+            Command::Review(a) => Some(&mut a.session),
+            Command::Mcp(a) => Some(&mut a.session),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -295,6 +336,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub struct McpArgs {
     #[command(flatten)]
     pub session: SessionArgs,
+    /// Another directory a call's `workspace` may be in, besides -C (repeatable); the client's
+    /// declared MCP roots count too
+    #[arg(long = "root", value_name = "DIR")]
+    pub roots: Vec<std::path::PathBuf>,
+    /// Sessions running at once; further calls wait for a place
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Args)]

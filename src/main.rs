@@ -16,7 +16,7 @@ mod setup;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::exit::{CliError, Exit};
@@ -32,8 +32,19 @@ fn main() -> ExitCode {
             deputy_tools::sandbox::probe();
         });
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            // Permission flags apply in the order given (the last matching rule wins).
+            if let Some((_, sub)) = matches.subcommand()
+                && let Some(session) = cli.command.session_mut()
+            {
+                session.rules_in_order = cli::rules_in_order(sub);
+            }
+            cli
+        }
         Err(e) => {
             // --help and --version are not errors.
             let code = if e.use_stderr() {

@@ -63,17 +63,23 @@ pub fn resolve_agent(ctx: &Context, name: Option<&str>) -> CliResult<AgentSpec> 
 
 /// Flags → run settings.
 pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
+    // In command-line order (the last matching rule wins); grouped by kind only when the
+    // arguments were built without a command line.
+    let ordered: Vec<(Action, String)> = if args.rules_in_order.is_empty() {
+        [
+            (&args.allow, Action::Allow),
+            (&args.ask, Action::Ask),
+            (&args.deny, Action::Deny),
+        ]
+        .into_iter()
+        .flat_map(|(list, a)| list.iter().map(move |s| (a, s.clone())))
+        .collect()
+    } else {
+        args.rules_in_order.clone()
+    };
     let mut rules = Vec::new();
-    for (list, action) in [
-        (&args.allow, Action::Allow),
-        (&args.ask, Action::Ask),
-        (&args.deny, Action::Deny),
-    ] {
-        for spec in list {
-            rules.push(
-                flag_rule(spec, action).map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?,
-            );
-        }
+    for (action, spec) in &ordered {
+        rules.push(flag_rule(spec, *action).map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?);
     }
     if let Some(t) = args.temperature
         && !(0.0..=2.0).contains(&t)

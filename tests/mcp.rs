@@ -52,6 +52,12 @@ async fn run_client(py: &str, script: &str, h: &Harness) -> Value {
             .env("DEPUTY_HOME", h.home.join("state"))
             .env("OPENAI_BASE_URL", h.mock.url())
             .env("DEPUTY_MODEL", "mock-model")
+            .env("DEPUTY_LOCAL_PORTS", "none")
+            .env("DEPUTY_TEST_OUTSIDE", {
+                let o = h.dir.path().join("outside");
+                std::fs::create_dir_all(&o).unwrap();
+                o
+            })
             .env_remove("OPENAI_API_KEY")
             .output(),
     )
@@ -75,6 +81,7 @@ async fn a_real_mcp_client_drives_deputy_mcp() {
         r#"
 steps:
   - text: "fallback"
+repeat_last: true
 routes:
   - when: {user_contains: "single"}
     steps:
@@ -85,10 +92,28 @@ routes:
     steps: [{text: "answer A", delay_ms: 500}]
   - when: {user_contains: "parallel B"}
     steps: [{text: "answer B", delay_ms: 500}]
+  - when: {user_contains: "escape"}
+    steps:
+      - tool_calls: [{name: write, arguments: {path: escape-marker.txt, content: "x"}}]
+      - text: "wrote it"
 "#,
     )
     .await;
     let report = run_client(&py, "mcp_client.py", &h).await;
+    // No call ran in a workspace outside the server's roots.
+    for e in report["escapes"].as_array().unwrap() {
+        assert_eq!(e["error"], true, "{e}");
+        assert!(e["text"].as_str().unwrap().contains("outside"), "{e}");
+    }
+    assert!(!h.dir.path().join("outside/escape-marker.txt").exists());
+    assert!(!std::path::Path::new("/escape-marker.txt").exists());
+    assert!(
+        h.mock
+            .requests()
+            .iter()
+            .all(|r| !r.body.to_string().contains("escape: write it")),
+        "no model request was made for an escaping call"
+    );
     assert_eq!(report["server"], "deputy");
     assert!(
         report["description"]

@@ -71,6 +71,14 @@ async def main() -> None:
 
             bad = await session.call_tool("deputy_reply", {"session_id": "nope", "prompt": "x"})
             report["bad_reply_is_error"] = bool(bad.is_error)
+
+            # A workspace outside the server's roots is refused before anything runs.
+            outside = os.environ["DEPUTY_TEST_OUTSIDE"]
+            escapes = []
+            for ws in [outside, "/", "../../..", workspace + "/../.."]:
+                r = await session.call_tool("backend-architect", {"prompt": "escape: write it", "workspace": ws})
+                escapes.append({"error": bool(r.is_error), "text": r.content[0].text})
+            report["escapes"] = escapes
     print(json.dumps(report))
 
 

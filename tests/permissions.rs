@@ -185,3 +185,183 @@ async fn flag_rules_apply_through_a_session() {
     assert!(results[0].contains("command-line flag"), "{}", results[0]);
     assert!(results[1].contains("headless"), "{}", results[1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_apply_in_command_line_order() {
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(&script(&[
+        (
+            "bash",
+            serde_json::json!({"command": "git --version > ran.txt"}),
+        ),
+        ("bash", serde_json::json!({"command": "touch other.txt"})),
+    ]))
+    .await;
+    // Deny everything, then allow one command: that command runs, nothing else does.
+    let (code, v, stderr) = h
+        .run_json(&["--deny", "bash:*", "--allow", "bash:git --version*", "go"])
+        .await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert!(h.ws.join("ran.txt").exists(), "the allowed command ran");
+    assert!(!h.ws.join("other.txt").exists());
+    std::fs::remove_file(h.ws.join("ran.txt")).unwrap();
+
+    // The same flags the other way round: the deny comes last and wins.
+    let h2 = Harness::yaml(&script(&[(
+        "bash",
+        serde_json::json!({"command": "git --version > ran.txt"}),
+    )]))
+    .await;
+    let (code, v, stderr) = h2
+        .run_json(&["--allow", "bash:git --version*", "--deny", "bash:*", "go"])
+        .await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert!(!h2.ws.join("ran.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_checker_cannot_read_never_matches_an_allow_rule() {
+    if !sandbox_available() {
+        return;
+    }
+    let attempts = [
+        "git status <<EOF\n$(touch pwned-1)\nEOF",
+        "git status # <<EOF\ntouch pwned-2",
+        "$'\\x74ouch' pwned-3",
+        "git() { touch pwned-4; }; git status",
+        "git -c alias.st='!touch pwned-5' st",
+        "git -c core.pager='touch pwned-6' -p log",
+        "{touch,pwned-7}",
+        "GIT_PAGER='touch pwned-8' git -p log",
+    ];
+    let calls: Vec<(&str, Value)> = attempts
+        .iter()
+        .map(|c| ("bash", serde_json::json!({ "command": c })))
+        .chain(std::iter::once((
+            "bash",
+            serde_json::json!({"command": "git status > allowed.txt 2>&1"}),
+        )))
+        .collect();
+    let h = Harness::yaml(&script(&calls)).await;
+    h.write_agent(
+        "gitonly",
+        "---\nname: gitonly\npermission:\n  bash:\n    \"*\": deny\n    \"git *\": allow\n---\nYou use git.",
+    );
+    let (code, v, stderr) = h.run_json(&["--agent", "gitonly", "go"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    for i in 1..=8 {
+        assert!(
+            !h.ws.join(format!("pwned-{i}")).exists(),
+            "attempt {i} ran: {}",
+            attempts[i - 1]
+        );
+    }
+    assert!(
+        h.ws.join("allowed.txt").exists(),
+        "plain git status still runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_means_the_file_tools_too() {
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(&script(&[
+        (
+            "write",
+            serde_json::json!({"path": "a.txt", "content": "x"}),
+        ),
+        (
+            "edit",
+            serde_json::json!({"path": "keep.txt", "old_string": "keep", "new_string": "changed"}),
+        ),
+        (
+            "bash",
+            serde_json::json!({"command": "echo x > b.txt; echo changed > keep.txt"}),
+        ),
+    ]))
+    .await;
+    std::fs::write(h.ws.join("keep.txt"), "keep\n").unwrap();
+    let (code, v, stderr) = h.run_json(&["--sandbox", "read-only", "go"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert!(!h.ws.join("a.txt").exists());
+    assert!(!h.ws.join("b.txt").exists());
+    assert_eq!(read(&h.ws.join("keep.txt")), "keep\n");
+    let tools: Vec<String> = h.mock.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!tools.contains(&"write".to_string()) && !tools.contains(&"edit".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subagent_cannot_have_more_network_than_its_parent() {
+    for backend in common::backends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let probe = format!(
+            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')\""
+        );
+        let h = Harness::yaml(&format!(
+            r#"
+steps:
+  - tool_calls: [{{name: task, arguments: {{description: net, prompt: "fetch it", subagent_type: fetcher}}}}]
+  - text: done
+routes:
+  - when: {{system_contains: "You are fetcher,"}}
+    steps:
+      - tool_calls: [{{name: bash, arguments: {{command: {probe:?}}}}}]
+      - text: "fetched"
+"#
+        ))
+        .await;
+        h.write_agent(
+            "fetcher",
+            "---\nname: fetcher\ndescription: fetches\nmode: subagent\nnetwork: true\ntools: [bash]\n---\nYou fetch.",
+        );
+        h.write_agent("lead", "---\nname: lead\ntools: [task]\n---\nYou lead.");
+        // The agent files are the user's own (a trusted project): the child really asks for
+        // the network; only its parent's lack of it stops it.
+        assert_eq!(
+            h.cmd(&["trust"]).output().await.unwrap().status.code(),
+            Some(0)
+        );
+        let out = h
+            .cmd(&["run", "--output-format", "json", "--agent", "lead", "go"])
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            listener.accept().is_err(),
+            "{backend}: the child reached a host port"
+        );
+        let child_req = h
+            .mock
+            .requests()
+            .into_iter()
+            .find(|r| r.route == Some(0) && r.step == 1)
+            .unwrap();
+        let result = child_req.body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!result.contains("connected"), "{backend}: {result}");
+    }
+}

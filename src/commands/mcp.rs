@@ -28,6 +28,8 @@ pub fn run(ctx: &Context, args: McpArgs) -> CliResult {
         factory,
         settings,
         task,
+        roots: args.roots.clone(),
+        max_sessions: args.max_sessions,
     }))
     .map_err(|e| CliError::failure(anyhow::anyhow!("{e}")))?;
     Ok(Exit::Ok)

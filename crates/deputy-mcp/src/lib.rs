@@ -40,6 +40,11 @@ pub struct McpOptions {
     /// Defaults from the command line (limits, sandbox, rules).
     pub settings: RunSettings,
     pub task: TaskConfig,
+    /// Directories a call's `workspace` may be in (`-C` and every `--root`), besides the roots
+    /// the client declares.
+    pub roots: Vec<PathBuf>,
+    /// Sessions running at once; further calls wait for a place.
+    pub max_sessions: usize,
 }
 
 /// Why the server stopped.
@@ -75,6 +80,8 @@ struct Server {
 
 struct Inner {
     opts: McpOptions,
+    /// One permit per running session.
+    running: Arc<tokio::sync::Semaphore>,
     /// tool name → agent
     tools: Vec<(String, AgentSpec)>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
@@ -91,6 +98,7 @@ pub async fn serve_stdio(opts: McpOptions) -> Result<(), McpError> {
     tracing::info!(tools = tools.len(), "deputy mcp serving on stdio");
     let server = Server {
         inner: Arc::new(Inner {
+            running: Arc::new(tokio::sync::Semaphore::new(opts.max_sessions.max(1))),
             opts,
             tools,
             sessions: Mutex::new(HashMap::new()),
@@ -229,7 +237,14 @@ impl Server {
                     ));
                 }
             };
-            match self.new_session(agent.clone(), &input, approver).await {
+            let workspace = match self.workspace(input.workspace.as_deref(), &ctx).await {
+                Ok(w) => w,
+                Err(e) => return error_result(e),
+            };
+            match self
+                .new_session(agent.clone(), &input, workspace, approver)
+                .await
+            {
                 Ok(s) => {
                     let id = s.id().to_string();
                     let s = Arc::new(tokio::sync::Mutex::new(s));
@@ -242,6 +257,14 @@ impl Server {
             }
         };
         let (session, prompt) = session;
+        // A cap on sessions running at once (each may run commands): the rest wait their turn.
+        let _permit = tokio::select! {
+            p = self.inner.running.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return error_result("the server is shutting down".to_string()),
+            },
+            _ = ctx.ct.cancelled() => return error_result("cancelled while waiting for a free session slot".to_string()),
+        };
         let mut session = match session.try_lock() {
             Ok(s) => s,
             Err(_) => {
@@ -289,25 +312,72 @@ impl Server {
         result_of(&outcome)
     }
 
+    /// The workspace of a call: the server's, or the one the call names, which must be a
+    /// directory inside the server's roots or the client's declared roots.
+    // MCP roots are deprecated by SEP-2577, but clients still declare them; they are honoured
+    // while they exist.
+    #[allow(deprecated)]
+    async fn workspace(
+        &self,
+        wanted: Option<&str>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<PathBuf, String> {
+        let base = self.inner.opts.factory.workspace.clone();
+        let Some(ws) = wanted.filter(|w| !w.trim().is_empty()) else {
+            return Ok(base);
+        };
+        let p = PathBuf::from(ws);
+        let p = if p.is_absolute() { p } else { base.join(p) };
+        let p = p
+            .canonicalize()
+            .map_err(|e| format!("workspace {}: {e}", p.display()))?;
+        if !p.is_dir() {
+            return Err(format!("workspace {} is not a directory", p.display()));
+        }
+        let mut roots: Vec<PathBuf> = self.inner.opts.roots.clone();
+        roots.push(base);
+        let declares_roots = ctx
+            .peer
+            .peer_info()
+            .is_some_and(|i| i.capabilities.roots.is_some());
+        if declares_roots
+            && let Ok(Ok(list)) =
+                tokio::time::timeout(Duration::from_secs(5), ctx.peer.list_roots()).await
+        {
+            roots.extend(
+                list.roots
+                    .iter()
+                    .filter_map(|r| r.uri.strip_prefix("file://"))
+                    .map(PathBuf::from),
+            );
+        }
+        let inside = roots
+            .iter()
+            .any(|r| r.canonicalize().is_ok_and(|r| p.starts_with(&r)));
+        if inside {
+            Ok(p)
+        } else {
+            Err(format!(
+                "workspace {} is outside this server's roots ({}); start deputy mcp with --root DIR to allow another directory",
+                p.display(),
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
     async fn new_session(
         &self,
         agent: AgentSpec,
         input: &AgentInput,
+        workspace: PathBuf,
         approver: Arc<dyn Approver>,
     ) -> Result<Session, String> {
         let mut factory = self.inner.opts.factory.clone();
-        if let Some(ws) = &input.workspace {
-            let p = PathBuf::from(ws);
-            let p = if p.is_absolute() {
-                p
-            } else {
-                factory.workspace.join(p)
-            };
-            if !p.is_dir() {
-                return Err(format!("workspace {} is not a directory", p.display()));
-            }
-            factory.workspace = p;
-        }
+        factory.workspace = workspace;
         factory.approver = approver;
         let mut settings = self.inner.opts.settings.clone();
         if input.model.is_some() {

@@ -332,6 +332,7 @@ impl ChildMaker for Children {
                 .map_err(|e| e.to_string())?;
             opts.parent_session_id = Some(parent.session_id.clone());
             opts.ceiling = Some(parent.permissions.clone());
+            opts.sandbox_ceiling = Some(parent.sandbox.clone());
             opts.approver = parent.approver.clone();
             let session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
             Ok((session, warnings))

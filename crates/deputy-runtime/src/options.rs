@@ -80,6 +80,9 @@ pub struct SessionOptions {
     pub parent_session_id: Option<String>,
     /// The parent's permissions, for a subagent.
     pub ceiling: Option<deputy_tools::Permissions>,
+    /// The parent's sandbox policy, for a subagent: the child's own (its agent's `network`
+    /// included) is bounded by it.
+    pub sandbox_ceiling: Option<SandboxPolicy>,
     /// Whether the agent's file is trusted (built in, in the user's config, named on the
     /// command line, or in a trusted project). An untrusted one's rules cannot open protected
     /// paths and its `network: true` is ignored.
@@ -106,6 +109,7 @@ impl SessionOptions {
             model_label: String::new(),
             parent_session_id: None,
             ceiling: None,
+            sandbox_ceiling: None,
             agent_trusted: true,
         }
     }

@@ -70,6 +70,12 @@ impl Toolbox {
         {
             policy.network = policy.network || n;
         }
+        if let Some(parent) = &opts.sandbox_ceiling {
+            policy = policy.within(parent);
+        }
+        // Read-only means the file tools too.
+        let read_only = policy.mode == deputy_tools::SandboxMode::ReadOnly;
+        ws.set_read_only(read_only);
         let permissions = Arc::new(Mutex::new(permissions));
         // Protected paths are written only where a trusted rule names them (the same answer for
         // the file tools and for what commands may leave behind).
@@ -86,7 +92,11 @@ impl Toolbox {
         let permissions_now = permissions.lock().map(|p| p.clone()).unwrap_or_default();
         let offered: Vec<Arc<dyn Tool>> = builtin_tools()
             .into_iter()
-            .filter(|t| agent.tools.is_enabled(t.name()) && !permissions_now.tool_denied(t.name()))
+            .filter(|t| {
+                agent.tools.is_enabled(t.name())
+                    && !permissions_now.tool_denied(t.name())
+                    && !(read_only && matches!(t.name(), "write" | "edit"))
+            })
             .collect();
         let wants_bash = offered.iter().any(|t| t.name() == "bash");
         let root = ws.canonical_root().to_path_buf();

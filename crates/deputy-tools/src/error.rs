@@ -25,6 +25,10 @@ pub enum ToolError {
         "`{path}` is not a regular file (a pipe, a device or a socket); this tool reads and writes regular files only"
     )]
     NotRegular { path: String },
+    #[error(
+        "`{path}` is not written: the workspace is read-only in this session (--sandbox read-only)"
+    )]
+    ReadOnly { path: String },
     #[error("`{path}` is a binary file; this tool works on text")]
     Binary { path: String },
     #[error("`{path}` is {size} bytes, over the {limit}-byte limit of this tool")]

@@ -37,6 +37,8 @@ pub struct Workspace {
     dir: Dir,
     /// Which protected paths may be written anyway; `None`: none.
     allow_protected: Option<ProtectedFilter>,
+    /// Nothing may be written (`--sandbox read-only`).
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -89,6 +91,7 @@ impl Workspace {
             canonical,
             dir,
             allow_protected: None,
+            read_only: false,
         })
     }
 
@@ -96,6 +99,11 @@ impl Workspace {
     /// default, refuses them all.
     pub fn set_allow_protected(&mut self, allow: Option<ProtectedFilter>) {
         self.allow_protected = allow;
+    }
+
+    /// Refuse every write (`--sandbox read-only`: the file tools are read-only too).
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
     }
 
     /// Why writing `p` is refused, if it is protected and not explicitly allowed.
@@ -364,6 +372,9 @@ impl Workspace {
     pub fn write_atomic(&self, p: &WsPath, content: &[u8]) -> Result<(), ToolError> {
         if p.is_root() {
             return Err(ToolError::IsDirectory { path: p.display() });
+        }
+        if self.read_only {
+            return Err(ToolError::ReadOnly { path: p.display() });
         }
         if let Some(why) = self.protection(p) {
             return Err(ToolError::Protected {

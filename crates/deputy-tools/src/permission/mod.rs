@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::tools::Access;
 
-pub use shell::{commands as split_commands, words as shell_words};
+pub use shell::{Analysis, analyse as analyse_command};
 
 /// What a rule decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -328,12 +328,13 @@ fn decide_in(rules: &[Rule], tool: &str, subject: Option<&str>) -> Decision {
     if tool == "bash"
         && let Some(cmd) = subject
     {
-        let parts = shell::commands(cmd);
-        if parts.is_empty() {
-            return last_match(rules, tool, Some(cmd.trim()));
-        }
-        let mut d = Decision::Allow;
-        for forms in parts {
+        let analysis = shell::analyse(cmd);
+        let mut d = if analysis.commands.is_empty() {
+            last_match(rules, tool, Some(cmd.trim()))
+        } else {
+            Decision::Allow
+        };
+        for forms in &analysis.commands {
             // The innermost form (wrappers and assignments removed) always counts; the outer
             // forms count when a rule names them specifically (`sudo *`), so a catch-all does
             // not make every wrapped command as strict as an unknown one.
@@ -349,9 +350,42 @@ fn decide_in(rules: &[Rule], tool: &str, subject: Option<&str>) -> Decision {
                 }
             }
         }
+        if let Some(why) = analysis.opaque {
+            d = d.stricter(opaque_decision(rules, tool, &why));
+        }
         return d;
     }
     last_match(rules, tool, subject)
+}
+
+/// A command line that is not fully understood (see [`shell`]) never benefits from a rule
+/// that names a command: it gets what the catch-all rules say, and at least `ask` when any rule
+/// restricts some command (it could be that command in disguise).
+fn opaque_decision(rules: &[Rule], tool: &str, why: &str) -> Decision {
+    let reason = format!(
+        "the command uses {why}, so deputy cannot tell what it runs and no rule naming a command applies to it"
+    );
+    let catch_all = match matching_rule(rules, tool, None) {
+        None
+        | Some(Rule {
+            action: Action::Allow,
+            ..
+        }) => Action::Allow,
+        Some(r) => r.action,
+    };
+    let restricts = rules
+        .iter()
+        .any(|r| tool_matches(&r.tool, tool) && r.pattern != "*" && r.action != Action::Allow);
+    let action = if restricts && catch_all == Action::Allow {
+        Action::Ask
+    } else {
+        catch_all
+    };
+    match action {
+        Action::Allow => Decision::Allow,
+        Action::Ask => Decision::Ask { reason },
+        Action::Deny => Decision::Deny { reason },
+    }
 }
 
 fn matching_rule<'r>(rules: &'r [Rule], tool: &str, subject: Option<&str>) -> Option<&'r Rule> {

@@ -103,6 +103,57 @@ pub struct SandboxPolicy {
     pub force_backend: Option<Backend>,
 }
 
+impl SandboxMode {
+    /// How strict a mode is: `off` < `workspace-write` < `read-only`.
+    fn rank(self) -> u8 {
+        match self {
+            SandboxMode::Off => 0,
+            SandboxMode::WorkspaceWrite => 1,
+            SandboxMode::ReadOnly => 2,
+        }
+    }
+}
+
+impl SandboxPolicy {
+    /// This policy bounded by `ceiling` (a parent session's): the stricter mode, network and a
+    /// writable `.git` only if both have them, only the environment both pass, the lower of
+    /// each limit. A subagent never gets more than its parent.
+    pub fn within(&self, ceiling: &SandboxPolicy) -> SandboxPolicy {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(x), Some(y)) => Some(if x == 0 {
+                y
+            } else if y == 0 {
+                x
+            } else {
+                x.min(y)
+            }),
+            (x, y) => x.or(y),
+        };
+        SandboxPolicy {
+            mode: if self.mode.rank() >= ceiling.mode.rank() {
+                self.mode
+            } else {
+                ceiling.mode
+            },
+            network: self.network && ceiling.network,
+            writable_git: self.writable_git && ceiling.writable_git,
+            env_allow: self
+                .env_allow
+                .iter()
+                .filter(|e| ceiling.env_allow.contains(e))
+                .cloned()
+                .collect(),
+            limits: ResourceLimits {
+                cpu_seconds: min(self.limits.cpu_seconds, ceiling.limits.cpu_seconds),
+                processes: min(self.limits.processes, ceiling.limits.processes),
+                file_size: min(self.limits.file_size, ceiling.limits.file_size),
+                address_space: min(self.limits.address_space, ceiling.limits.address_space),
+            },
+            force_backend: ceiling.force_backend.or(self.force_backend),
+        }
+    }
+}
+
 /// What the probe found on this machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
