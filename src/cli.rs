@@ -323,10 +323,10 @@ pub enum SessionsCommand {
 /// `90`, `90s`, `1500ms`, `10m`, `1h` (the same syntax as `timeout` in agent files).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     deputy_agent::parse_duration_secs(s)
-        .map(std::time::Duration::from_secs_f64)
+        .and_then(deputy_agent::duration_from_secs)
         .ok_or_else(|| {
             format!(
-                "`{}` is not a positive duration; use e.g. 90s, 10m or 1h",
+                "`{}` is not a positive duration of at most 30 days; use e.g. 90s, 10m or 1h",
                 s.trim()
             )
         })

@@ -62,6 +62,9 @@ impl Context {
                 .is_trusted(&workspace),
             None => false,
         };
+        // The values of the workspace's `.env` files are secrets, loaded or not: a copy of one
+        // elsewhere must not reach the model or the journal either.
+        mask_env_values(&workspace);
         // `.env` in the workspace: variables not already set in the environment, and only in a
         // trusted project (a planted one could point the user's key at another server).
         let mut untrusted_notes = Vec::new();
@@ -100,5 +103,34 @@ impl Context {
             }
             catalog
         })
+    }
+}
+
+/// Add the values of the `.env` files at the top of `workspace` to the redaction set (read as
+/// plain files, at most 64 KiB each; nothing is loaded into the environment here).
+fn mask_env_values(workspace: &std::path::Path) {
+    use std::io::Read;
+    let Ok(entries) = std::fs::read_dir(workspace) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !deputy_tools::protect::is_env_file(&name) || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let mut text = String::new();
+        let Ok(f) = std::fs::File::open(e.path()) else {
+            continue;
+        };
+        if f.take(64 * 1024).read_to_string(&mut text).is_err() {
+            continue;
+        }
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ");
+            if let Some((_, v)) = line.split_once('=') {
+                let v = v.trim().trim_matches(['"', '\'']);
+                deputy_runtime::redact::add_secret(v);
+            }
+        }
     }
 }

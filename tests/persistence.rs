@@ -481,3 +481,60 @@ async fn commands_cannot_type_into_the_users_terminal() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_env_value_is_masked_wherever_it_appears() {
+    const VALUE: &str = "s3cr3t-db-pass-4242";
+    let h = Harness::yaml(&script(&[("read", json!({"path": "config.yml"}))])).await;
+    std::fs::write(h.ws.join(".env"), format!("DB_PASS=\"{VALUE}\"\n")).unwrap();
+    std::fs::write(
+        h.ws.join("config.yml"),
+        format!("db:\n  password: {VALUE}\n"),
+    )
+    .unwrap();
+    let (code, v, stderr) = h.run_json(&["look"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    for r in h.mock.requests() {
+        assert!(
+            !r.body.to_string().contains(VALUE),
+            "request {} leaked it",
+            r.seq
+        );
+    }
+    let events = h.journal(v["session_id"].as_str().unwrap());
+    assert!(!serde_json::to_string(&events).unwrap().contains(VALUE));
+    assert!(
+        serde_json::to_string(&events)
+            .unwrap()
+            .contains("[REDACTED]")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_workspace_agent_cannot_give_itself_the_network() {
+    for backend in backends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let h = Harness::yaml(&script(&[(
+            "bash",
+            json!({"command": format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected")}),
+        )]))
+        .await;
+        h.write_agent(
+            "netty",
+            "---\nname: netty\nnetwork: true\ntools: [bash]\n---\nYou need the network.",
+        );
+        let out = h
+            .cmd(&["run", "--output-format", "json", "--agent", "netty", "go"])
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{backend}");
+        assert!(
+            listener.accept().is_err(),
+            "{backend}: it reached a host port"
+        );
+    }
+}

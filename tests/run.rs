@@ -563,3 +563,37 @@ async fn resume_of_a_deleted_agent_narrows_to_read_only_and_a_broken_one_is_an_e
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_are_clear_errors_not_panics() {
+    let h = Harness::yaml("steps:\n  - text: hi\n").await;
+    let out = h
+        .run(&["run", "--timeout", "99999999999999999999h", "x"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 30 days"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    h.write_agent(
+        "slow",
+        "---\nname: slow\ntimeout: 99999999999999999999h\n---\nYou are slow.",
+    );
+    let out = h.run(&["run", "--agent", "slow", "x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("slow.md:3") && err.contains("at most 30 days"),
+        "{err}"
+    );
+
+    h.write_user_config("[limits]\ntimeout_s = 1e300\n");
+    let out = h.run(&["run", "x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("timeout_s") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(h.mock.requests().is_empty(), "nothing was run");
+}

@@ -32,8 +32,8 @@ mod tools;
 pub use discovery::{Builtin, Catalog, DiscoveryOptions, PROJECT_AGENT_DIRS, closest};
 pub use error::{AgentError, Diagnostic, Severity};
 pub use load::{
-    LoadOptions, Loaded, MAX_AGENT_FILE_BYTES, load_file, load_file_with, parse_duration_secs,
-    parse_with,
+    LoadOptions, Loaded, MAX_AGENT_FILE_BYTES, MAX_DURATION_SECS, duration_from_secs, load_file,
+    load_file_with, parse_duration_secs, parse_with,
 };
 pub use permission::{Action, PermissionRule};
 pub use spec::{AgentSpec, MODEL_ALIASES, Mode, ModelRef};

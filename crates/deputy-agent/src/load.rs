@@ -506,19 +506,21 @@ impl Ctx<'_> {
     /// `timeout: 90` (seconds), `timeout: 90s`, `10m`, `1h`.
     fn duration(&mut self, v: &Spanned<Value>, key: &str) -> Option<Duration> {
         let parsed = match &v.value {
-            Value::Number(n) => n.as_f64().filter(|s| *s > 0.0 && s.is_finite()),
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|s| *s > 0.0 && s.is_finite() && *s <= MAX_DURATION_SECS),
             Value::String(s) => parse_duration_secs(s),
             Value::Null => return None,
             _ => None,
         };
         match parsed {
-            Some(secs) => Some(Duration::from_secs_f64(secs)),
+            Some(secs) => duration_from_secs(secs),
             None => {
                 self.error_at(
                     v,
                     key,
                     format!(
-                        "must be a duration such as 90 (seconds), 90s, 10m or 1h, found {}",
+                        "must be a duration such as 90 (seconds), 90s, 10m or 1h, at most 30 days, found {}",
                         show(&v.value)
                     ),
                 );
@@ -835,6 +837,17 @@ fn show(v: &Value) -> String {
 }
 
 /// Seconds in `90`, `90s`, `1500ms`, `10m`, `1h` (positive and finite, else `None`).
+/// The longest duration deputy accepts anywhere (a limit, a timeout): 30 days.
+pub const MAX_DURATION_SECS: f64 = 30.0 * 86_400.0;
+
+/// A positive, finite number of seconds, at most [`MAX_DURATION_SECS`], as a duration. Every
+/// duration from a file, a flag or a client goes through here, so none can overflow later.
+pub fn duration_from_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION_SECS)
+        .then(|| Duration::try_from_secs_f64(secs).ok())
+        .flatten()
+}
+
 pub fn parse_duration_secs(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
@@ -849,7 +862,8 @@ pub fn parse_duration_secs(s: &str) -> Option<f64> {
         (s, 1.0)
     };
     let n: f64 = num.trim().parse().ok()?;
-    (n > 0.0 && n.is_finite()).then_some(n * mult)
+    let secs = n * mult;
+    (n > 0.0 && secs.is_finite() && secs <= MAX_DURATION_SECS).then_some(secs)
 }
 
 #[cfg(test)]

@@ -88,7 +88,11 @@ impl Breaker {
     pub fn failure(&self) -> bool {
         let mut s = self.lock();
         let open = State::Open {
-            until: Instant::now() + Duration::from_millis(self.config.cooldown_ms),
+            until: {
+                let now = Instant::now();
+                now.checked_add(Duration::from_millis(self.config.cooldown_ms))
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365))
+            },
         };
         match *s {
             State::Closed { failures } => {

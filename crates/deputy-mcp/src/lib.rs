@@ -386,8 +386,13 @@ impl Server {
         if let Some(n) = input.max_steps {
             settings.max_steps = Some(n.max(1));
         }
-        if let Some(t) = input.timeout_s.filter(|t| *t > 0.0 && t.is_finite()) {
-            settings.timeout = Some(Duration::from_secs_f64(t));
+        if let Some(t) = input.timeout_s {
+            settings.timeout = Some(deputy_agent::duration_from_secs(t).ok_or_else(|| {
+                format!(
+                    "timeout_s = {t}: must be a number of seconds above 0 and at most {} (30 days)",
+                    deputy_agent::MAX_DURATION_SECS
+                )
+            })?);
         }
         let (client, label, warnings) = factory
             .client(&agent, &settings)

@@ -107,9 +107,11 @@ impl Session {
     fn begin_run(&mut self) {
         let now = tokio::time::Instant::now();
         let timeout = self.opts.limits.timeout;
+        // Saturating: a limit too far away to add is no deadline at all.
         self.run = RunState {
-            deadline: timeout.map(|t| now + t),
-            summary_deadline: timeout.map(|t| now + t + summary_grace(t)),
+            deadline: timeout.and_then(|t| now.checked_add(t)),
+            summary_deadline: timeout
+                .and_then(|t| now.checked_add(t)?.checked_add(summary_grace(t))),
             ..Default::default()
         };
         self.emit_started();

@@ -227,15 +227,22 @@ impl Factory {
         };
         let policy = SandboxPolicy {
             mode,
-            network: settings
-                .network
-                .or(agent.network)
-                .or(sandbox_cfg.network)
-                .unwrap_or(false),
+            // The agent's own `network` is added by the toolbox, only for a trusted agent file.
+            network: settings.network.or(sandbox_cfg.network).unwrap_or(false),
             writable_git: sandbox_cfg.writable_git.unwrap_or(false),
             env_allow: sandbox_cfg.env_allow.clone(),
             limits: sandbox_cfg.limits.clone(),
             force_backend: backend,
+            no_cgroups: false,
+        };
+        let config_timeout = match limits_cfg.timeout_s {
+            None => None,
+            Some(t) => Some(deputy_agent::duration_from_secs(t).ok_or_else(|| {
+                SetupError::Config(format!(
+                    "[limits] timeout_s = {t}: must be a number of seconds above 0 and at most {} (30 days)",
+                    deputy_agent::MAX_DURATION_SECS
+                ))
+            })?),
         };
         let limits = Limits {
             max_steps: settings
@@ -243,10 +250,7 @@ impl Factory {
                 .or(agent.max_steps)
                 .or(limits_cfg.max_steps)
                 .unwrap_or(50),
-            timeout: settings
-                .timeout
-                .or(agent.timeout)
-                .or(limits_cfg.timeout_s.map(Duration::from_secs_f64)),
+            timeout: settings.timeout.or(agent.timeout).or(config_timeout),
             max_tokens: settings.max_tokens.or(limits_cfg.max_tokens),
             max_cost_usd: settings.max_cost_usd.or(limits_cfg.max_cost_usd),
         };

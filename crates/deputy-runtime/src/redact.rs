@@ -4,8 +4,11 @@
 //! The secrets are the values of environment variables named like `*_KEY`, `*_TOKEN`,
 //! `*_SECRET`, `*PASSWORD*` (and `AUTHORIZATION`, `*_CREDENTIALS`), plus every provider API key
 //! deputy resolves. They are kept out of tool processes by the sandbox (a cleared environment);
-//! this module scrubs them from everything deputy writes, as a second line: a command may still
-//! print one it found in a file.
+//! this module scrubs them from everything deputy writes, as a last line: a command may still
+//! print one it found in a file. Simple disguises are masked too — base64 (standard and
+//! URL-safe, at any alignment), hex, reversed, `-` and `_` swapped — but a command that wants
+//! to smuggle a secret out can always transform it some other way: the first line is that
+//! secrets never enter the sandbox.
 
 use std::borrow::Cow;
 use std::sync::{OnceLock, RwLock};
@@ -36,13 +39,27 @@ impl Redactor {
         r
     }
 
+    /// Add a secret, and the forms a command could easily turn it into.
     pub fn add(&mut self, secret: &str) {
         let s = secret.trim();
-        if s.len() >= MIN_LEN && !self.secrets.iter().any(|x| x == s) {
-            self.secrets.push(s.to_string());
-            // Longest first, so a secret containing another is masked whole.
-            self.secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        if s.len() < MIN_LEN {
+            return;
         }
+        let mut forms = vec![s.to_string()];
+        forms.push(s.chars().rev().collect());
+        forms.push(s.replace('-', "_"));
+        forms.push(s.replace('_', "-"));
+        let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+        forms.push(hex.to_ascii_uppercase());
+        forms.push(hex);
+        forms.extend(base64_cores(s.as_bytes()));
+        for f in forms {
+            if f.len() >= MIN_LEN && !self.secrets.contains(&f) {
+                self.secrets.push(f);
+            }
+        }
+        // Longest first, so a secret containing another is masked whole.
+        self.secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,6 +110,43 @@ impl Redactor {
     }
 }
 
+/// The parts of `secret`'s base64 encoding that are the same wherever it stands in a longer
+/// text (one per alignment to the 3-byte groups), in the standard and URL-safe alphabets.
+fn base64_cores(secret: &[u8]) -> Vec<String> {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let encode = |bytes: &[u8]| -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..=chunk.len() {
+                out.push(STD[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    let mut out = Vec::new();
+    for lead in 0..3usize {
+        // Bytes before the secret fill the first group: skip it; the last group may mix with
+        // what follows: skip it too.
+        let mut buf = vec![0u8; lead];
+        buf.extend_from_slice(secret);
+        let enc = encode(&buf);
+        let start = if lead == 0 { 0 } else { 4 };
+        let whole = (buf.len() / 3) * 4;
+        if whole > start + MIN_LEN {
+            let core = &enc[start..whole];
+            out.push(core.to_string());
+            out.push(core.replace('+', "-").replace('/', "_"));
+        }
+    }
+    out
+}
+
 fn global() -> &'static RwLock<Redactor> {
     static G: OnceLock<RwLock<Redactor>> = OnceLock::new();
     G.get_or_init(|| RwLock::new(Redactor::from_env()))
@@ -140,5 +194,34 @@ mod tests {
         let mut v = serde_json::json!({"x": ["sk-12345678"], "y": 1});
         assert!(r.redact_value(&mut v));
         assert_eq!(v["x"][0], MASK);
+    }
+
+    #[test]
+    fn simple_disguises_are_masked_too() {
+        let secret = "sk-live-0123456789abcdef";
+        let mut r = Redactor::default();
+        r.add(secret);
+        let run = |cmd: &str| {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        for cmd in [
+            format!("printf %s '{secret}' | base64"),
+            format!("printf 'KEY=%s\\n' '{secret}' | base64 -w0"),
+            format!("printf 'AB%s' '{secret}' | base64 -w0 | tr '+/' '-_'"),
+            format!("printf %s '{secret}' | rev"),
+            format!("printf %s '{secret}' | xxd -p | tr -d '\\n'"),
+            format!("printf %s '{secret}' | od -An -tx1 | tr -d ' \\n'"),
+            format!("echo '{secret}' | sed 's/-/_/g'"),
+        ] {
+            let shown = run(&cmd);
+            assert!(!shown.trim().is_empty(), "{cmd}");
+            let masked = r.redact(&shown);
+            assert!(masked.contains(MASK), "{cmd}: {shown:?} -> {masked:?}");
+        }
     }
 }

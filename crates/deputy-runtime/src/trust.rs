@@ -229,6 +229,7 @@ pub fn tighten(user: &toml::Table, project: toml::Table) -> (toml::Table, Vec<St
                         }
                         ("network" | "writable_git", toml::Value::Boolean(b)) => !b,
                         ("limits", toml::Value::Table(l)) => {
+                            let d = deputy_tools::ResourceLimits::default();
                             let limits = tighten_numbers(
                                 "sandbox.limits",
                                 user_sb
@@ -236,10 +237,11 @@ pub fn tighten(user: &toml::Table, project: toml::Table) -> (toml::Table, Vec<St
                                     .and_then(toml::Value::as_table),
                                 l,
                                 &[
-                                    ("cpu_seconds", 600.0),
-                                    ("processes", 512.0),
-                                    ("file_size", 4.0 * 1024.0 * 1024.0 * 1024.0),
-                                    ("address_space", 32.0 * 1024.0 * 1024.0 * 1024.0),
+                                    ("cpu_seconds", d.cpu() as f64),
+                                    ("processes", d.processes_or_default() as f64),
+                                    ("file_size", d.fsize() as f64),
+                                    ("address_space", d.address_space() as f64),
+                                    ("memory", d.memory() as f64),
                                 ],
                                 true,
                                 &mut ignored,

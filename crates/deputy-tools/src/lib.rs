@@ -17,6 +17,7 @@ pub mod process;
 pub mod protect;
 pub mod sandbox;
 pub mod tools;
+pub mod walk;
 mod workspace;
 
 pub use error::ToolError;

@@ -152,13 +152,30 @@ const LINGER: Duration = Duration::from_millis(50);
 /// Between SIGTERM and SIGKILL on timeout.
 const KILL_GRACE: Duration = Duration::from_millis(1500);
 
+/// Sandboxed commands running at once in this process, at most (each may hold hundreds of
+/// processes: sessions of `deputy mcp`, concurrent subagents); the others wait their turn.
+pub const MAX_CONCURRENT_COMMANDS: usize = 8;
+
+fn command_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_COMMANDS))
+}
+
 /// Spawn `prepared` and wait for it, at most `timeout`.
 pub async fn run(
     prepared: Prepared,
     timeout: Duration,
     limits: CaptureLimits,
 ) -> Result<Finished, ToolError> {
-    let Prepared { mut cmd, cgroup } = prepared;
+    let Prepared {
+        mut cmd,
+        cgroup,
+        reap,
+    } = prepared;
+    let _slot = command_slots()
+        .acquire()
+        .await
+        .map_err(|_| ToolError::Failed("the command queue is closed".into()))?;
     let (reader, writer) =
         std::io::pipe().map_err(|e| ToolError::Failed(format!("cannot make a pipe: {e}")))?;
     let writer2 = writer
@@ -171,6 +188,8 @@ pub async fn run(
         .map_err(|e| ToolError::Failed(format!("cannot start the command: {e}")))?;
     // Our copies of the write end must close, or the read end never sees EOF.
     drop(cmd);
+    // A command is a child deputy started on purpose, not an orphan to kill.
+    let _known = child.id().map(crate::sandbox::reaper::Known::new);
     let guard = GroupGuard {
         pgid: child.id().map(|p| p as i32),
     };
@@ -179,7 +198,11 @@ pub async fn run(
         .map_err(|e| ToolError::Failed(format!("cannot read the command's output: {e}")))?;
     let mut out = Captured::new(limits);
     let mut buf = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::now() + timeout;
+    // Saturating: a timeout too far away to add waits as long as it can.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
     let mut status = None;
     let mut timed_out = false;
     let mut eof = false;
@@ -244,9 +267,16 @@ pub async fn run(
             }
         }
     }
-    // Leftovers in the group go, always.
+    // Leftovers in the group go, always; so do the processes that left it (in the cgroup, or
+    // adopted by deputy).
     guard.signal(libc::SIGKILL);
     drop(cgroup);
+    if reap {
+        let n = crate::sandbox::reaper::kill_orphans();
+        if n > 0 {
+            tracing::debug!("killed {n} processes the command left behind");
+        }
+    }
     let status = status.ok_or_else(|| ToolError::Failed("the command vanished".into()))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(Finished {

@@ -71,6 +71,16 @@ impl WsPath {
         self.0 == Path::new(".") || self.0.as_os_str().is_empty()
     }
 
+    /// The workspace root.
+    pub fn root() -> WsPath {
+        WsPath(PathBuf::from("."))
+    }
+
+    /// A path already relative to the root and free of `..` (from a walk).
+    pub(crate) fn from_rel_path(p: PathBuf) -> WsPath {
+        WsPath::from_rel(p)
+    }
+
     fn from_rel(p: PathBuf) -> WsPath {
         if p.as_os_str().is_empty() {
             WsPath(PathBuf::from("."))
@@ -290,6 +300,17 @@ impl Workspace {
             d = Dir::from_std_file(f.into_std());
         }
         Ok(d)
+    }
+
+    /// Open the directory at the real path `p` without following a link on the way.
+    pub fn open_dir(&self, p: &WsPath) -> Result<Dir, ToolError> {
+        let rel = if p.is_root() {
+            Path::new("")
+        } else {
+            p.as_path()
+        };
+        self.open_dir_nofollow(rel, false)
+            .map_err(|e| self.err(p, e))
     }
 
     /// Whether the path exists (following symlinks inside the workspace).

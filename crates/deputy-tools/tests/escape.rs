@@ -358,3 +358,246 @@ async fn bwrap_masks_env_files() {
     f.read_to_string(&mut s).unwrap();
     assert!(s.contains(SECRET), "the host file is untouched");
 }
+
+#[tokio::test]
+async fn env_files_at_any_depth_are_hidden_on_both_backends() {
+    for b in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(ws.join("sub/deeper")).unwrap();
+        for p in [".env", "sub/.env", "sub/deeper/.env.local"] {
+            std::fs::write(ws.join(p), format!("TOKEN={SECRET}\n")).unwrap();
+        }
+        std::fs::write(ws.join("sub/.env.example"), "TOKEN=\n").unwrap();
+        let sb = deputy_tools::Sandbox::new(
+            deputy_tools::SandboxPolicy {
+                force_backend: Some(b),
+                ..Default::default()
+            },
+            &ws,
+        )
+        .unwrap();
+        let p = sb
+            .command(
+                "cat .env sub/.env sub/deeper/.env.local sub/.env.example; grep -r TOKEN . ; true",
+            )
+            .unwrap();
+        let done = deputy_tools::process::run(p, Duration::from_secs(10), Default::default())
+            .await
+            .unwrap();
+        let text = done.output.full_text();
+        assert!(!text.contains(SECRET), "{b:?}: {text}");
+        assert!(
+            text.contains("TOKEN="),
+            "{b:?}: the example stays readable: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn host_unix_sockets_are_out_of_reach() {
+    use std::os::unix::net::UnixListener;
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        // A socket beside the workspace (as in /tmp, where ssh agents live), and in /run (where
+        // docker's and dbus's are), when the test may make one there.
+        let mut socks = vec![env.outside.join("agent.sock")];
+        let run_sock = std::path::PathBuf::from(format!(
+            "/run/deputy-test-{}-{b:?}.sock",
+            std::process::id()
+        ));
+        if std::fs::metadata("/run").is_ok_and(|m| !m.permissions().readonly()) {
+            socks.push(run_sock.clone());
+        }
+        let listeners: Vec<UnixListener> = socks
+            .iter()
+            .filter_map(|p| {
+                let _ = std::fs::remove_file(p);
+                UnixListener::bind(p).ok()
+            })
+            .collect();
+        assert!(!listeners.is_empty());
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+        }
+        for p in &socks {
+            let out = env
+                .bash(&format!(
+                    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{}'); s.send(b'hi'); print('connected')\"",
+                    p.display()
+                ))
+                .await;
+            assert!(
+                !out.content.contains("connected"),
+                "{b:?} {}: {}",
+                p.display(),
+                out.content
+            );
+        }
+        for l in &listeners {
+            assert!(l.accept().is_err(), "{b:?}: a host socket saw a connection");
+        }
+        let _ = std::fs::remove_file(&run_sock);
+    }
+}
+
+#[tokio::test]
+async fn io_uring_is_not_available_under_landlock() {
+    if !backends().contains(&Backend::Landlock) {
+        return;
+    }
+    let env = Env::new(Backend::Landlock, |_| {});
+    // io_uring_setup(8, params): a ring could create sockets the socket() filter never sees.
+    let out = env
+        .bash(
+            "python3 -c \"import ctypes, ctypes.util, os; libc = ctypes.CDLL(None, use_errno=True); p = ctypes.create_string_buffer(120); fd = libc.syscall(425, 8, p); print('ring', fd, os.strerror(ctypes.get_errno()))\"",
+        )
+        .await;
+    assert!(out.content.contains("ring -1"), "{}", out.content);
+    assert!(out.content.contains("not permitted"), "{}", out.content);
+}
+
+#[tokio::test]
+async fn processes_a_command_detaches_do_not_outlive_it() {
+    for b in backends() {
+        // With and without a cgroup to find them (without one, deputy adopts the orphans).
+        for no_cgroups in [false, true] {
+            let marker = format!(
+                "{}.{}",
+                800 + std::process::id() % 100,
+                u8::from(no_cgroups) + 1
+            );
+            let env = Env::new(b, |p| p.no_cgroups = no_cgroups);
+            let out = env
+                .bash(&format!(
+                    "setsid -f sleep {marker}; (setsid sleep {marker} &); nohup sleep {marker} >/dev/null 2>&1 & disown; echo started"
+                ))
+                .await;
+            assert!(out.content.contains("started"), "{b:?}: {}", out.content);
+            std::thread::sleep(Duration::from_millis(300));
+            let left = processes_with(&format!("sleep {marker}"));
+            assert!(
+                left.is_empty(),
+                "{b:?} (no cgroups: {no_cgroups}): left running: {left:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_address_space_limit_follows_the_machine() {
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    for b in backends() {
+        let env = Env::new(b, |_| {});
+        let out = env.bash("ulimit -v").await;
+        let limit: u64 = out.content.lines().next().unwrap().trim().parse().unwrap();
+        assert!(
+            limit <= mem_kb.max(4 * 1024 * 1024),
+            "{b:?}: {limit} KiB of address space on a {mem_kb} KiB machine"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_never_walk_out_through_a_swapped_directory() {
+    use deputy_tools::tools::{GlobTool, GrepTool, ListTool, ReadTool};
+    let Some(b) = backends().into_iter().next() else {
+        return;
+    };
+    let env = Env::new(b, |_| {});
+    std::fs::write(env.outside.join("host-secret.txt"), "HOST-SECRET-77\n").unwrap();
+    let ws = env.ws.clone();
+    let outside = env.outside.clone();
+    // Swap `d` (and `sub/d`) between a directory and a link to the outside, as fast as possible.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::fs::create_dir_all(ws.join("sub")).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for d in [ws.join("d"), ws.join("sub/d")] {
+                    let _ = std::fs::remove_file(&d);
+                    let _ = std::fs::create_dir(&d);
+                    let _ = std::fs::write(d.join("inside.txt"), "inside\n");
+                    let _ = std::fs::remove_file(d.join("inside.txt"));
+                    let _ = std::fs::remove_dir(&d);
+                    let _ = std::os::unix::fs::symlink(&outside, &d);
+                }
+            }
+        })
+    };
+    let mut looked = 0;
+    for _ in 0..300 {
+        for (tool, input) in [
+            (
+                &GrepTool as &dyn deputy_tools::Tool,
+                json!({"pattern": "HOST-SECRET"}),
+            ),
+            (&GrepTool, json!({"pattern": "HOST-SECRET", "path": "d"})),
+            (&ListTool, json!({"path": "d"})),
+            (&ListTool, json!({})),
+            (&GlobTool, json!({"pattern": "**/*.txt"})),
+            (&GlobTool, json!({"pattern": "*", "path": "sub/d"})),
+            (&ReadTool, json!({"path": "d/host-secret.txt"})),
+        ] {
+            let is_read = tool.name() == "read";
+            let out = env.tool(tool, input).await;
+            looked += 1;
+            // (read's errors repeat the path asked for; only its content counts.)
+            assert!(
+                !out.content.contains("HOST-SECRET-77")
+                    && (is_read || !out.content.contains("host-secret.txt")),
+                "a search walked out: {}",
+                out.content
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(looked, 2100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_a_few_commands_run_at_once_in_a_process() {
+    let Some(b) = backends().into_iter().next() else {
+        return;
+    };
+    let env = std::sync::Arc::new(Env::new(b, |_| {}));
+    // Each command records when it ran; 20 at once, from one process.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            env.bash(&format!(
+                "s=$(date +%s%N); sleep 0.3; e=$(date +%s%N); echo $s $e > slot-{i}.txt"
+            ))
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut spans: Vec<(u128, u128)> = (0..20)
+        .map(|i| {
+            let t = read(&env.ws.join(format!("slot-{i}.txt"))).unwrap();
+            let mut it = t.split_whitespace().map(|n| n.parse::<u128>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        })
+        .collect();
+    spans.sort();
+    let most = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(
+        most <= deputy_tools::process::MAX_CONCURRENT_COMMANDS,
+        "{most} commands ran at once"
+    );
+}

@@ -71,11 +71,38 @@ fn base_args(network: bool) -> Vec<String> {
     a
 }
 
+/// Directories that hold host unix sockets (docker, dbus, systemd, ssh and gpg agents, the
+/// user's runtime directory): each gets an empty private tmpfs, so no host socket is reachable
+/// by its path. (`/tmp` is private already.)
+const SOCKET_DIRS: &[&str] = &["/run", "/var/run", "/var/tmp"];
+
+/// Private tmpfs mounts over [`SOCKET_DIRS`] (a symlink among them, as `/var/run -> /run`
+/// usually is, is covered by its target), and the DNS configuration put back when it lives in
+/// `/run` and commands have the network.
+fn private_dirs(network: bool) -> Vec<String> {
+    let mut a = Vec::new();
+    for d in SOCKET_DIRS {
+        let is_dir = std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            a.extend(["--tmpfs".to_string(), (*d).to_string()]);
+        }
+    }
+    if network
+        && let Ok(target) = std::fs::canonicalize("/etc/resolv.conf")
+        && SOCKET_DIRS.iter().any(|d| target.starts_with(d))
+    {
+        let t = target.display().to_string();
+        a.extend(["--ro-bind".to_string(), t.clone(), t]);
+    }
+    a
+}
+
 /// The bwrap command for `script`.
 pub fn command(sb: &Sandbox, script: &str) -> tokio::process::Command {
     let bin = bwrap_path().unwrap_or_else(|| PathBuf::from("bwrap"));
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(base_args(sb.policy.network));
+    cmd.args(private_dirs(sb.policy.network));
     let root = sb.root.display().to_string();
     match sb.policy.mode {
         SandboxMode::WorkspaceWrite => cmd.args(["--bind", &root, &root]),

@@ -4,8 +4,9 @@
 //! exec, only drops capabilities, sets the parent-death signal, and applies both. Rules:
 //! directories listable everywhere; files readable and executable everywhere but the
 //! workspace's `.env` files; write in the workspace (not its protected paths) and a private
-//! `$TMPDIR` (and the `/dev` sinks); no TCP bind or connect; no sockets but unix ones (seccomp);
-//! no signals or ptrace to processes outside the sandbox (Landlock scopes).
+//! `$TMPDIR` (and the `/dev` sinks); no TCP bind or connect; no `socket()` at all without the
+//! network, and never a unix one (seccomp; `socketpair` stays); no io_uring; no signals or
+//! ptrace to processes outside the sandbox (Landlock scopes).
 //!
 //! Landlock grants are inherited by a whole directory tree and cannot be subtracted, so a
 //! protected entry is kept out by granting its siblings instead of its directory, on every level
@@ -133,11 +134,7 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
         }
     }
     created = created.no_new_privs(true);
-    let seccomp = if sb.policy.network {
-        None
-    } else {
-        Some(socket_filter().map_err(|e| err(&e))?)
-    };
+    let seccomp = Some(seccomp_filter(sb.policy.network).map_err(|e| err(&e))?);
     Ok(Setup {
         ruleset: Some(created),
         seccomp,
@@ -180,19 +177,35 @@ pub(crate) fn grant_except(
     out
 }
 
-/// seccomp: `socket()` fails with EPERM unless its domain is AF_UNIX.
-fn socket_filter() -> Result<BpfProgram, seccompiler::BackendError> {
+/// seccomp, failing with EPERM: `socket()` for unix sockets (a host socket reachable by its
+/// path — docker, dbus, an ssh agent — means root or credentials; Landlock cannot restrict
+/// connecting to one), every other `socket()` too without the network, and io_uring, whose
+/// operations (sockets among them) the `socket()` rule never sees. `socketpair()` stays: it
+/// reaches nothing outside.
+fn seccomp_filter(network: bool) -> Result<BpfProgram, seccompiler::BackendError> {
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|_| seccompiler::BackendError::InvalidTargetArch(std::env::consts::ARCH.into()))?;
-    let not_unix = SeccompRule::new(vec![SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::Ne,
-        libc::AF_UNIX as u64,
-    )?])?;
+    let socket_rules = if network {
+        vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::AF_UNIX as u64,
+        )?])?]
+    } else {
+        // Every domain.
+        Vec::new()
+    };
     let filter = SeccompFilter::new(
-        [(libc::SYS_socket, vec![not_unix])].into_iter().collect(),
+        [
+            (libc::SYS_socket, socket_rules),
+            (libc::SYS_io_uring_setup, Vec::new()),
+            (libc::SYS_io_uring_enter, Vec::new()),
+            (libc::SYS_io_uring_register, Vec::new()),
+        ]
+        .into_iter()
+        .collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,

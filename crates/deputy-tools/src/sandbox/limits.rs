@@ -13,9 +13,12 @@ pub struct ResourceLimits {
     pub processes: Option<u64>,
     /// Largest file a command may write, in bytes (default 4 GiB).
     pub file_size: Option<u64>,
-    /// Address space per process, in bytes (default 32 GiB: generous, because language runtimes
-    /// reserve far more virtual memory than they use).
+    /// Address space per process, in bytes (default: the machine's memory, at least 4 GiB and
+    /// at most 32 GiB: language runtimes reserve far more virtual memory than they use).
     pub address_space: Option<u64>,
+    /// Memory of the whole command, in bytes, where a memory cgroup can be made (default:
+    /// three quarters of the machine's memory).
+    pub memory: Option<u64>,
 }
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -34,8 +37,24 @@ impl ResourceLimits {
     }
 
     pub fn address_space(&self) -> u64 {
-        self.address_space.unwrap_or(32 * GIB)
+        self.address_space
+            .unwrap_or_else(|| physical_memory().clamp(4 * GIB, 32 * GIB))
     }
+
+    pub fn memory(&self) -> u64 {
+        self.memory.unwrap_or_else(|| physical_memory() / 4 * 3)
+    }
+}
+
+/// The machine's memory in bytes (0 when unknown).
+fn physical_memory() -> u64 {
+    // SAFETY: sysinfo is a plain C struct; all zeroes is a valid value, filled by the call.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: sysinfo fills a struct we own.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    (info.totalram as u64).saturating_mul(u64::from(info.mem_unit))
 }
 
 /// The RLIMIT_NPROC to set: it counts every process of the user, not only the command's, so

@@ -21,6 +21,7 @@ mod bwrap;
 mod cgroup;
 mod landlock;
 mod limits;
+pub mod reaper;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -101,6 +102,9 @@ pub struct SandboxPolicy {
     pub limits: ResourceLimits,
     /// Use this backend or fail (also settable with `DEPUTY_SANDBOX_BACKEND`).
     pub force_backend: Option<Backend>,
+    /// Do not make a cgroup per command even where deputy could (diagnosis, tests: what a
+    /// command leaves behind is then caught by deputy adopting the orphans).
+    pub no_cgroups: bool,
 }
 
 impl SandboxMode {
@@ -148,8 +152,10 @@ impl SandboxPolicy {
                 processes: min(self.limits.processes, ceiling.limits.processes),
                 file_size: min(self.limits.file_size, ceiling.limits.file_size),
                 address_space: min(self.limits.address_space, ceiling.limits.address_space),
+                memory: min(self.limits.memory, ceiling.limits.memory),
             },
             force_backend: ceiling.force_backend.or(self.force_backend),
+            no_cgroups: self.no_cgroups || ceiling.no_cgroups,
         }
     }
 }
@@ -384,11 +390,23 @@ impl Sandbox {
     /// A command that runs `script` with `bash -c` under this sandbox, cwd = the workspace,
     /// stdin closed. The caller attaches stdout/stderr and spawns it.
     pub fn command(&self, script: &str) -> Result<Prepared, ToolError> {
-        let cgroup = if is_root() && self.backend != Backend::None {
-            cgroup::PidsCgroup::create(self.policy.limits.processes_or_default())
+        let cgroup = if self.backend != Backend::None
+            && !self.policy.no_cgroups
+            && probe().pids_cgroup.is_ok()
+        {
+            cgroup::CommandCgroup::create(
+                self.policy.limits.processes_or_default(),
+                self.policy.limits.memory(),
+            )
         } else {
             None
         };
+        // No cgroup to find what a command leaves behind: deputy adopts the orphans instead
+        // (bwrap needs neither: its pid namespace dies with the command).
+        let reap = cgroup.is_none() && self.backend == Backend::Landlock;
+        if reap {
+            reaper::become_subreaper();
+        }
         let mut cmd = match self.backend {
             Backend::Bwrap => bwrap::command(self, script),
             Backend::Landlock | Backend::None => {
@@ -405,7 +423,7 @@ impl Sandbox {
         cmd.stdin(std::process::Stdio::null());
         cmd.kill_on_drop(true);
         let limits = self.rlimits.clone();
-        let cgroup_fd = cgroup.as_ref().and_then(|c| c.procs_fd());
+        let cgroup_fds = cgroup.as_ref().map(|c| c.procs_fds()).unwrap_or_default();
         let landlock_setup = match self.backend {
             Backend::Landlock => Some(landlock::prepare(self)?),
             _ => None,
@@ -422,9 +440,7 @@ impl Sandbox {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if let Some(fd) = cgroup_fd {
-                    cgroup::join(fd)?;
-                }
+                cgroup::join(&cgroup_fds)?;
                 if apply_limits {
                     limits::apply(&limits)?;
                 }
@@ -434,7 +450,7 @@ impl Sandbox {
                 Ok(())
             });
         }
-        Ok(Prepared { cmd, cgroup })
+        Ok(Prepared { cmd, cgroup, reap })
     }
 
     /// The protected paths kept read-only and the `.env` files hidden (for `sandbox check`).
@@ -478,10 +494,12 @@ impl Sandbox {
 /// A sandboxed command ready to spawn, with the cgroup that must outlive it.
 pub struct Prepared {
     pub cmd: tokio::process::Command,
-    pub cgroup: Option<cgroup::PidsCgroup>,
+    pub cgroup: Option<cgroup::CommandCgroup>,
+    /// Kill the orphans deputy adopted when the command is over (no cgroup to find them).
+    pub reap: bool,
 }
 
-pub use cgroup::PidsCgroup;
+pub use cgroup::{CommandCgroup, PidsCgroup};
 
 /// Environment names whose values are secrets; never passed to commands, even if allowed.
 pub fn is_secret_name(name: &str) -> bool {

@@ -5,8 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
-    strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, strict_schema,
 };
 use crate::error::ToolError;
 
@@ -56,21 +55,6 @@ impl Tool for GlobTool {
     }
 }
 
-/// A walker over `base` that honours .gitignore (in or out of a git repository), shows hidden
-/// files, never enters `.git`, and does not follow symlinks.
-pub(crate) fn walker(base: &std::path::Path) -> ignore::WalkBuilder {
-    let mut w = ignore::WalkBuilder::new(base);
-    w.hidden(false)
-        .git_ignore(true)
-        .git_global(false)
-        .git_exclude(true)
-        .require_git(false)
-        .parents(true)
-        .follow_links(false)
-        .filter_entry(|e| e.file_name() != ".git");
-    w
-}
-
 fn glob(ctx: &ToolContext, input: &GlobInput, access: &Access) -> Result<ToolOutput, ToolError> {
     let base = access_path(access)?.clone();
     if !ctx.workspace.is_dir(&base) {
@@ -86,33 +70,27 @@ fn glob(ctx: &ToolContext, input: &GlobInput, access: &Access) -> Result<ToolOut
         .build()
         .map_err(|e| ToolError::InvalidInput(format!("invalid glob pattern `{pattern}`: {e}")))?
         .compile_matcher();
-    let host_base = ctx.workspace.host_path(&base);
     let mut found = Vec::new();
-    for entry in walker(&host_base).build().flatten() {
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
-            continue;
+    crate::walk::walk(&ctx.workspace, &base, |e| {
+        if e.kind != crate::walk::Kind::File {
+            return true;
         }
-        let rel_to_base = entry
-            .path()
-            .strip_prefix(&host_base)
-            .unwrap_or(entry.path());
+        let rel_to_base = e
+            .path
+            .as_path()
+            .strip_prefix(base.as_path())
+            .unwrap_or(e.path.as_path());
         let hit = if by_name {
-            entry
-                .path()
-                .file_name()
-                .is_some_and(|n| matcher.is_match(n))
+            matcher.is_match(e.name)
         } else {
             matcher.is_match(rel_to_base)
         };
-        if !hit {
-            continue;
-        }
-        if let Some(rel) = rel_display(ctx, entry.path())
-            && ctx.may_read(&rel)
-        {
+        let rel = e.path.display();
+        if hit && ctx.may_read(&rel) {
             found.push(rel);
         }
-    }
+        true
+    })?;
     found.sort();
     let total = found.len();
     found.truncate(MAX_RESULTS);

@@ -7,10 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::glob::walker;
 use super::{
-    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
-    strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, strict_schema,
 };
 use crate::error::ToolError;
 
@@ -86,31 +84,24 @@ fn grep(ctx: &ToolContext, input: &GrepInput, access: &Access) -> Result<ToolOut
         .binary_detection(BinaryDetection::quit(0))
         .line_number(true)
         .build();
-    let host_base = ctx.workspace.host_path(&base);
-    let mut files: Vec<std::path::PathBuf> = walker(&host_base)
-        .build()
-        .flatten()
-        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-        .map(|e| e.into_path())
-        .filter(|p| {
-            include
-                .as_ref()
-                .is_none_or(|m| p.file_name().is_some_and(|n| m.is_match(n)))
-        })
-        .collect();
-    files.sort();
     let mut lines = Vec::new();
     let mut total = 0usize;
     let mut files_with = 0usize;
-    for file in files {
-        let Some(rel) = rel_display(ctx, &file) else {
-            continue;
-        };
-        if !ctx.may_read(&rel) {
-            continue;
+    crate::walk::walk(&ctx.workspace, &base, |e| {
+        if e.kind != crate::walk::Kind::File || !include.as_ref().is_none_or(|m| m.is_match(e.name))
+        {
+            return true;
         }
+        let rel = e.path.display();
+        if !ctx.may_read(&rel) {
+            return true;
+        }
+        // Opened from its directory's handle, without following a link.
+        let Some(file) = e.open_file() else {
+            return true;
+        };
         let mut hits = 0;
-        let _ = searcher.search_path(
+        let _ = searcher.search_file(
             &matcher,
             &file,
             UTF8(|n, line| {
@@ -131,7 +122,8 @@ fn grep(ctx: &ToolContext, input: &GrepInput, access: &Access) -> Result<ToolOut
         if hits > 0 {
             files_with += 1;
         }
-    }
+        true
+    })?;
     let mut content = if lines.is_empty() {
         format!("No matches for `{}`.", input.pattern)
     } else {

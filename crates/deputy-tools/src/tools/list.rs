@@ -6,10 +6,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::glob::walker;
 use super::{
-    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, rel_display,
-    strict_schema,
+    Access, Prepared, Tool, ToolContext, ToolOutput, access_path, prepare_file, strict_schema,
 };
 use crate::error::ToolError;
 
@@ -74,36 +72,26 @@ fn list(ctx: &ToolContext, _input: &ListInput, access: &Access) -> Result<ToolOu
             path: base.display(),
         });
     }
-    let host_base = ctx.workspace.host_path(&base);
     let mut root = Node {
         is_dir: true,
         ..Node::default()
     };
     let mut count = 0usize;
     let mut total = 0usize;
-    for entry in walker(&host_base)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .build()
-        .flatten()
-    {
-        if entry.depth() == 0 {
-            continue;
-        }
+    crate::walk::walk(&ctx.workspace, &base, |e| {
         total += 1;
         if count >= MAX_ENTRIES {
-            continue;
+            return true;
         }
-        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        if !is_dir
-            && let Some(rel) = rel_display(ctx, entry.path())
-            && !ctx.may_read(&rel)
-        {
-            continue;
+        let is_dir = e.kind == crate::walk::Kind::Dir;
+        if !is_dir && !ctx.may_read(&e.path.display()) {
+            return true;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(&host_base)
-            .unwrap_or(entry.path());
+        let rel = e
+            .path
+            .as_path()
+            .strip_prefix(base.as_path())
+            .unwrap_or(e.path.as_path());
         let mut node = &mut root;
         for part in rel.components() {
             node = node
@@ -113,7 +101,8 @@ fn list(ctx: &ToolContext, _input: &ListInput, access: &Access) -> Result<ToolOu
         }
         node.is_dir = is_dir;
         count += 1;
-    }
+        true
+    })?;
     let mut out = format!(
         "{}/\n",
         if base.is_root() {

@@ -11,7 +11,6 @@ mod list;
 mod read;
 mod write;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -400,11 +399,6 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}\n[… {} more bytes]", &s[..end], s.len() - end)
-}
-
-/// The workspace-relative display of a host path.
-pub(crate) fn rel_display(ctx: &ToolContext, host: &Path) -> Option<String> {
-    ctx.workspace.from_host(host).map(|p| p.display())
 }
 
 #[cfg(test)]
