@@ -647,83 +647,26 @@ impl Ctx<'_> {
     }
 
     fn permission(&mut self, v: &Spanned<Value>, key: &str) -> Option<Vec<PermissionRule>> {
-        let action = |val: &Value| match val {
-            Value::String(s) => Action::parse(s),
-            Value::Bool(true) => Some(Action::Allow),
-            Value::Bool(false) => Some(Action::Deny),
-            _ => None,
-        };
-        match &v.value {
-            Value::Null => None,
-            Value::String(_) | Value::Bool(_) => match action(&v.value) {
-                Some(a) => Some(vec![PermissionRule::new("*", "*", a)]),
-                None => {
-                    self.error_at(
+        if v.value.is_null() {
+            return None;
+        }
+        let (rules, errors) = crate::permission::parse_permission(&v.value);
+        for e in errors {
+            self.error_at(v, key, e);
+        }
+        if let Value::Object(map) = &v.value {
+            for tool in map.keys() {
+                let name = canonical_tool_name(tool);
+                if tool.trim() != "*" && !is_builtin_tool(&name) {
+                    self.note_at(
                         v,
-                        key,
-                        format!("must be allow, ask or deny, found {}", show(&v.value)),
+                        Severity::Note,
+                        format!("permission for `{tool}`: deputy has no such tool; the rule is kept but never matches"),
                     );
-                    None
                 }
-            },
-            Value::Object(map) => {
-                let mut rules = Vec::new();
-                for (tool, val) in map {
-                    let tool_name = if tool.trim() == "*" {
-                        "*".to_string()
-                    } else {
-                        canonical_tool_name(tool)
-                    };
-                    match val {
-                        Value::Object(patterns) => {
-                            for (pattern, a) in patterns {
-                                match action(a) {
-                                    Some(a) => rules.push(PermissionRule::new(&tool_name, pattern, a)),
-                                    None => self.error_at(
-                                        v,
-                                        key,
-                                        format!(
-                                            "`{tool}` pattern `{pattern}` must be allow, ask or deny, found {}",
-                                            show(a)
-                                        ),
-                                    ),
-                                }
-                            }
-                        }
-                        other => match action(other) {
-                            Some(a) => rules.push(PermissionRule::new(&tool_name, "*", a)),
-                            None => self.error_at(
-                                v,
-                                key,
-                                format!(
-                                    "`{tool}` must be allow, ask, deny or a map of pattern to action, found {}",
-                                    show(other)
-                                ),
-                            ),
-                        },
-                    }
-                    if tool_name != "*" && !is_builtin_tool(&tool_name) {
-                        self.note_at(
-                            v,
-                            Severity::Note,
-                            format!("permission for `{tool}`: deputy has no such tool; the rule is kept but never matches"),
-                        );
-                    }
-                }
-                Some(rules)
-            }
-            other => {
-                self.error_at(
-                    v,
-                    key,
-                    format!(
-                        "must be an action or a map of tool to action, found {}",
-                        kind(other)
-                    ),
-                );
-                None
             }
         }
+        (!v.value.is_array() && !v.value.is_number()).then_some(rules)
     }
 
     fn prompt(&mut self, v: &Spanned<Value>, spec: &mut AgentSpec, opts: &LoadOptions) {

@@ -70,6 +70,71 @@ impl PermissionRule {
     }
 }
 
+/// Read opencode's `permission` shape — one action, or a map of tool to an action or to a map
+/// of pattern to action — into rules in file order. This one reader serves agent files and
+/// `[permission]` in config alike. `Err` lists every value that is not an action, each with
+/// the place it is at (`bash`, `bash."git *"`); the rules that were fine are still returned.
+pub fn parse_permission(v: &serde_json::Value) -> (Vec<PermissionRule>, Vec<String>) {
+    use serde_json::Value;
+    let action = |val: &Value| match val {
+        Value::String(s) => Action::parse(s),
+        Value::Bool(true) => Some(Action::Allow),
+        Value::Bool(false) => Some(Action::Deny),
+        _ => None,
+    };
+    let show = |v: &Value| match v {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    };
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    match v {
+        Value::Null => {}
+        Value::String(_) | Value::Bool(_) => match action(v) {
+            Some(a) => rules.push(PermissionRule::new("*", "*", a)),
+            None => errors.push(format!("must be allow, ask or deny, found {}", show(v))),
+        },
+        Value::Object(map) => {
+            for (tool, val) in map {
+                let tool_name = if tool.trim() == "*" {
+                    "*".to_string()
+                } else {
+                    crate::tools::canonical_tool_name(tool)
+                };
+                match val {
+                    Value::Object(patterns) => {
+                        for (pattern, a) in patterns {
+                            match action(a) {
+                                Some(a) => rules.push(PermissionRule::new(&tool_name, pattern, a)),
+                                None => errors.push(format!(
+                                    "`{tool}` pattern `{pattern}` must be allow, ask or deny, found {}",
+                                    show(a)
+                                )),
+                            }
+                        }
+                    }
+                    other => match action(other) {
+                        Some(a) => rules.push(PermissionRule::new(&tool_name, "*", a)),
+                        None => errors.push(format!(
+                            "`{tool}` must be allow, ask, deny or a map of pattern to action, found {}",
+                            show(other)
+                        )),
+                    },
+                }
+            }
+        }
+        other => errors.push(format!(
+            "must be an action or a map of tool to action, found {}",
+            match other {
+                Value::Array(_) => "a list",
+                Value::Number(_) => "a number",
+                _ => "something else",
+            }
+        )),
+    }
+    (rules, errors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -363,41 +363,24 @@ impl Factory {
     }
 }
 
-/// Rules from opencode's shape: `{tool: action}` or `{tool: {pattern: action}}`, or one action.
+/// Rules from opencode's shape (`{tool: action}`, `{tool: {pattern: action}}`, or one
+/// action), read by the same reader as agent files' `permission`.
 pub fn parse_rules(v: &Value, origin: Origin) -> Result<Vec<Rule>, String> {
-    let action = |x: &Value, at: &str| {
-        x.as_str()
-            .and_then(Action::parse)
-            .ok_or_else(|| format!("{at}: expected allow, ask or deny, found {x}"))
-    };
-    match v {
-        Value::String(_) => Ok(vec![Rule::new("*", "*", action(v, "permission")?, origin)]),
-        Value::Object(map) => {
-            let mut rules = Vec::new();
-            for (tool, val) in map {
-                let tool_name = if tool == "*" {
-                    "*".to_string()
-                } else {
-                    deputy_agent::canonical_tool_name(tool)
-                };
-                match val {
-                    Value::Object(patterns) => {
-                        for (pattern, a) in patterns {
-                            rules.push(Rule::new(
-                                &tool_name,
-                                pattern,
-                                action(a, &format!("{tool}.{pattern}"))?,
-                                origin,
-                            ));
-                        }
-                    }
-                    other => rules.push(Rule::new(&tool_name, "*", action(other, tool)?, origin)),
-                }
-            }
-            Ok(rules)
-        }
-        other => Err(format!("expected an action or a table, found {other}")),
+    let (rules, errors) = deputy_agent::parse_permission(v);
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
     }
+    Ok(rules
+        .iter()
+        .map(|r| {
+            Rule::new(
+                &r.tool,
+                &r.pattern,
+                crate::toolbox::action(r.action),
+                origin,
+            )
+        })
+        .collect())
 }
 
 /// A rule from a flag: `TOOL`, or `TOOL:PATTERN` (`bash:git push*`, `edit:src/**`).

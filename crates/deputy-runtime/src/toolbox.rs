@@ -25,6 +25,15 @@ pub struct Toolbox {
     policy: SandboxPolicy,
 }
 
+/// An agent file's action in deputy-tools' terms (the one place the two meet).
+pub(crate) fn action(a: AgentAction) -> Action {
+    match a {
+        AgentAction::Allow => Action::Allow,
+        AgentAction::Ask => Action::Ask,
+        AgentAction::Deny => Action::Deny,
+    }
+}
+
 /// The agent's permission rules in deputy-tools' terms, with the origin its file earns: an agent
 /// file from an untrusted workspace cannot open protected paths.
 pub fn agent_rules(agent: &AgentSpec, trusted: bool) -> Vec<Rule> {
@@ -36,14 +45,7 @@ pub fn agent_rules(agent: &AgentSpec, trusted: bool) -> Vec<Rule> {
     agent
         .permission
         .iter()
-        .map(|r| {
-            let action = match r.action {
-                AgentAction::Allow => Action::Allow,
-                AgentAction::Ask => Action::Ask,
-                AgentAction::Deny => Action::Deny,
-            };
-            Rule::new(&r.tool, &r.pattern, action, origin)
-        })
+        .map(|r| Rule::new(&r.tool, &r.pattern, action(r.action), origin))
         .collect()
 }
 

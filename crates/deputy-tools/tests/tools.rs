@@ -219,3 +219,47 @@ async fn bash_basics() {
         assert!(out.content.starts_with(b.as_str()), "{}", out.content);
     }
 }
+
+#[tokio::test]
+async fn the_rules_see_what_the_call_will_touch() {
+    use deputy_tools::tools::BashTool;
+    use deputy_tools::{Access, Tool};
+    let e = env();
+    std::fs::create_dir_all(e.ws.join("secret")).unwrap();
+    std::fs::write(e.ws.join(".env"), "K=v\n").unwrap();
+    std::os::unix::fs::symlink(".env", e.ws.join("notes.md")).unwrap();
+    let subject = |tool: &dyn Tool, input: serde_json::Value| {
+        tool.prepare(input, &e.ctx).unwrap().access.subject()
+    };
+    // Every alias of a field, and arguments sent as a JSON string, give the same subject.
+    assert_eq!(
+        subject(&BashTool, json!({"script": "rm -rf x"})),
+        "rm -rf x"
+    );
+    assert_eq!(subject(&BashTool, json!({"cmd": "rm -rf x"})), "rm -rf x");
+    assert_eq!(
+        subject(&BashTool, json!("{\"command\": \"rm -rf x\"}")),
+        "rm -rf x"
+    );
+    for tool in [&GrepTool as &dyn Tool, &GlobTool] {
+        for key in ["path", "dir", "directory"] {
+            let mut input = json!({"pattern": "x"});
+            input[key] = json!("secret");
+            assert_eq!(subject(tool, input), "secret", "{} {key}", tool.name());
+        }
+    }
+    assert_eq!(subject(&ListTool, json!({"directory": "secret"})), "secret");
+    // A link is judged by where it leads.
+    let p = ReadTool
+        .prepare(json!({"path": "notes.md"}), &e.ctx)
+        .unwrap();
+    assert_eq!(
+        p.access,
+        Access::Read(e.ctx.workspace.resolve(".env").unwrap())
+    );
+    let perms = Permissions::new(vec![]);
+    assert!(matches!(
+        perms.decide_access("read", &p.access),
+        deputy_tools::Decision::Deny { .. }
+    ));
+}
