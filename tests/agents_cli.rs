@@ -144,3 +144,21 @@ fn validates_the_whole_corpus() {
         "{err}"
     );
 }
+
+/// The same check on the project's own fixtures, which a clone without the corpus has.
+#[test]
+fn validates_the_fixture_agents() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/deputy-agent/tests/fixtures/agents");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = deputy(
+        tmp.path(),
+        &["agents", "validate", fixtures.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("checked 7 files: 5 ok, 1 with warnings, 0 invalid, 1 skipped"),
+        "{err}"
+    );
+}

@@ -6,33 +6,28 @@
 //! so a regression in either direction fails.
 //!
 //! Without the corpus (a clean clone) each test prints a SKIP line, or fails where outside
-//! things are required (CI); `tests/fixtures.rs` covers the same quirks with files of our own.
+//! things are required (CI); `tests/fixtures.rs` covers the same quirks with files of our own
+//! (`tests/fixtures/agents/`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../tests/support/outside.rs"]
 mod outside;
 
+mod shapes;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use deputy_agent::{AgentError, AgentSpec, LoadOptions, Loaded, Severity, parse_with};
+use deputy_agent::{Loaded, Severity};
+use shapes::{Outcome, assert_line_endings_do_not_matter, files_in_groups, load, outcome, spec_of};
 
 fn corpus_root() -> Option<PathBuf> {
     outside::corpus()
 }
 
 fn corpus_files(root: &Path) -> Vec<PathBuf> {
-    let root = root.join("agents");
-    let mut files = Vec::new();
-    for dir in std::fs::read_dir(&root).unwrap() {
-        let dir = dir.unwrap().path();
-        for f in std::fs::read_dir(&dir).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
-    files.sort();
-    files
+    files_in_groups(&root.join("agents"))
 }
 
 fn rel(path: &Path) -> String {
@@ -40,40 +35,6 @@ fn rel(path: &Path) -> String {
     match s.find("/agents/") {
         Some(i) => s[i + 8..].to_string(),
         None => s,
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Clone, PartialOrd, Ord)]
-enum Outcome {
-    Clean,
-    /// Loaded through the lenient path (unquoted `: `), with a warning.
-    Lenient,
-    /// No frontmatter: discovery skips it.
-    NoFrontmatter,
-    /// A precise error.
-    Error(String),
-}
-
-fn load(text: &str, path: &Path) -> Result<Loaded, AgentError> {
-    parse_with(text, path, &LoadOptions::default())
-}
-
-fn outcome(result: &Result<Loaded, AgentError>) -> Outcome {
-    match result {
-        Ok(Loaded::NoFrontmatter) => Outcome::NoFrontmatter,
-        Ok(Loaded::Agent(spec)) => {
-            let warnings: Vec<_> = spec.warnings().collect();
-            if warnings.is_empty() {
-                Outcome::Clean
-            } else {
-                assert!(
-                    warnings.iter().all(|w| w.message.contains("unquoted `: `")),
-                    "unexpected warning: {warnings:?}"
-                );
-                Outcome::Lenient
-            }
-        }
-        Err(e) => Outcome::Error(e.to_string()),
     }
 }
 
@@ -158,34 +119,11 @@ fn every_corpus_file_loads_or_fails_precisely() {
     assert!(total >= 400, "the corpus shrank to {total} files");
 }
 
-fn spec_of(text: &str, path: &Path) -> Option<AgentSpec> {
-    match load(text, path) {
-        Ok(Loaded::Agent(s)) => Some(*s),
-        _ => None,
-    }
-}
-
 #[test]
 fn crlf_and_bom_give_identical_specs() {
     let Some(root) = corpus_root() else { return };
     for path in corpus_files(&root) {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lf = load(&text, &path);
-        let crlf_text = text.replace('\n', "\r\n");
-        let bom_text = format!("\u{feff}{crlf_text}");
-        for (label, variant) in [
-            ("CRLF", crlf_text.as_str()),
-            ("BOM+CRLF", bom_text.as_str()),
-        ] {
-            let other = load(variant, &path);
-            assert_eq!(outcome(&lf), outcome(&other), "{label} {}", rel(&path));
-            assert_eq!(
-                spec_of(&text, &path),
-                spec_of(variant, &path),
-                "{label} {}",
-                rel(&path)
-            );
-        }
+        assert_line_endings_do_not_matter(&path, &rel(&path));
     }
 }
 
