@@ -28,6 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Directory of agent files, searched before ./agents, ./.deputy/agents, ./.opencode/agent(s),
     /// ./.claude/agents and ~/.config/deputy/agents (repeatable)
@@ -72,13 +73,14 @@ pub enum Command {
     Review(ReviewArgs),
     /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
     Mcp(McpArgs),
-    /// List and show journaled sessions
+    /// List, show and prune journaled sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
     /// List, show and validate agent files
     #[command(subcommand)]
     Agents(AgentsCommand),
     /// Run the scripted mock model server (deputy-mockllm) for demos and tests
+    #[cfg(feature = "mock-server")]
     MockServer(MockServerArgs),
     /// Inspect the bash sandbox
     #[command(subcommand)]
@@ -89,6 +91,19 @@ pub enum Command {
         after_help = "What a workspace brings (.deputy/config.toml, .env, agent files) may come from a cloned repository or an earlier agent. Until you trust the project, its config can only tighten (no sandbox off, no network, no other model server, no wider permissions), its .env is not loaded, and its agent files cannot unlock protected paths.\nExamples:\n  deputy trust            # the current directory\n  deputy trust ~/src/app\n  deputy trust --list\n  deputy trust --revoke ~/src/app"
     )]
     Trust(TrustArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell)
+    #[command(
+        after_help = "Examples:\n  deputy completions bash > ~/.local/share/bash-completion/completions/deputy\n  deputy completions zsh > \"${fpath[1]}/_deputy\"\n  deputy completions fish > ~/.config/fish/completions/deputy.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `deputy man | man -l -`
+    Man,
+    /// Print deputy's version
+    Version,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +128,7 @@ pub enum SandboxCommand {
     },
 }
 
+#[cfg(feature = "mock-server")]
 #[derive(Debug, Args)]
 pub struct MockServerArgs {
     /// Script to play (YAML or JSON) [default: answer every request with "ok"]
@@ -171,7 +187,7 @@ pub struct SessionArgs {
     #[arg(long, value_name = "P")]
     pub top_p: Option<f64>,
     /// Most model turns [default: the agent's steps, else 50]
-    #[arg(long, value_name = "N")]
+    #[arg(long, visible_alias = "max-turns", value_name = "N")]
     pub max_steps: Option<u32>,
     /// Wall-clock limit, e.g. 90s, 10m, 1h (a bare number is seconds)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -203,6 +219,19 @@ pub struct SessionArgs {
     /// Do not write a journal (the session cannot be resumed)
     #[arg(long)]
     pub ephemeral: bool,
+    /// When a limit stops the session, end at once instead of asking the model for a summary
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Text added to the end of the agent's system prompt
+    #[arg(long, value_name = "TEXT")]
+    pub append_system_prompt: Option<String>,
+    /// Claude Code's rule syntax, allowed: `Bash(git status:*)`, `Read`, `Edit(src/**)`
+    /// (several in one value, comma- or space-separated; repeatable)
+    #[arg(long, value_name = "RULES")]
+    pub allowed_tools: Vec<String>,
+    /// Claude Code's rule syntax, denied: `Bash(rm:*)`, `WebFetch` (a bare tool is not offered)
+    #[arg(long, value_name = "RULES")]
+    pub disallowed_tools: Vec<String>,
     /// --allow, --ask and --deny in the order they were given (filled after parsing: the last
     /// matching rule wins, so the order matters).
     #[arg(skip)]
@@ -213,10 +242,12 @@ pub struct SessionArgs {
 pub fn rules_in_order(sub: &clap::ArgMatches) -> Vec<(deputy_tools::Action, String)> {
     use deputy_tools::Action;
     let mut all: Vec<(usize, Action, String)> = Vec::new();
-    for (id, action) in [
-        ("allow", Action::Allow),
-        ("ask", Action::Ask),
-        ("deny", Action::Deny),
+    for (id, action, claude) in [
+        ("allow", Action::Allow, false),
+        ("ask", Action::Ask, false),
+        ("deny", Action::Deny, false),
+        ("allowed_tools", Action::Allow, true),
+        ("disallowed_tools", Action::Deny, true),
     ] {
         let (Ok(Some(indices)), Ok(Some(values))) = (
             sub.try_get_raw(id).map(|_| sub.indices_of(id)),
@@ -225,14 +256,70 @@ pub fn rules_in_order(sub: &clap::ArgMatches) -> Vec<(deputy_tools::Action, Stri
             continue;
         };
         for (i, v) in indices.zip(values) {
-            all.push((i, action, v.clone()));
+            if claude {
+                for spec in claude_rules(v) {
+                    all.push((i, action, spec));
+                }
+            } else {
+                all.push((i, action, v.clone()));
+            }
         }
     }
     all.sort_by_key(|(i, _, _)| *i);
     all.into_iter().map(|(_, a, v)| (a, v)).collect()
 }
 
+/// Claude Code's `--allowedTools` syntax as deputy's `TOOL:PATTERN` rules: `Bash(git status:*)`
+/// is `Bash:git status *` (a prefix), `Edit(src/**)` is `Edit:src/**`, a bare `Read` is `Read`;
+/// several may be separated by spaces.
+pub fn claude_rules(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in list.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if (c == ' ' || c == ',') && depth == 0 {
+            if !cur.trim().is_empty() {
+                out.push(cur.trim().to_string());
+            }
+            cur.clear();
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out.into_iter()
+        .map(|item| match item.split_once('(') {
+            Some((tool, rest)) => {
+                let pattern = rest.strip_suffix(')').unwrap_or(rest);
+                let pattern = match pattern.strip_suffix(":*") {
+                    Some(prefix) => format!("{prefix} *"),
+                    None => pattern.to_string(),
+                };
+                format!("{}:{pattern}", tool.trim())
+            }
+            None => item,
+        })
+        .collect()
+}
+
 impl Command {
+    /// Whether `-q` asked for nothing but the result (warnings included).
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Run(a) => a.quiet,
+            Command::Resume(a) => a.quiet,
+            Command::Review(a) => a.quiet,
+            _ => false,
+        }
+    }
+
     /// The session flags of commands that run sessions.
     pub fn session_mut(&mut self) -> Option<&mut SessionArgs> {
         match self {
@@ -268,6 +355,7 @@ pub struct RunArgs {
     /// Attach a file to the prompt (repeatable)
     #[arg(short, long, value_name = "PATH")]
     pub file: Vec<std::path::PathBuf>,
+    /// How to print the outcome
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output_format: OutputFormat,
     /// The final answer must be JSON valid against this JSON Schema file
@@ -279,21 +367,27 @@ pub struct RunArgs {
     /// Show progress on stderr even when it is not a terminal, with the model's text as it streams
     #[arg(short, long)]
     pub verbose: bool,
+    /// Continue the last session of this workspace with PROMPT (as `deputy resume last`)
+    #[arg(short = 'c', long = "continue")]
+    pub continue_last: bool,
     #[command(flatten)]
     pub session: SessionArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Session id, a unique prefix of one, or `last`
+    /// Session id, a unique prefix of one, or `last` (the last session of this workspace)
     pub id: String,
     /// More instructions (default: continue where it stopped)
     #[arg(value_name = "PROMPT")]
     pub prompt: Vec<String>,
+    /// How to print the outcome
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output_format: OutputFormat,
+    /// Print nothing but the result
     #[arg(short, long)]
     pub quiet: bool,
+    /// Show progress on stderr even when it is not a terminal, with the model's text as it streams
     #[arg(short, long)]
     pub verbose: bool,
     #[command(flatten)]
@@ -302,13 +396,23 @@ pub struct ResumeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
-    /// List sessions, newest first
+    /// List the sessions of this workspace, newest first
     List {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
-        /// Also list subagent sessions
+        /// Every workspace's sessions, and subagent sessions
         #[arg(long)]
         all: bool,
+    },
+    /// Delete journals of finished sessions older than a duration (e.g. 30d)
+    Prune {
+        /// Age, e.g. 30d, 12h
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Say what would be deleted, delete nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show a session's events
     Show {
@@ -318,6 +422,18 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// An age: `30d`, `12h`, `90m`, or seconds.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let secs = match t.strip_suffix('d') {
+        Some(d) => d.trim().parse::<f64>().ok().map(|d| d * 86_400.0),
+        None => deputy_agent::parse_duration_secs(t),
+    };
+    secs.filter(|s| s.is_finite() && *s > 0.0 && *s < 1e10)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{t}` is not an age; use e.g. 30d, 12h or 90m"))
 }
 
 /// `90`, `90s`, `1500ms`, `10m`, `1h` (the same syntax as `timeout` in agent files).
@@ -350,18 +466,25 @@ pub struct ChatArgs {
     /// The agent to talk to [default: general]
     #[arg(short, long, value_name = "AGENT")]
     pub agent: Option<String>,
-    /// Continue a session (id, unique prefix, or `last`)
+    /// Continue a session (id, unique prefix, or `last`: the last of this workspace)
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+    /// Continue the last session of this workspace
+    #[arg(short = 'c', long = "continue", conflicts_with = "resume")]
+    pub continue_last: bool,
     #[command(flatten)]
     pub session: SessionArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReviewFormat {
+    /// A comment for a pull request
     Markdown,
+    /// The findings as a JSON array
     Json,
+    /// SARIF 2.1.0, for code scanning
     Sarif,
+    /// GitHub workflow annotations (`::error file=…`)
     Github,
 }
 
@@ -379,6 +502,7 @@ pub struct ReviewArgs {
     /// The reviewing agent [default: code-reviewer]
     #[arg(short, long, value_name = "AGENT")]
     pub agent: Option<String>,
+    /// The report's format
     #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
     pub format: ReviewFormat,
     /// Exit 4 when a finding is at or above this severity: low, medium, high, critical
@@ -390,10 +514,66 @@ pub struct ReviewArgs {
     /// Most diff sent to the model, in tokens (about 4 characters each); files past it are left out and reported
     #[arg(long, default_value_t = 30_000, value_name = "N")]
     pub budget_tokens: usize,
+    /// Print nothing but the report
     #[arg(short, long)]
     pub quiet: bool,
+    /// Show progress on stderr even when it is not a terminal
     #[arg(short, long)]
     pub verbose: bool,
     #[command(flatten)]
     pub session: SessionArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and positional of every command says what it is, in one line.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "deputy", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without a description: {missing:#?}"
+        );
+    }
+
+    #[test]
+    fn claude_rule_syntax() {
+        assert_eq!(
+            claude_rules("Bash(git status:*) Read,Edit(src/**)"),
+            ["Bash:git status *", "Read", "Edit:src/**"]
+        );
+        assert_eq!(claude_rules("Bash(npm run test)"), ["Bash:npm run test"]);
+        assert!(claude_rules("  ").is_empty());
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("30d").unwrap().as_secs(), 30 * 86_400);
+        assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3_600);
+        assert!(parse_age("0d").is_err());
+        assert!(parse_age("soon").is_err());
+        assert!(parse_age("1e300d").is_err());
+    }
 }

@@ -38,6 +38,8 @@ pub struct Context {
     /// What an untrusted workspace brought that is not used, to tell the user once.
     pub untrusted_notes: Vec<String>,
     catalog: std::sync::OnceLock<Catalog>,
+    /// Whether the workspace was named with -C (else it is the current directory).
+    pub workspace_explicit: bool,
 }
 
 impl Context {
@@ -46,6 +48,19 @@ impl Context {
             Some(dir) => dir.clone(),
             None => std::env::current_dir().context("cannot read the current directory")?,
         };
+        Self::at(
+            workspace,
+            global.workspace.is_some(),
+            global.agents_dirs.clone(),
+        )
+    }
+
+    /// The same context for another workspace (resuming a session where it ran).
+    pub fn elsewhere(&self, workspace: PathBuf) -> CliResult<Self> {
+        Self::at(workspace, true, self.discovery.agents_dirs.clone())
+    }
+
+    fn at(workspace: PathBuf, explicit: bool, agents_dirs: Vec<PathBuf>) -> CliResult<Self> {
         if !workspace.is_dir() {
             return Err(CliError::usage(anyhow::anyhow!(
                 "workspace {} is not a directory (check -C/--workspace)",
@@ -82,8 +97,9 @@ impl Context {
             config_dir,
             trusted,
             untrusted_notes,
+            workspace_explicit: explicit,
             discovery: DiscoveryOptions {
-                agents_dirs: global.agents_dirs.clone(),
+                agents_dirs,
                 project_dir: workspace.clone(),
                 home,
                 builtins: BUILTIN_AGENTS.to_vec(),

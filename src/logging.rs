@@ -70,13 +70,15 @@ impl Drop for Guard {
     }
 }
 
-pub fn init(global: &GlobalArgs) -> Guard {
+pub fn init(global: &GlobalArgs, quiet: bool) -> Guard {
+    // `-q`: errors only, unless a filter was asked for.
+    let default = if quiet { "error" } else { "warn" };
     let filter = match global.log_level.as_deref() {
         Some(f) => EnvFilter::try_new(f).unwrap_or_else(|e| {
             eprintln!("warning: ignoring log filter `{f}` (--log-level / DEPUTY_LOG): {e}");
-            EnvFilter::new("warn")
+            EnvFilter::new(default)
         }),
-        None => EnvFilter::new("warn"),
+        None => EnvFilter::new(default),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt_text = (global.log_format == LogFormat::Text).then(|| {

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             return code.into();
         }
     };
-    let guard = logging::init(&cli.global);
+    let guard = logging::init(&cli.global, cli.command.quiet());
     let code = match run(cli) {
         Ok(exit) => exit,
         Err(CliError { exit, error }) => {
@@ -73,6 +73,29 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Exit, CliError> {
+    // Commands about deputy itself need no workspace.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut cmd, "deputy", &mut out);
+            return Ok(Exit::Ok);
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| {
+                    CliError::failure(anyhow::anyhow!("cannot write the man page: {e}"))
+                })?;
+            return Ok(Exit::Ok);
+        }
+        Command::Version => {
+            output::outln(&format!("deputy {}", env!("CARGO_PKG_VERSION")))?;
+            return Ok(Exit::Ok);
+        }
+        _ => {}
+    }
     // An interactive chat asks once whether to trust a project that brings its own settings
     // (before they are read).
     if matches!(cli.command, Command::Chat(_)) {
@@ -85,10 +108,12 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Mcp(args) => commands::mcp::run(&ctx, args),
         Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Review(args) => commands::review::run(&ctx, args),
-        Command::Sessions(cmd) => commands::sessions::run(cmd),
+        Command::Sessions(cmd) => commands::sessions::run(&ctx, cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
+        #[cfg(feature = "mock-server")]
         Command::MockServer(args) => commands::mock::run(args),
         Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),
         Command::Trust(args) => commands::trust::run(&ctx, args),
+        Command::Completions { .. } | Command::Man | Command::Version => Ok(Exit::Ok),
     }
 }

@@ -239,6 +239,10 @@ pub struct Progress {
     mid_line: bool,
     /// Subagents' lines are shown indented.
     tools: ToolLines,
+    /// What the session is waiting for (the spinner's label), and since when.
+    activity: Option<(String, std::time::Instant)>,
+    /// A spinner frame is on the current line of stderr.
+    spinner_shown: bool,
 }
 
 impl Progress {
@@ -248,11 +252,37 @@ impl Progress {
             stream_text,
             mid_line: false,
             tools: ToolLines::default(),
+            activity: None,
+            spinner_shown: false,
         }
+    }
+
+    fn clear_spinner(&mut self, err: &mut impl Write) {
+        if self.spinner_shown {
+            let _ = write!(err, "\r\x1b[2K");
+            self.spinner_shown = false;
+        }
+    }
+
+    /// One spinner frame (`⠋ running bash: cargo test… 12.3s`), unless text is mid-line.
+    fn tick(&mut self, frame: &str) {
+        if self.mid_line {
+            return;
+        }
+        let Some((label, since)) = &self.activity else {
+            return;
+        };
+        let text = format!("{frame} {label}… {:.1}s", since.elapsed().as_secs_f64());
+        let shown: String = text.chars().take(100).collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{}", self.style.dim(&shown));
+        let _ = err.flush();
+        self.spinner_shown = true;
     }
 
     fn line(&mut self, depth: usize, s: &str) {
         let mut err = std::io::stderr().lock();
+        self.clear_spinner(&mut err);
         if self.mid_line {
             let _ = writeln!(err);
             self.mid_line = false;
@@ -263,6 +293,28 @@ impl Progress {
     pub fn event(&mut self, e: &Event) {
         let depth = usize::from(self.tools.nested(e));
         let st = self.style;
+        // The spinner's label follows what the top session waits for.
+        if depth == 0 {
+            let now = std::time::Instant::now();
+            match &e.kind {
+                EventKind::TurnStarted { .. } => {
+                    self.activity = Some(("thinking".to_string(), now));
+                }
+                EventKind::ToolRequested { tool, input, .. } => {
+                    let what = tool_subject(tool, input);
+                    let label = if what.is_empty() {
+                        format!("running {tool}")
+                    } else {
+                        format!("running {tool}: {what}")
+                    };
+                    self.activity = Some((label, now));
+                }
+                EventKind::MessageDelta { .. } | EventKind::SessionFinished { .. } => {
+                    self.activity = None;
+                }
+                _ => {}
+            }
+        }
         if let Some(line) = self.tools.line(e, st) {
             self.line(depth, &line);
             return;
@@ -290,6 +342,7 @@ impl Progress {
                 ..
             } if self.stream_text && depth == 0 => {
                 let mut err = std::io::stderr().lock();
+                self.clear_spinner(&mut err);
                 let _ = write!(err, "{}", st.dim(text));
                 let _ = err.flush();
                 self.mid_line = !text.ends_with('\n');
@@ -322,4 +375,42 @@ impl Progress {
             _ => {}
         }
     }
+}
+
+/// A running spinner; `stop` clears its line.
+pub struct Spinner {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Spinner {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Draw a spinner frame on stderr every 100 ms while `progress` is waiting for something.
+pub fn spawn_spinner(progress: std::sync::Arc<std::sync::Mutex<Progress>>) -> Spinner {
+    const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut i = 0usize;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+            if let Ok(mut p) = progress.lock() {
+                p.tick(FRAMES[i % FRAMES.len()]);
+            }
+            i += 1;
+        }
+        if let Ok(mut p) = progress.lock() {
+            let mut err = std::io::stderr().lock();
+            p.clear_spinner(&mut err);
+            let _ = err.flush();
+        }
+    });
+    Spinner { stop, task }
 }

@@ -112,6 +112,8 @@ pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
         network: args.network.then_some(true),
         rules,
         output_schema: None,
+        no_summary: args.no_summary,
+        append_system_prompt: args.append_system_prompt.clone(),
     })
 }
 
@@ -138,20 +140,78 @@ pub fn setup_error(e: SetupError) -> CliError {
     CliError::usage(anyhow::anyhow!("{e}"))
 }
 
+/// How long piped stdin may stay silent before deputy goes on without it (as Claude Code does):
+/// orchestrators often spawn children with a pipe they never write to or close.
+const STDIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Read stdin when it is meant as input: `-` was given, or it is a pipe or a file (never a
-/// terminal, /dev/null, or a socket that may never close).
-pub fn read_stdin(explicit: bool) -> CliResult<Option<String>> {
+/// terminal, /dev/null, or a socket that may never close). A pipe that stays silent for 3 s
+/// (before its first byte, or between chunks) is given up on, with a warning, unless `-` asked
+/// for stdin explicitly.
+pub fn read_stdin(explicit: bool, verbose: bool) -> CliResult<Option<String>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() || !(explicit || stdin_is_pipe_or_file()) {
         return Ok(None);
     }
-    let mut buf = String::new();
-    stdin
-        .lock()
-        .take(16 * 1024 * 1024)
-        .read_to_string(&mut buf)
-        .context("cannot read stdin (is it text?)")?;
-    Ok(Some(buf))
+    if explicit || stdin_is_file() {
+        let mut buf = String::new();
+        stdin
+            .lock()
+            .take(16 * 1024 * 1024)
+            .read_to_string(&mut buf)
+            .context("cannot read stdin (is it text?)")?;
+        return Ok(Some(buf));
+    }
+    // A pipe: read on a thread, and stop waiting when it falls silent.
+    let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(None);
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send(Some(chunk[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut bytes = Vec::new();
+    loop {
+        match rx.recv_timeout(STDIN_WAIT) {
+            Ok(Some(chunk)) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > 16 * 1024 * 1024 {
+                    break;
+                }
+            }
+            Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let msg = if bytes.is_empty() {
+                    "stdin is a pipe nothing was written to in 3 s; going on without it (pass `-` to wait for it, or </dev/null to say there is none)"
+                } else {
+                    "stdin went silent for 3 s without closing; going on with what it sent"
+                };
+                tracing::warn!("{msg}");
+                if verbose {
+                    eprintln!("⚠ {msg}");
+                }
+                break;
+            }
+        }
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| CliError::usage(anyhow::anyhow!("cannot read stdin: it is not UTF-8 text")))
+}
+
+fn stdin_is_file() -> bool {
+    std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_file())
 }
 
 fn stdin_is_pipe_or_file() -> bool {
@@ -164,7 +224,11 @@ fn stdin_is_pipe_or_file() -> bool {
 }
 
 /// The user's message: the words, piped stdin as a block, attached files.
-pub fn build_prompt(words: &[String], files: &[std::path::PathBuf]) -> CliResult<String> {
+pub fn build_prompt(
+    words: &[String],
+    files: &[std::path::PathBuf],
+    verbose: bool,
+) -> CliResult<String> {
     let explicit_stdin = words.iter().any(|w| w == "-");
     let text: Vec<&str> = words
         .iter()
@@ -172,7 +236,7 @@ pub fn build_prompt(words: &[String], files: &[std::path::PathBuf]) -> CliResult
         .map(String::as_str)
         .collect();
     let mut prompt = text.join(" ");
-    if let Some(input) = read_stdin(explicit_stdin)? {
+    if let Some(input) = read_stdin(explicit_stdin, verbose)? {
         let input = input.trim_end();
         if !input.is_empty() {
             if prompt.is_empty() {
@@ -269,22 +333,56 @@ pub fn task_runner(
     Ok(factory.task_runner(agents, settings, config))
 }
 
-/// A journaled session found by id, unique prefix or `last`: the state directory, its id, and
-/// its agent as defined now (rules and tools), under its recorded name.
-pub fn find_journaled(
-    ctx: &Context,
-    wanted: &str,
-) -> CliResult<(std::path::PathBuf, String, AgentSpec)> {
+/// A journaled session to continue.
+pub struct Journaled {
+    pub state: std::path::PathBuf,
+    pub id: String,
+    /// Its agent as defined now (rules and tools), under its recorded name.
+    pub agent: AgentSpec,
+    /// The context to run it in: the session's own workspace, unless -C named another.
+    pub ctx: Context,
+}
+
+/// A journaled session found by id, unique prefix or `last` (the newest of this workspace).
+pub fn find_journaled(ctx: &Context, wanted: &str) -> CliResult<Journaled> {
     use deputy_runtime::journal;
     let state = journal::state_dir().ok_or_else(|| {
         CliError::usage(anyhow::anyhow!(
             "no state directory: set DEPUTY_HOME or HOME"
         ))
     })?;
-    let id = journal::find_session(&state, wanted).map_err(CliError::usage)?;
+    let id =
+        journal::find_session(&state, wanted, Some(&ctx.workspace)).map_err(CliError::usage)?;
     let path = journal::session_dir(&state, &id).join("events.jsonl");
     let (events, _) = journal::read_events(&path).map_err(CliError::usage)?;
     let rebuilt = deputy_runtime::rebuild(&events).map_err(CliError::usage)?;
+    // A session continues where it ran, unless -C says otherwise.
+    let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let own = std::path::PathBuf::from(&rebuilt.workspace);
+    let moved = !rebuilt.workspace.is_empty() && canon(&own) != canon(&ctx.workspace);
+    let here = if moved && !ctx.workspace_explicit {
+        if !own.is_dir() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "session {id} ran in {}, which is gone; name a workspace with -C to resume it elsewhere",
+                own.display()
+            )));
+        }
+        eprintln!(
+            "⚠ session {id} ran in {}; resuming it there (not in the current directory)",
+            own.display()
+        );
+        ctx.elsewhere(own)?
+    } else {
+        if moved {
+            eprintln!(
+                "⚠ session {id} ran in {}; resuming it in {} as -C says",
+                own.display(),
+                ctx.workspace.display()
+            );
+        }
+        ctx.elsewhere(ctx.workspace.clone())?
+    };
+    let ctx = &here;
     // An agent whose file is gone still resumes (its system prompt is in the journal), but with
     // read-only tools: its tool list and rules went with the file, and the defaults would widen
     // what it may do. A broken or disabled agent file is an error, as for a new session.
@@ -301,7 +399,12 @@ pub fn find_journaled(
         }
         _ => resolve_agent(ctx, Some(&rebuilt.agent))?,
     };
-    Ok((state, id, agent))
+    Ok(Journaled {
+        state,
+        id,
+        agent,
+        ctx: here,
+    })
 }
 
 /// A session of `agent` (new, or `resume`d from its journal) with the model, options and task
@@ -313,10 +416,19 @@ pub async fn open_session(
     runner: Arc<TaskRunner>,
     resume: Option<&str>,
 ) -> CliResult<(deputy_runtime::Session, Vec<String>)> {
-    let (client, label, warnings) = factory
+    let (client, label, mut warnings) = factory
         .client(&agent, settings)
         .await
         .map_err(setup_error)?;
+    // A budget in dollars needs a price: say so rather than quietly not enforcing it.
+    if settings.max_cost_usd.is_some() {
+        let (provider, model) = label.split_once('/').unwrap_or(("", label.as_str()));
+        if factory.config.llm.price(provider, model).is_none() {
+            warnings.push(format!(
+                "--max-cost-usd has no effect: no price is known for {label}; give one in config: [pricing.\"{label}\"] input_per_mtok = …, output_per_mtok = …"
+            ));
+        }
+    }
     let opts = factory
         .options(&agent, settings, label)
         .map_err(setup_error)?;

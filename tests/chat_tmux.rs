@@ -116,7 +116,7 @@ routes:
     );
     let exit_file = h.dir.path().join("exit");
     let tmux = Tmux {
-        socket: format!("deputy-test-{}", std::process::id()),
+        socket: format!("deputy-test-chat-{}", std::process::id()),
     };
     let shell = format!(
         "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} chat -a asker; echo EXIT=$? > {exit}; sleep 60",
@@ -254,6 +254,74 @@ routes:
         std::fs::read_to_string(&exit_file).unwrap().trim(),
         "EXIT=0"
     );
+}
+
+/// `deputy run` on a terminal: a spinner with elapsed seconds says what it waits for (the model,
+/// then the running command), and its line is gone when the answer is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_shows_a_spinner_on_a_terminal() {
+    if !tmux_available() || !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - tool_calls: [{name: bash, arguments: {command: "sleep 4.25"}}]
+    delay_ms: 3000
+  - text: "All done."
+"#,
+    )
+    .await;
+    let exit_file = h.dir.path().join("exit");
+    let tmux = Tmux {
+        socket: format!("deputy-test-run-{}", std::process::id()),
+    };
+    let shell = format!(
+        "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} run -v --allow bash 'wait a bit'; echo EXIT=$? > {exit}; sleep 60",
+        ws = h.ws.display(),
+        home = h.home.display(),
+        url = h.mock.url(),
+        bin = BIN,
+        exit = exit_file.display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "150",
+        "-y",
+        "50",
+        "bash",
+        "-c",
+        &shell,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // While the model takes its time, then while the command runs, the spinner counts seconds.
+    tmux.wait_for("thinking… 1.", 1, Duration::from_secs(20));
+    tmux.wait_for("running bash: sleep 4.25… 2.", 1, Duration::from_secs(20));
+    tmux.wait_for("All done.", 1, Duration::from_secs(20));
+    let t0 = Instant::now();
+    while !exit_file.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&exit_file).unwrap().trim(),
+        "EXIT=0"
+    );
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("running bash: sleep 4.25…"),
+        "the spinner line is cleared:\n{screen}"
+    );
+    // -v streams the answer to the terminal; it is not printed a second time.
+    assert_eq!(screen.matches("All done.").count(), 1, "{screen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -585,6 +585,24 @@ pub fn ask_trust_once(global: &crate::cli::GlobalArgs) -> CliResult<()> {
 pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     let interactive = std::io::stdin().is_terminal();
     let style = Style::detect(std::io::stdout().is_terminal());
+    // Continuing a session: it runs where it ran (its own workspace), unless -C says otherwise.
+    let wanted = match (&args.resume, args.continue_last) {
+        (Some(w), _) => Some(w.clone()),
+        (None, true) => Some("last".to_string()),
+        (None, false) => None,
+    };
+    let found = match &wanted {
+        Some(w) => Some(setup::find_journaled(ctx, w)?),
+        None => None,
+    };
+    let owned_ctx;
+    let ctx = match &found {
+        Some(f) => {
+            owned_ctx = f.ctx.elsewhere(f.ctx.workspace.clone())?;
+            &owned_ctx
+        }
+        None => ctx,
+    };
     let settings = setup::settings(&args.session)?;
     let config = setup::load_config(ctx)?;
     let mut factory = setup::factory(ctx, config, &args.session);
@@ -609,13 +627,9 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     };
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
-    let resume = args.resume.clone();
     let agent_name = args.agent.clone();
-    let (agent, resume_id) = match &resume {
-        Some(wanted) => {
-            let (_, id, agent) = setup::find_journaled(ctx, wanted)?;
-            (agent, Some(id))
-        }
+    let (agent, resume_id) = match found {
+        Some(f) => (f.agent, Some(f.id)),
         None => (setup::resolve_agent(ctx, agent_name.as_deref())?, None),
     };
     let (mut session, warnings) = rt.block_on(setup::open_session(

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod chat;
 pub mod mcp;
+#[cfg(feature = "mock-server")]
 pub mod mock;
 pub mod review;
 pub mod run;

@@ -24,53 +24,72 @@ pub fn exit_for(status: Status) -> Exit {
 }
 
 pub fn run(ctx: &Context, args: RunArgs) -> CliResult {
+    let format = args.output_format;
+    json_on_error(format, run_inner(ctx, args))
+}
+
+fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
+    if args.continue_last {
+        let resume = ResumeArgs {
+            id: "last".into(),
+            prompt: args.prompt,
+            output_format: args.output_format,
+            quiet: args.quiet,
+            verbose: args.verbose,
+            session: args.session,
+        };
+        return resume_inner(ctx, resume);
+    }
     let agent = setup::resolve_agent(ctx, args.agent.as_deref())?;
     let mut settings = setup::settings(&args.session)?;
     if let Some(path) = &args.output_schema {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::usage(anyhow::anyhow!("--output-schema {}: {e}", path.display()))
-        })?;
-        let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            CliError::usage(anyhow::anyhow!(
-                "--output-schema {}: not JSON: {e}",
-                path.display()
-            ))
-        })?;
-        jsonschema::validator_for(&schema).map_err(|e| {
-            CliError::usage(anyhow::anyhow!(
-                "--output-schema {}: not a valid JSON Schema: {e}",
-                path.display()
-            ))
-        })?;
-        settings.output_schema = Some(schema);
+        settings.output_schema = Some(read_schema(path)?);
     }
-    let prompt = setup::build_prompt(&args.prompt, &args.file)?;
+    let prompt = setup::build_prompt(&args.prompt, &args.file, args.verbose)?;
     let config = setup::load_config(ctx)?;
     let factory = setup::factory(ctx, config, &args.session);
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
+    let view = View::new(args.output_format, args.quiet, args.verbose);
     rt.block_on(async move {
         let (session, warnings) =
             setup::open_session(&factory, agent, &settings, runner, None).await?;
-        drive(
-            session,
-            Some(prompt),
-            warnings,
-            args.output_format,
-            args.quiet,
-            args.verbose,
-        )
-        .await
+        drive(session, Some(prompt), warnings, view).await
     })
 }
 
+/// `--output-schema FILE`: a JSON Schema that compiles.
+fn read_schema(path: &std::path::Path) -> CliResult<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(anyhow::anyhow!("--output-schema {}: {e}", path.display())))?;
+    let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        CliError::usage(anyhow::anyhow!(
+            "--output-schema {}: not JSON: {e}",
+            path.display()
+        ))
+    })?;
+    jsonschema::validator_for(&schema).map_err(|e| {
+        CliError::usage(anyhow::anyhow!(
+            "--output-schema {}: not a valid JSON Schema: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(schema)
+}
+
 pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
-    let (state, id, agent) = setup::find_journaled(ctx, &args.id)?;
+    let format = args.output_format;
+    json_on_error(format, resume_inner(ctx, args))
+}
+
+fn resume_inner(ctx: &Context, args: ResumeArgs) -> CliResult {
+    let found = setup::find_journaled(ctx, &args.id)?;
+    let ctx = &found.ctx;
     let settings = setup::settings(&args.session)?;
     let prompt = if args.prompt.is_empty() {
         None
     } else {
-        Some(setup::build_prompt(&args.prompt, &[])?)
+        Some(setup::build_prompt(&args.prompt, &[], args.verbose)?)
     };
     let config = setup::load_config(ctx)?;
     let session_args = SessionArgs {
@@ -78,22 +97,68 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> CliResult {
         ..args.session.clone()
     };
     let mut factory = setup::factory(ctx, config, &session_args);
-    factory.state_dir = Some(state);
+    factory.state_dir = Some(found.state);
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
+    let view = View::new(args.output_format, args.quiet, args.verbose);
+    let (id, agent) = (found.id, found.agent);
     rt.block_on(async move {
         let (session, warnings) =
             setup::open_session(&factory, agent, &settings, runner, Some(&id)).await?;
-        drive(
-            session,
-            prompt,
-            warnings,
-            args.output_format,
-            args.quiet,
-            args.verbose,
-        )
-        .await
+        drive(session, prompt, warnings, view).await
     })
+}
+
+/// With `--output-format json`, every outcome is one JSON object on stdout, a setup error
+/// included (the message also goes to stderr, as always).
+fn json_on_error(format: OutputFormat, r: CliResult) -> CliResult {
+    if format == OutputFormat::Json
+        && let Err(e) = &r
+    {
+        let msg = deputy_runtime::redact::redact(&format!("{:#}", e.error));
+        let _ = out_json(&json!({
+            "type": "result",
+            "subtype": "error_during_setup",
+            "is_error": true,
+            "status": "error",
+            "result": msg,
+            "errors": [msg],
+            "exit_code": e.exit as i32,
+        }));
+    }
+    r
+}
+
+/// How the outcome is shown.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    format: OutputFormat,
+    quiet: bool,
+    verbose: bool,
+    stderr_tty: bool,
+    stdout_tty: bool,
+}
+
+impl View {
+    fn new(format: OutputFormat, quiet: bool, verbose: bool) -> Self {
+        Self {
+            format,
+            quiet,
+            verbose,
+            stderr_tty: std::io::stderr().is_terminal(),
+            stdout_tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Progress lines on stderr (and a spinner, on a terminal).
+    fn progress(&self) -> bool {
+        self.format != OutputFormat::StreamJson && !self.quiet && (self.stderr_tty || self.verbose)
+    }
+
+    /// The model's text streamed on stderr as it comes.
+    fn streams_text(&self) -> bool {
+        self.progress() && self.verbose && self.format == OutputFormat::Text
+    }
 }
 
 /// Run the session, rendering as asked, and turn its outcome into output and an exit code.
@@ -101,13 +166,10 @@ async fn drive(
     mut session: Session,
     prompt: Option<String>,
     warnings: Vec<String>,
-    format: OutputFormat,
-    quiet: bool,
-    verbose: bool,
+    view: View,
 ) -> CliResult {
     setup::install_signals(session.cancel_token());
-    let stderr_tty = std::io::stderr().is_terminal();
-    match format {
+    let spinner = match view.format {
         OutputFormat::StreamJson => {
             session.set_sink(Arc::new(|e: &Event| {
                 if let Ok(line) = serde_json::to_string(e) {
@@ -117,38 +179,51 @@ async fn drive(
                     }
                 }
             }));
+            None
         }
-        OutputFormat::Text | OutputFormat::Json if !quiet && (stderr_tty || verbose) => {
-            let progress = Mutex::new(Progress::new(
-                Style::detect(stderr_tty),
-                verbose && format == OutputFormat::Text,
-            ));
+        _ if view.progress() => {
+            let progress = Arc::new(Mutex::new(Progress::new(
+                Style::detect(view.stderr_tty),
+                view.streams_text(),
+            )));
+            let p = progress.clone();
             session.set_sink(Arc::new(move |e: &Event| {
-                if let Ok(mut p) = progress.lock() {
+                if let Ok(mut p) = p.lock() {
                     p.event(e);
                 }
             }));
+            // On a terminal, a spinner says what is going on while the model or a command runs.
+            view.stderr_tty
+                .then(|| crate::render::spawn_spinner(progress))
         }
-        _ => {}
-    }
+        _ => None,
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
     let journal = session.journal_path();
     let outcome = session.run(prompt).await;
-    report(&outcome, format, journal.as_deref(), &warnings)?;
+    if let Some(s) = spinner {
+        s.stop().await;
+    }
+    report(&outcome, view, journal.as_deref(), &warnings)?;
     Ok(exit_for(outcome.status))
 }
 
 fn report(
     o: &Outcome,
-    format: OutputFormat,
+    view: View,
     journal: Option<&std::path::Path>,
     warnings: &[String],
 ) -> CliResult<()> {
-    match format {
+    match view.format {
         OutputFormat::Text => {
-            if o.status == Status::Completed || !o.result.is_empty() {
+            // stdout holds an answer (or a limit's summary), never an error message: a script
+            // redirecting it gets the result or nothing. When the answer was already streamed
+            // to the same terminal, it is not printed twice.
+            let answer = o.status == Status::Completed || o.status.is_limit();
+            let shown = view.streams_text() && view.stdout_tty && view.stderr_tty;
+            if answer && !shown {
                 outln(&o.result)?;
             }
             if o.status != Status::Completed {
@@ -156,7 +231,7 @@ fn report(
                 if let Some(e) = o.errors.last() {
                     msg.push_str(&format!(" ({e})"));
                 }
-                if journal.is_some() && o.status != Status::Completed {
+                if journal.is_some() {
                     msg.push_str(&format!(
                         "; continue it with `deputy resume {}`",
                         o.session_id
@@ -166,14 +241,29 @@ fn report(
             }
         }
         OutputFormat::Json => {
+            // deputy's fields, and those of `claude -p --output-format json` (type, subtype,
+            // is_error, num_turns, total_cost_usd), so scripts written for it keep working.
+            let subtype = match o.status {
+                Status::Completed => "success",
+                Status::MaxSteps => "error_max_turns",
+                Status::Budget => "error_max_budget",
+                Status::Timeout => "error_timeout",
+                Status::Cancelled => "error_cancelled",
+                Status::Denied | Status::Error => "error_during_execution",
+            };
             let mut v = json!({
+                "type": "result",
+                "subtype": subtype,
+                "is_error": o.status != Status::Completed,
                 "session_id": o.session_id,
                 "status": o.status,
                 "result": o.result,
                 "usage": o.usage,
                 "cost_usd": o.cost_usd,
+                "total_cost_usd": o.cost_usd.unwrap_or(0.0),
                 "duration_ms": o.duration_ms,
                 "num_steps": o.num_turns,
+                "num_turns": o.num_turns,
                 "files_changed": o.files_changed,
                 "errors": o.errors,
                 "warnings": warnings,

@@ -10,7 +10,7 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{out, out_json};
 use crate::render::{human_ms, human_tokens, tool_result_note, tool_subject};
 
-pub fn run(cmd: SessionsCommand) -> CliResult {
+pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
     let state = journal::state_dir().ok_or_else(|| {
         CliError::usage(anyhow::anyhow!(
             "no state directory: set DEPUTY_HOME or HOME"
@@ -18,16 +18,31 @@ pub fn run(cmd: SessionsCommand) -> CliResult {
     })?;
     match cmd {
         SessionsCommand::List { json, all } => {
+            // This workspace's top-level sessions; --all: every workspace's, subagents too.
             let list: Vec<_> = journal::list_sessions(&state)
                 .into_iter()
-                .filter(|s| all || s.parent_session_id.is_none())
+                .filter(|s| {
+                    all || (s.parent_session_id.is_none()
+                        && journal::in_workspace(s, &ctx.workspace))
+                })
                 .collect();
             if json {
                 out_json(&list)?;
                 return Ok(Exit::Ok);
             }
             if list.is_empty() {
-                eprintln!("no sessions yet in {}", state.join("sessions").display());
+                eprintln!(
+                    "no sessions yet{} (journals in {})",
+                    if all {
+                        String::new()
+                    } else {
+                        format!(
+                            " in {}; --all lists every workspace's",
+                            ctx.workspace.display()
+                        )
+                    },
+                    state.join("sessions").display()
+                );
                 return Ok(Exit::Ok);
             }
             let mut t = String::new();
@@ -46,8 +61,24 @@ pub fn run(cmd: SessionsCommand) -> CliResult {
             }
             out(&t)?;
         }
+        SessionsCommand::Prune {
+            older_than,
+            dry_run,
+        } => {
+            let gone = journal::prune(&state, older_than, dry_run);
+            for id in &gone {
+                crate::output::outln(id)?;
+            }
+            eprintln!(
+                "{} {} session journal(s) older than {}",
+                if dry_run { "would delete" } else { "deleted" },
+                gone.len(),
+                human_ms(older_than.as_millis() as u64)
+            );
+        }
         SessionsCommand::Show { id, json } => {
-            let id = journal::find_session(&state, &id).map_err(CliError::usage)?;
+            let id = journal::find_session(&state, &id, Some(&ctx.workspace))
+                .map_err(CliError::usage)?;
             let path = journal::session_dir(&state, &id).join("events.jsonl");
             if json {
                 let text = std::fs::read_to_string(&path)?;

@@ -356,7 +356,8 @@ impl LlmConfig {
             .filter(|(_, s)| !s.trim().is_empty() && !s.trim().eq_ignore_ascii_case("inherit"))
             .map(|(src, s)| (*src, s.to_string()))
             .collect();
-        if let Some(m) = env.get("DEPUTY_MODEL") {
+        // `OPENAI_MODEL` too, as other OpenAI-compatible tools read it.
+        if let Some(m) = env.get("DEPUTY_MODEL").or_else(|| env.get("OPENAI_MODEL")) {
             all.push((Source::Env, m.to_string()));
         }
         if let Some(m) = &self.model {
@@ -415,12 +416,14 @@ impl LlmConfig {
         })
     }
 
-    /// Price of `model` (tried as `provider/model`, then bare), if configured.
+    /// Price of `model`: configured (as `provider/model`, then bare), else shipped for the
+    /// common hosted models (see [`crate::prices`]).
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
         self.pricing
             .get(&format!("{provider}/{model}"))
             .or_else(|| self.pricing.get(model))
             .copied()
+            .or_else(|| crate::prices::known_price(model))
     }
 
     /// Cost in US dollars of `usage` on that model, if its price is configured.

@@ -27,6 +27,7 @@ mod breaker;
 mod client;
 mod config;
 mod error;
+pub mod prices;
 pub mod retry;
 mod sse;
 mod think;

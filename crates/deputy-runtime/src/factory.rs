@@ -40,6 +40,10 @@ pub struct RunSettings {
     /// Permission rules from flags (applied last).
     pub rules: Vec<Rule>,
     pub output_schema: Option<Value>,
+    /// When a limit stops the session, end at once (no summary call).
+    pub no_summary: bool,
+    /// Text added to the end of the system prompt.
+    pub append_system_prompt: Option<String>,
 }
 
 /// `[sandbox]` in config.
@@ -144,6 +148,17 @@ impl Factory {
         let llm = &self.config.llm;
         let resolved = match llm.resolve(&refs, &self.env) {
             Ok(r) => r,
+            // A server is configured but no model named: say which variable names one.
+            Err(LlmError::NoModel) if self.env.get("OPENAI_BASE_URL").is_some() => {
+                return Err(SetupError::NoModel(format!(
+                    "OPENAI_BASE_URL is set ({}) but no model is named: set DEPUTY_MODEL (or OPENAI_MODEL) to one of the server's models, pass --model, or set `model` in config (`curl {}/models` lists them)",
+                    self.env.get("OPENAI_BASE_URL").unwrap_or_default(),
+                    self.env
+                        .get("OPENAI_BASE_URL")
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                )));
+            }
             Err(LlmError::NoModel) => self.local_fallback(llm).await?,
             Err(e) => return Err(SetupError::Config(e.to_string())),
         };
@@ -273,6 +288,8 @@ impl Factory {
         opts.approver = self.approver.clone();
         opts.model_label = model_label;
         opts.agent_trusted = self.agent_trusted(agent);
+        opts.limit_summary = !settings.no_summary;
+        opts.append_system_prompt = settings.append_system_prompt.clone();
         Ok(opts)
     }
 

@@ -33,6 +33,35 @@ pub enum JournalError {
     },
     #[error("{}: the journal has no session.started event; it cannot be resumed", .0.display())]
     Empty(PathBuf),
+    #[error("no session has run in {} yet; `deputy sessions list --all` shows every workspace's", .0.display())]
+    NoneHere(PathBuf),
+}
+
+/// Delete the journals of sessions whose last event is older than `age`; returns their ids.
+/// A session still being written to is never old enough.
+pub fn prune(state: &Path, age: std::time::Duration, dry_run: bool) -> Vec<String> {
+    let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
+        return Vec::new();
+    };
+    let mut gone = Vec::new();
+    let Ok(entries) = std::fs::read_dir(state.join("sessions")) else {
+        return gone;
+    };
+    for e in entries.flatten() {
+        let journal = e.path().join("events.jsonl");
+        let modified = journal
+            .metadata()
+            .or_else(|_| e.metadata())
+            .and_then(|m| m.modified());
+        if modified.is_ok_and(|m| m < cutoff) {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if dry_run || std::fs::remove_dir_all(e.path()).is_ok() {
+                gone.push(id);
+            }
+        }
+    }
+    gone.sort();
+    gone
 }
 
 /// Where sessions are kept.
@@ -246,15 +275,30 @@ fn summarize(path: &Path, id: &str) -> Option<SessionSummary> {
     seen_start.then_some(s)
 }
 
-/// Find a session by id, unique id prefix, or `last`.
-pub fn find_session(state: &Path, wanted: &str) -> Result<String, JournalError> {
+/// Whether a session ran in `workspace` (compared canonically).
+pub fn in_workspace(s: &SessionSummary, workspace: &Path) -> bool {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(Path::new(&s.workspace)) == canon(workspace)
+}
+
+/// Find a session by id, unique id prefix, or `last`: the newest top-level session of
+/// `workspace` (of any workspace when `None`).
+pub fn find_session(
+    state: &Path,
+    wanted: &str,
+    workspace: Option<&Path>,
+) -> Result<String, JournalError> {
     let sessions = list_sessions(state);
     if wanted == "last" || wanted == "latest" {
         return sessions
             .iter()
+            .filter(|s| workspace.is_none_or(|w| in_workspace(s, w)))
             .find(|s| s.parent_session_id.is_none())
             .map(|s| s.id.clone())
-            .ok_or_else(|| JournalError::NotFound(wanted.to_string()));
+            .ok_or_else(|| match workspace {
+                Some(w) => JournalError::NoneHere(w.to_path_buf()),
+                None => JournalError::NotFound(wanted.to_string()),
+            });
     }
     if sessions.iter().any(|s| s.id == wanted) {
         return Ok(wanted.to_string());

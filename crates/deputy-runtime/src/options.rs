@@ -73,6 +73,8 @@ pub struct SessionOptions {
     /// When a limit stops the run, ask the model for a last summary (within the timeout's
     /// grace); `false`: end at once (`--no-summary`).
     pub limit_summary: bool,
+    /// Text added to the end of the system prompt (`--append-system-prompt`).
+    pub append_system_prompt: Option<String>,
     pub pricing: Option<Pricing>,
     pub approver: Arc<dyn Approver>,
     /// The `provider/model` label for events (the client knows the real target).
@@ -104,6 +106,7 @@ impl SessionOptions {
             output_schema: None,
             schema_retries: 2,
             limit_summary: true,
+            append_system_prompt: None,
             pricing: None,
             approver: Arc::new(Headless),
             model_label: String::new(),

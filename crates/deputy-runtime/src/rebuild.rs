@@ -22,6 +22,8 @@ pub struct Rebuilt {
     pub session_id: String,
     pub agent: String,
     pub model: String,
+    /// The workspace the session ran in.
+    pub workspace: String,
     pub parent_session_id: Option<String>,
     /// The conversation; its pending calls were interrupted.
     pub conversation: Conversation,
@@ -72,6 +74,7 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
         session_id: own.clone(),
         agent: String::new(),
         model: String::new(),
+        workspace: String::new(),
         parent_session_id: None,
         conversation: Conversation::new(""),
         turns: 0,
@@ -91,11 +94,13 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
                 model,
                 system_prompt,
                 parent_session_id,
+                workspace,
                 ..
             } => {
                 if !started {
                     started = true;
                     r.agent = agent.clone();
+                    r.workspace = workspace.clone();
                     r.parent_session_id = parent_session_id.clone();
                     r.conversation = Conversation::new(system_prompt.clone());
                 }

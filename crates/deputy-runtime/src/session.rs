@@ -315,10 +315,17 @@ impl Session {
                 ("sandbox", &sandbox),
             ],
         );
-        if self.agent.prompt.trim().is_empty() {
+        let mut prompt = if self.agent.prompt.trim().is_empty() {
             preamble
         } else {
             format!("{preamble}\n---\n\n{}", self.agent.prompt)
+        };
+        if let Some(extra) = self.opts.append_system_prompt.as_deref()
+            && !extra.trim().is_empty()
+        {
+            prompt.push_str("\n\n");
+            prompt.push_str(extra.trim());
         }
+        prompt
     }
 }

@@ -61,8 +61,9 @@ impl Session {
             .stream_turn(tools, deadline, &span)
             .instrument(span.clone())
             .await;
+        // The failure is the session's result (said once, at the end); here only for traces.
         if let Err(TurnError::Failed(e)) = &r {
-            tracing::warn!(parent: &span, error = %e, "model call failed");
+            tracing::debug!(parent: &span, error = %e, "model call failed");
         }
         r
     }
