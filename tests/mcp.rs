@@ -168,12 +168,12 @@ steps:
 routes:
   - when: {user_contains: "elicit please"}
     steps:
-      - tool_calls: [{name: bash, arguments: {command: "echo approved-run > a.txt"}}]
-      - tool_calls: [{name: bash, arguments: {command: "echo refused-run > b.txt"}}]
+      - tool_calls: [{name: bash, arguments: {command: "echo approved-run > out/a.txt"}}]
+      - tool_calls: [{name: bash, arguments: {command: "echo refused-run > out/b.txt"}}]
       - text: "elicited"
   - when: {user_contains: "no elicitation"}
     steps:
-      - tool_calls: [{name: bash, arguments: {command: "echo plain-run > c.txt"}}]
+      - tool_calls: [{name: bash, arguments: {command: "echo plain-run > out/c.txt"}}]
       - text: "plain"
 "#,
     )
@@ -182,6 +182,9 @@ routes:
         "asker",
         "---\ndescription: asks before bash\nmode: subagent\npermission:\n  bash: ask\n---\nYou ask.",
     );
+    // Outcomes land in a subdirectory: under Landlock no command can create an entry beside
+    // the protected `agents/`, which would make "did not run" true for the wrong reason.
+    std::fs::create_dir(h.ws.join("out")).unwrap();
     let report = run_client(&py, "mcp_elicit.py", &h).await;
     assert_eq!(report["elicit_text"], "elicited");
     assert_eq!(report["plain_text"], "plain");
@@ -199,9 +202,9 @@ routes:
         report["schema"]
     );
     // Approved ran; refused and not-askable did not.
-    assert_eq!(common::read(&h.ws.join("a.txt")), "approved-run\n");
-    assert!(!h.ws.join("b.txt").exists());
-    assert!(!h.ws.join("c.txt").exists());
+    assert_eq!(common::read(&h.ws.join("out/a.txt")), "approved-run\n");
+    assert!(!h.ws.join("out/b.txt").exists());
+    assert!(!h.ws.join("out/c.txt").exists());
     // The model was told why.
     let tool_results: Vec<String> = h
         .mock

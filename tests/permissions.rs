@@ -38,21 +38,21 @@ async fn compound_and_wrapped_commands_cannot_slip_past_a_deny_rule() {
         return;
     }
     let attempts = [
-        "echo hi && rm precious.txt",
-        "true; rm precious.txt",
-        "echo x | rm precious.txt",
-        "echo $(rm precious.txt)",
-        "echo `rm precious.txt`",
-        "env rm precious.txt",
-        "timeout 5 rm precious.txt",
-        "nice -n 5 rm precious.txt",
-        "bash -c 'rm precious.txt'",
-        "sh -c \"rm precious.txt\"",
-        "(rm precious.txt)",
-        "{ rm precious.txt; }",
-        "FOO=1 rm precious.txt",
-        "xargs rm <<< precious.txt",
-        "command rm precious.txt",
+        "echo hi && rm out/precious.txt",
+        "true; rm out/precious.txt",
+        "echo x | rm out/precious.txt",
+        "echo $(rm out/precious.txt)",
+        "echo `rm out/precious.txt`",
+        "env rm out/precious.txt",
+        "timeout 5 rm out/precious.txt",
+        "nice -n 5 rm out/precious.txt",
+        "bash -c 'rm out/precious.txt'",
+        "sh -c \"rm out/precious.txt\"",
+        "(rm out/precious.txt)",
+        "{ rm out/precious.txt; }",
+        "FOO=1 rm out/precious.txt",
+        "xargs rm <<< out/precious.txt",
+        "command rm out/precious.txt",
     ];
     let mut calls: Vec<(&str, Value)> = attempts
         .iter()
@@ -60,19 +60,22 @@ async fn compound_and_wrapped_commands_cannot_slip_past_a_deny_rule() {
         .collect();
     calls.push((
         "bash",
-        serde_json::json!({"command": "echo allowed > allowed.txt"}),
+        serde_json::json!({"command": "echo allowed > out/allowed.txt"}),
     ));
     let h = Harness::yaml(&script(&calls)).await;
-    std::fs::write(h.ws.join("precious.txt"), "keep me\n").unwrap();
+    // In a subdirectory: under Landlock no command can create an entry beside the protected
+    // `agents/`, and the allowed command must be able to run for the test to mean anything.
+    std::fs::create_dir(h.ws.join("out")).unwrap();
+    std::fs::write(h.ws.join("out/precious.txt"), "keep me\n").unwrap();
     h.write_agent(
         "careful",
         "---\nname: careful\npermission:\n  bash:\n    \"*\": allow\n    \"rm *\": deny\n---\nYou are careful.",
     );
     let (code, v, stderr) = h.run_json(&["--agent", "careful", "clean up"]).await;
     assert_eq!(code, Some(0), "{stderr}\n{v:#}");
-    assert_eq!(read(&h.ws.join("precious.txt")), "keep me\n");
+    assert_eq!(read(&h.ws.join("out/precious.txt")), "keep me\n");
     // The allowed command did run: bash works, the rule is what stopped the others.
-    assert_eq!(read(&h.ws.join("allowed.txt")), "allowed\n");
+    assert_eq!(read(&h.ws.join("out/allowed.txt")), "allowed\n");
     let results = tool_results(&h);
     for (attempt, result) in attempts.iter().zip(&results) {
         assert!(
@@ -227,24 +230,25 @@ async fn a_command_the_checker_cannot_read_never_matches_an_allow_rule() {
         return;
     }
     let attempts = [
-        "git status <<EOF\n$(touch pwned-1)\nEOF",
-        "git status # <<EOF\ntouch pwned-2",
-        "$'\\x74ouch' pwned-3",
-        "git() { touch pwned-4; }; git status",
-        "git -c alias.st='!touch pwned-5' st",
-        "git -c core.pager='touch pwned-6' -p log",
-        "{touch,pwned-7}",
-        "GIT_PAGER='touch pwned-8' git -p log",
+        "git status <<EOF\n$(touch out/pwned-1)\nEOF",
+        "git status # <<EOF\ntouch out/pwned-2",
+        "$'\\x74ouch' out/pwned-3",
+        "git() { touch out/pwned-4; }; git status",
+        "git -c alias.st='!touch out/pwned-5' st",
+        "git -c core.pager='touch out/pwned-6' -p log",
+        "{touch,out/pwned-7}",
+        "GIT_PAGER='touch out/pwned-8' git -p log",
     ];
     let calls: Vec<(&str, Value)> = attempts
         .iter()
         .map(|c| ("bash", serde_json::json!({ "command": c })))
         .chain(std::iter::once((
             "bash",
-            serde_json::json!({"command": "git status > allowed.txt 2>&1"}),
+            serde_json::json!({"command": "git status > out/allowed.txt 2>&1"}),
         )))
         .collect();
     let h = Harness::yaml(&script(&calls)).await;
+    std::fs::create_dir(h.ws.join("out")).unwrap();
     h.write_agent(
         "gitonly",
         "---\nname: gitonly\npermission:\n  bash:\n    \"*\": deny\n    \"git *\": allow\n---\nYou use git.",
@@ -253,13 +257,13 @@ async fn a_command_the_checker_cannot_read_never_matches_an_allow_rule() {
     assert_eq!(code, Some(0), "{stderr}\n{v:#}");
     for i in 1..=8 {
         assert!(
-            !h.ws.join(format!("pwned-{i}")).exists(),
+            !h.ws.join(format!("out/pwned-{i}")).exists(),
             "attempt {i} ran: {}",
             attempts[i - 1]
         );
     }
     assert!(
-        h.ws.join("allowed.txt").exists(),
+        h.ws.join("out/allowed.txt").exists(),
         "plain git status still runs"
     );
 }

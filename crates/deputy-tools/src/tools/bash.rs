@@ -106,6 +106,14 @@ async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
         }
     };
     content.push_str(&status);
+    // Landlock cannot keep a protected entry out and still let a command create files beside
+    // it: say so where it bites, so the model takes the way that works.
+    if sandbox.backend() == crate::sandbox::Backend::Landlock
+        && done.exit_code != Some(0)
+        && content.contains("Permission denied")
+    {
+        content.push_str("\n[deputy: under this sandbox (Landlock) a command cannot create a new file or directory directly in a directory that holds a protected entry, such as the workspace root beside .git; create it with the write tool, or inside a subdirectory]");
+    }
     // Anything the command left that would act later, outside the sandbox, is moved away.
     let notes = sandbox.after_command();
     for n in &notes {
