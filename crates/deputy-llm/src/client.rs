@@ -25,6 +25,7 @@ use crate::error::LlmError;
 use crate::retry::{RetryPolicy, hint_in_text, parse_retry_after};
 use crate::sse::{SseDecoder, SseEvent};
 use crate::types::{ChatRequest, EventStream, ModelClient, ModelEvent, Usage};
+use crate::window::{ContextWindow, WindowSource};
 use crate::wire::{self, BodyOptions, Chunk, ErrorInfo, STRIPPABLE_PARAMS, parse_error_body};
 
 /// Largest error body read (the rest is not needed to explain the error).
@@ -67,6 +68,8 @@ struct Inner {
     policy: RetryPolicy,
     /// Parameters each target refused, remembered for the life of the client (the session).
     stripped: Mutex<HashMap<String, Vec<String>>>,
+    /// The primary target's context window, once known.
+    window: tokio::sync::OnceCell<ContextWindow>,
 }
 
 impl OpenAiClient {
@@ -90,6 +93,7 @@ impl OpenAiClient {
                 breakers,
                 policy,
                 stripped: Mutex::new(HashMap::new()),
+                window: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -110,6 +114,60 @@ impl OpenAiClient {
     /// The primary target.
     pub fn primary(&self) -> &Target {
         &self.inner.targets[0]
+    }
+}
+
+/// Windows the servers of this process said, by `base_url model`: asked once per process, not
+/// once per session (an MCP server or a parent with subagents opens many).
+static ASKED: std::sync::OnceLock<Mutex<HashMap<String, Option<crate::window::Told>>>> =
+    std::sync::OnceLock::new();
+
+/// Config, then the server, then the shipped table, then the assumed default.
+async fn window_of(http: &reqwest::Client, t: &Target) -> ContextWindow {
+    let p = &t.provider;
+    let table = crate::catalog::known_window(&t.model);
+    if let Some(tokens) = p.context_window {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(table.map(|(_, o)| o)),
+            source: WindowSource::Config,
+        };
+    }
+    let key = format!("{} {}", p.base_url, t.model);
+    let cache = ASKED.get_or_init(Mutex::default);
+    let cached = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied();
+    let asked = match cached {
+        Some(a) => a,
+        None => {
+            let a = crate::window::ask_server(http, p, &t.model).await;
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, a);
+            a
+        }
+    };
+    if let Some((tokens, out)) = asked {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(out).or(table.map(|(_, o)| o)),
+            source: WindowSource::Server,
+        };
+    }
+    if let Some((tokens, out)) = table {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(Some(out)),
+            source: WindowSource::Table,
+        };
+    }
+    ContextWindow {
+        max_output: p.max_output_tokens,
+        ..ContextWindow::assumed()
     }
 }
 
@@ -158,6 +216,16 @@ impl ModelClient for OpenAiClient {
 
     fn describe(&self) -> String {
         self.inner.targets[0].label()
+    }
+
+    fn context_window(&self) -> futures::future::BoxFuture<'_, ContextWindow> {
+        Box::pin(async move {
+            *self
+                .inner
+                .window
+                .get_or_init(|| window_of(&self.inner.http[0], &self.inner.targets[0]))
+                .await
+        })
     }
 }
 
@@ -388,6 +456,7 @@ impl Inner {
                 top_p: p.top_p,
                 max_tokens: p.max_tokens,
                 parallel_tool_calls: p.parallel_tool_calls,
+                cache_control: p.cache_control,
             },
         );
         let body = serde_json::to_vec(&body)
@@ -497,7 +566,7 @@ impl Inner {
             })?;
         let mut out = Vec::new();
         acc.push(chunk, &mut out)
-            .map_err(|info| in_stream_error(&info))?;
+            .map_err(|info| in_stream_error(&info, base_url))?;
         if !acc.is_complete() && !acc.has_content() {
             return Err(LlmError::MalformedStream {
                 base_url: base_url.clone(),
@@ -530,7 +599,7 @@ impl Inner {
         let mut done = false;
         'read: loop {
             while let Some(event) = decoder.next_event().map_err(not_utf8)? {
-                if self.sse_event(event, acc, &mut out, &malformed)? {
+                if self.sse_event(event, acc, &mut out, &malformed, &p.base_url)? {
                     done = true;
                     break 'read;
                 }
@@ -564,7 +633,7 @@ impl Inner {
                 }
                 None => {
                     if let Some(event) = decoder.finish().map_err(not_utf8)? {
-                        done = self.sse_event(event, acc, &mut out, &malformed)?;
+                        done = self.sse_event(event, acc, &mut out, &malformed, &p.base_url)?;
                     }
                     break;
                 }
@@ -592,10 +661,11 @@ impl Inner {
         acc: &mut Accumulator,
         out: &mut Vec<ModelEvent>,
         malformed: &dyn Fn(String) -> LlmError,
+        base_url: &str,
     ) -> Result<bool, Failure> {
         let data = event.data.trim();
         if event.event == "error" {
-            return Err(in_stream_error(&parse_error_body(data)).into());
+            return Err(in_stream_error(&parse_error_body(data), base_url).into());
         }
         if data == "[DONE]" {
             return Ok(true);
@@ -610,7 +680,7 @@ impl Inner {
             ))
         })?;
         acc.push(chunk, out)
-            .map_err(|info| in_stream_error(&info))?;
+            .map_err(|info| in_stream_error(&info, base_url))?;
         Ok(false)
     }
 }
@@ -654,7 +724,20 @@ fn transport_error(e: &reqwest::Error, target: &Target) -> LlmError {
     }
 }
 
-fn in_stream_error(info: &ErrorInfo) -> LlmError {
+fn in_stream_error(info: &ErrorInfo, base_url: &str) -> LlmError {
+    if crate::overflow::is_context_overflow(
+        info.code.as_deref(),
+        info.kind.as_deref(),
+        &info.message,
+    ) {
+        let (limit, requested) = crate::overflow::numbers(&info.message);
+        return LlmError::ContextOverflow {
+            base_url: base_url.to_string(),
+            message: info.message.clone(),
+            limit,
+            requested,
+        };
+    }
     let code = info.code.clone();
     let c = code.as_deref().unwrap_or("");
     let retryable = matches!(
@@ -695,6 +778,22 @@ pub fn status_error(status: u16, headers: &HeaderMap, body: &str, target: &Targe
         })
         .or_else(|| hint_in_text(&info.message))
         .or_else(|| hint_in_text(body));
+    if matches!(status, 400 | 413 | 422)
+        && crate::overflow::is_context_overflow(
+            info.code.as_deref(),
+            info.kind.as_deref(),
+            &info.message,
+        )
+    {
+        let (limit, requested) = crate::overflow::numbers(&info.message);
+        let (body_limit, body_requested) = crate::overflow::numbers(body);
+        return LlmError::ContextOverflow {
+            base_url,
+            message: info.message,
+            limit: limit.or(body_limit),
+            requested: requested.or(body_requested),
+        };
+    }
     match status {
         401 | 403 => LlmError::Auth {
             status,

@@ -54,6 +54,18 @@ pub struct LlmConfig {
     pub breaker: BreakerConfig,
     /// Fallback models for every provider, after the provider's own list.
     pub fallback: Vec<String>,
+    /// Model (`provider/model` or bare id) → what deputy should know of it (its window).
+    pub models: IndexMap<String, ModelConfig>,
+}
+
+/// What config says of one model.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Tokens one request may hold (prompt and answer).
+    pub context_window: Option<u64>,
+    /// The most tokens an answer may have.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// One OpenAI-compatible endpoint.
@@ -79,6 +91,13 @@ pub struct ProviderConfig {
     pub idle_timeout_ms: Option<u64>,
     /// `provider/model` list tried, in order, while this provider's breaker is open.
     pub fallback: Vec<String>,
+    /// The context window of the provider's models (a local server started with `-c 16384`);
+    /// `[models."provider/model"]` says it per model.
+    pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Mark the stable prefix of each request with `cache_control` (Anthropic models through
+    /// OpenRouter or LiteLLM cache only what is marked).
+    pub cache_control: Option<bool>,
 }
 
 /// Price of a model, in US dollars per million tokens.
@@ -127,6 +146,11 @@ pub struct ProviderSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The window config gives (the provider's, or the model's under `[models]`).
+    pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Put `cache_control` markers on the stable prefix.
+    pub cache_control: bool,
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -159,6 +183,9 @@ impl ProviderSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
+            context_window: None,
+            max_output_tokens: None,
+            cache_control: false,
         }
     }
 
@@ -279,6 +306,9 @@ impl LlmConfig {
             connect_timeout: ms(cfg.connect_timeout_ms, defaults.connect_timeout),
             request_timeout: ms(cfg.request_timeout_ms, defaults.request_timeout),
             idle_timeout: ms(cfg.idle_timeout_ms, defaults.idle_timeout),
+            context_window: cfg.context_window.filter(|w| *w > 0),
+            max_output_tokens: cfg.max_output_tokens.filter(|w| *w > 0),
+            cache_control: cfg.cache_control.unwrap_or(false),
             ..defaults
         })
     }
@@ -299,8 +329,23 @@ impl LlmConfig {
         changed.then_some(current)
     }
 
-    /// Turn one model string into a target, or say why it cannot be one.
+    /// Turn one model string into a target, with what `[models]` says of it.
     fn target_for(&self, spec: &str, source: Source, env: &Env) -> Result<Target, String> {
+        let mut t = self.bare_target_for(spec, source, env)?;
+        let full = format!("{}/{}", t.provider.name, t.model);
+        if let Some(m) = self.models.get(&full).or_else(|| self.models.get(&t.model)) {
+            if let Some(w) = m.context_window.filter(|w| *w > 0) {
+                t.provider.context_window = Some(w);
+            }
+            if let Some(o) = m.max_output_tokens.filter(|o| *o > 0) {
+                t.provider.max_output_tokens = Some(o);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Turn one model string into a target, or say why it cannot be one.
+    fn bare_target_for(&self, spec: &str, source: Source, env: &Env) -> Result<Target, String> {
         let spec = spec.trim();
         let expanded = self.expand_alias(spec);
         let spec = expanded.as_deref().unwrap_or(spec);
@@ -423,7 +468,7 @@ impl LlmConfig {
             .get(&format!("{provider}/{model}"))
             .or_else(|| self.pricing.get(model))
             .copied()
-            .or_else(|| crate::prices::known_price(model))
+            .or_else(|| crate::catalog::known_price(model))
     }
 
     /// Cost in US dollars of `usage` on that model, if its price is configured.

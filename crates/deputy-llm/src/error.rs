@@ -33,6 +33,18 @@ pub enum LlmError {
         code: Option<String>,
         param: Option<String>,
     },
+    /// The request is longer than the model's context window (a 400 in any of the wordings
+    /// servers use, or the same said mid-stream). The session compacts its history and tries
+    /// once more.
+    #[error("the request does not fit the context window of the model at {base_url}{}{}: {message}", limit.map(|l| format!(" ({l} tokens)")).unwrap_or_default(), requested.map(|r| format!("; it held about {r}")).unwrap_or_default())]
+    ContextOverflow {
+        base_url: String,
+        message: String,
+        /// The window, when the server says it.
+        limit: Option<u64>,
+        /// The size of the request, when the server says it.
+        requested: Option<u64>,
+    },
     /// 429: too many requests or out of quota.
     #[error("rate limited by {base_url}: {message}{}", retry_after.map(|d| format!(" (retry after {:.1}s)", d.as_secs_f64())).unwrap_or_default())]
     RateLimited {
@@ -118,6 +130,7 @@ impl LlmError {
             LlmError::Auth { .. } => "auth",
             LlmError::ModelNotFound { .. } => "model_not_found",
             LlmError::BadRequest { .. } => "bad_request",
+            LlmError::ContextOverflow { .. } => "context_overflow",
             LlmError::RateLimited { .. } => "rate_limited",
             LlmError::Server { .. } => "server",
             LlmError::Transport { .. } => "transport",
@@ -146,6 +159,7 @@ impl LlmError {
             LlmError::Auth { message, .. }
             | LlmError::ModelNotFound { message, .. }
             | LlmError::BadRequest { message, .. }
+            | LlmError::ContextOverflow { message, .. }
             | LlmError::RateLimited { message, .. }
             | LlmError::Server { message, .. }
             | LlmError::Transport { message, .. }

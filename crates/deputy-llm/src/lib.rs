@@ -24,25 +24,30 @@
 
 mod accumulate;
 mod breaker;
+pub mod catalog;
 mod client;
 mod config;
 mod error;
-pub mod prices;
+mod overflow;
 pub mod retry;
 mod sse;
 mod think;
 mod types;
+pub mod window;
 pub mod wire;
 
 pub use breaker::{Admission, Breaker, BreakerConfig};
 pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
 pub use config::{
-    Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, OPENAI_BASE_URL, Price,
-    ProviderConfig, ProviderSettings, Resolved, Source, Target, discover_local, local_servers,
+    Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, ModelConfig, OPENAI_BASE_URL,
+    Price, ProviderConfig, ProviderSettings, Resolved, Source, Target, discover_local,
+    local_servers,
 };
 pub use error::LlmError;
+pub use overflow::is_context_overflow;
 pub use retry::RetryPolicy;
 pub use types::{
     ChatRequest, Collector, Completion, EventStream, FinishReason, Message, ModelClient,
     ModelEvent, Observed, ToolCall, ToolSpec, Usage, collect,
 };
+pub use window::{ContextWindow, DEFAULT_WINDOW, WindowSource};

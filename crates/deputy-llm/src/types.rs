@@ -273,6 +273,12 @@ pub trait ModelClient: Send + Sync {
 
     /// `provider/model` of the primary target, for logs and events.
     fn describe(&self) -> String;
+
+    /// The context window of the primary target's model (asked of the server at most once).
+    /// A client that cannot tell says [`ContextWindow::assumed`].
+    fn context_window(&self) -> futures::future::BoxFuture<'_, crate::window::ContextWindow> {
+        Box::pin(async { crate::window::ContextWindow::assumed() })
+    }
 }
 
 /// A whole response, as [`Collector`] assembles it.

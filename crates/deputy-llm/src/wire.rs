@@ -31,6 +31,9 @@ pub struct BodyOptions<'a> {
     pub top_p: Option<f64>,
     pub max_tokens: Option<u32>,
     pub parallel_tool_calls: Option<bool>,
+    /// Mark the system prompt and the last message with `cache_control` (Anthropic through
+    /// OpenRouter or LiteLLM), so the prefix so far is cached for the next request.
+    pub cache_control: bool,
 }
 
 /// The JSON body of a Chat Completions request.
@@ -38,10 +41,18 @@ pub fn request_body(req: &ChatRequest, opts: &BodyOptions<'_>) -> Value {
     let stripped = |p: &str| opts.stripped.iter().any(|s| s == p);
     let mut body = Map::new();
     body.insert("model".into(), json!(opts.model));
-    body.insert(
-        "messages".into(),
-        Value::Array(req.messages.iter().map(message_json).collect()),
-    );
+    let mut messages: Vec<Value> = req.messages.iter().map(message_json).collect();
+    if opts.cache_control {
+        if let Some(first) = messages.first_mut() {
+            mark_cache(first);
+        }
+        if messages.len() > 1
+            && let Some(last) = messages.last_mut()
+        {
+            mark_cache(last);
+        }
+    }
+    body.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools
@@ -87,6 +98,18 @@ pub fn request_body(req: &ChatRequest, opts: &BodyOptions<'_>) -> Value {
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Value::Object(body)
+}
+
+/// Turn a message's text into one text part carrying an ephemeral `cache_control` marker.
+fn mark_cache(message: &mut Value) {
+    if let Some(text) = message.get("content").and_then(Value::as_str) {
+        let text = text.to_string();
+        message["content"] = json!([{
+            "type": "text",
+            "text": text,
+            "cache_control": {"type": "ephemeral"},
+        }]);
+    }
 }
 
 fn message_json(m: &Message) -> Value {
@@ -262,6 +285,8 @@ pub struct WireUsage {
     pub prompt_tokens_details: Option<Details>,
     pub completion_tokens_details: Option<Details>,
     pub prompt_cache_hit_tokens: Option<u64>,
+    /// Anthropic's name, passed through by LiteLLM and some gateways.
+    pub cache_read_input_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +306,7 @@ impl WireUsage {
                 .as_ref()
                 .and_then(|d| d.cached_tokens)
                 .or(self.prompt_cache_hit_tokens)
+                .or(self.cache_read_input_tokens)
                 .unwrap_or(0),
             reasoning_tokens: self
                 .completion_tokens_details
@@ -320,6 +346,11 @@ pub fn parse_error_body(body: &str) -> ErrorInfo {
 
 /// [`parse_error_body`] for an already parsed value.
 pub fn error_from_value(v: &Value) -> ErrorInfo {
+    // Gemini's OpenAI-compatible endpoint wraps the error object in an array.
+    let v = match v.as_array().and_then(|a| a.first()) {
+        Some(first) if v.as_array().is_some_and(|a| a.len() == 1) => first,
+        _ => v,
+    };
     let err = v.get("error").unwrap_or(v);
     let text = |x: Option<&Value>| -> Option<String> {
         match x? {
@@ -355,6 +386,37 @@ mod tests {
     use crate::types::{ToolCall, ToolSpec};
 
     #[test]
+    fn cache_control_marks_the_system_prompt_and_the_last_message() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::system("sys"),
+                Message::user("task"),
+                Message::assistant("ok"),
+                Message::user("more"),
+            ],
+            ..Default::default()
+        };
+        let opts = |cache_control| BodyOptions {
+            model: "m",
+            stream: true,
+            stripped: &[],
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            parallel_tool_calls: None,
+            cache_control,
+        };
+        let body = request_body(&req, &opts(true));
+        let m = &body["messages"];
+        assert_eq!(m[0]["content"][0]["text"], "sys");
+        assert_eq!(m[0]["content"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(m[1]["content"], "task");
+        assert_eq!(m[3]["content"][0]["cache_control"]["type"], "ephemeral");
+        let plain = request_body(&req, &opts(false));
+        assert_eq!(plain["messages"][0]["content"], "sys");
+    }
+
+    #[test]
     fn body_with_tools_and_stripped_params() {
         let req = ChatRequest {
             messages: vec![
@@ -387,6 +449,7 @@ mod tests {
                 top_p: Some(0.9),
                 max_tokens: None,
                 parallel_tool_calls: Some(true),
+                cache_control: false,
             },
         );
         assert!(body.get("temperature").is_none());

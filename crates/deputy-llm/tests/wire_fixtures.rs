@@ -5,7 +5,8 @@
 //! parallel calls with split arguments, a missing index or `type`, empty and repeated ids,
 //! indexes from 1, `reasoning_content` / `reasoning` / `<think>`, in-stream errors (with and
 //! without an `event: error` line), non-streaming JSON, and the error bodies of 400, 404 and 429
-//! (rate limit and quota).
+//! (rate limit and quota), and the context-overflow 400s of OpenAI, Anthropic, vLLM, llama.cpp,
+//! Ollama, OpenRouter, Mistral, Gemini and xAI (and Groq's per-minute 413, which is not one).
 //!
 //! Each body goes through the same replay as the corpus (`replay/mod.rs`), and the ones that
 //! matter most are also checked against values written out by hand here.
@@ -39,7 +40,7 @@ async fn every_fixture_replays_like_its_naive_reading() {
 
     let (n, failures) = replay::replay_errors(&root()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(n, 6);
+    assert_eq!(n, 16);
 }
 
 /// One fixture, replayed (with the status its name or `status` gives).
@@ -205,5 +206,39 @@ async fn error_bodies_become_typed_errors() {
     assert!(
         err.to_string().contains("'temperature' is not supported"),
         "{err}"
+    );
+}
+
+/// Every server's way of saying the request is longer than the window becomes one error the
+/// session can act on (compact and retry), with the window when the server names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_overflows_in_every_wording() {
+    for (rel, limit) in [
+        ("errors/context-openai.400.json", Some(128_000)),
+        ("errors/context-anthropic.400.json", Some(200_000)),
+        ("errors/context-vllm.400.json", Some(32_768)),
+        ("errors/context-llamacpp.400.json", Some(32_768)),
+        ("errors/context-ollama.400.json", None),
+        ("errors/context-openrouter.400.json", Some(200_000)),
+        ("errors/context-mistral.400.json", Some(32_768)),
+        ("errors/context-gemini.400.json", Some(1_048_576)),
+        ("errors/context-xai.400.json", Some(131_072)),
+    ] {
+        let err = replay_one(rel, None).await.unwrap_err();
+        match &err {
+            LlmError::ContextOverflow { limit: l, .. } => assert_eq!(*l, limit, "{rel}"),
+            other => panic!("{rel}: {other:?}"),
+        }
+        assert!(
+            !err.is_retryable(),
+            "{rel}: the session retries, after compacting"
+        );
+    }
+    let err = replay_one("errors/tpm-groq.413.json", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::BadRequest { status: 413, .. }),
+        "a per-minute limit is not an overflow: {err:?}"
     );
 }

@@ -18,6 +18,7 @@ mod respond;
 mod script;
 mod server;
 pub mod strict;
+pub mod tokens;
 
 pub use script::{Fault, Match, Replay, Route, Script, ScriptError, Step, ToolCallStep, UsageStep};
 pub use server::{LoggedRequest, MockServer, ServeOptions};

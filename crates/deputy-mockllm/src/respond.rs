@@ -23,7 +23,9 @@ pub struct RequestShape<'a> {
     pub stream: bool,
     pub include_usage: bool,
     pub model: &'a str,
-    pub prompt_chars: usize,
+    pub prompt_tokens: u64,
+    /// Tokens of a prefix repeated from the previous request (with `prompt_cache`).
+    pub cached_tokens: u64,
     pub id: String,
     pub step_index: usize,
 }
@@ -62,13 +64,14 @@ fn usage_of(step: &Step, shape: &RequestShape<'_>) -> Value {
                     .iter()
                     .map(|c| c.name.len() + c.arguments.to_string().len())
                     .sum::<usize>();
-            (
-                shape.prompt_chars.div_ceil(4) as u64,
-                out.div_ceil(4).max(1) as u64,
-            )
+            (shape.prompt_tokens, out.div_ceil(4).max(1) as u64)
         }
     };
-    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+    let mut usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    if shape.cached_tokens > 0 {
+        usage["prompt_tokens_details"] = json!({"cached_tokens": shape.cached_tokens.min(p)});
+    }
+    usage
 }
 
 fn call_id(step_index: usize, i: usize, explicit: Option<&String>) -> String {

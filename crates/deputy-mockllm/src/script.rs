@@ -2,6 +2,9 @@
 //!
 //! ```yaml
 //! model: mock-model                  # what /v1/models reports (default "mock-model")
+//! context_window: 32768              # longer requests get OpenAI's context_length_exceeded
+//! prompt_cache: true                 # report a prefix repeated from the last request as cached
+//! by_request: true                   # step N answers the N-th request (for compacted histories)
 //! steps:                             # step N answers the request with N assistant turns so far
 //!   - tool_calls:
 //!       - name: bash
@@ -36,6 +39,14 @@ pub struct Script {
     pub repeat_last: bool,
     /// Accept requests that break the tool-call rule (strict, like real providers, by default).
     pub lenient: bool,
+    /// The model's context window in tokens (counted as [`crate::tokens`] says): a longer
+    /// request gets OpenAI's `context_length_exceeded` 400. `/v1/models` reports it too.
+    pub context_window: Option<u64>,
+    /// Report the tokens of a prefix repeated from the previous request as cached.
+    pub prompt_cache: bool,
+    /// Step N answers the N-th request a route answers, whatever the conversation holds (for
+    /// sessions whose history is compacted), instead of the one with N assistant turns.
+    pub by_request: bool,
     /// Directory replay paths are relative to (set when loaded from a file).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -45,6 +45,10 @@ pub struct LoggedRequest {
     pub key_matched: Option<bool>,
     /// Strict mode refused the request: the error message it got.
     pub rejected: Option<String>,
+    /// Its prompt, in tokens as the mock counts them ([`crate::tokens`]).
+    pub prompt_tokens: u64,
+    /// It did not fit the script's `context_window` and got the overflow 400.
+    pub overflowed: bool,
     pub body: Value,
 }
 
@@ -69,6 +73,9 @@ struct AppState {
     log_file: Option<Mutex<std::fs::File>>,
     /// Requests seen per (route, step), to serve a step's faults in order.
     seen: Mutex<HashMap<(Option<usize>, usize), usize>>,
+    /// Requests answered per route (the step, with `by_request`).
+    answered: Mutex<HashMap<Option<usize>, usize>>,
+    prefixes: crate::tokens::PrefixCache,
 }
 
 /// A running mock server. Dropping it shuts the server down.
@@ -102,6 +109,8 @@ impl MockServer {
             log: Mutex::new(Vec::new()),
             log_file,
             seen: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
+            prefixes: crate::tokens::PrefixCache::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -159,11 +168,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({
-        "object": "list",
-        "data": [{"id": state.script.model_name(), "object": "model", "owned_by": "deputy-mockllm"}],
-    }))
-    .into_response()
+    let mut model =
+        json!({"id": state.script.model_name(), "object": "model", "owned_by": "deputy-mockllm"});
+    if let Some(w) = state.script.context_window {
+        // vLLM's and OpenRouter's names for it.
+        model["max_model_len"] = json!(w);
+        model["context_length"] = json!(w);
+    }
+    axum::Json(json!({"object": "list", "data": [model]})).into_response()
 }
 
 async fn not_found() -> Response {
@@ -255,7 +267,14 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         }
     };
     let script = &state.script;
-    let (route, step_index) = select(script, &body);
+    let (route, mut step_index) = select(script, &body);
+    if script.by_request {
+        step_index = lock(&state.answered).get(&route).copied().unwrap_or(0);
+    }
+    let prompt_tokens = crate::tokens::prompt_tokens(&body);
+    let overflowed = script
+        .context_window
+        .is_some_and(|w| prompt_tokens + crate::tokens::reserved_output(&body) > w);
     let steps = match route {
         Some(r) => &script.routes[r].steps,
         None => &script.steps,
@@ -305,6 +324,8 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
                 .and_then(|v| v.pointer("/error/message"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            prompt_tokens,
+            overflowed,
             body: body.clone(),
         };
         if let Some(f) = &state.log_file
@@ -324,6 +345,10 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
     if let Some(v) = violation {
         return (StatusCode::BAD_REQUEST, axum::Json(v)).into_response();
+    }
+    if let (true, Some(w)) = (overflowed, script.context_window) {
+        let body = crate::tokens::overflow_body(w, prompt_tokens);
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
     let Some(step) = step else {
         return error_response(
@@ -351,6 +376,7 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     {
         return fault_response(status, f);
     }
+    *lock(&state.answered).entry(route).or_insert(0) += 1;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body
         .pointer("/stream_options/include_usage")
@@ -361,15 +387,22 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         .and_then(Value::as_str)
         .unwrap_or("mock-model")
         .to_string();
-    let prompt_chars = body
-        .get("messages")
-        .map(|m| m.to_string().len())
-        .unwrap_or(0);
+    let cached_tokens = if script.prompt_cache {
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        state.prefixes.cached_tokens(route, &messages)
+    } else {
+        0
+    };
     let shape = RequestShape {
         stream,
         include_usage,
         model: &model,
-        prompt_chars,
+        prompt_tokens,
+        cached_tokens,
         id: format!("chatcmpl-mock-{seq}"),
         step_index,
     };

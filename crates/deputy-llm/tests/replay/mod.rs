@@ -383,8 +383,17 @@ pub async fn replay_errors(root: &Path) -> (usize, Vec<String>) {
             .expect_err(&e.rel);
         let status = status_of(e).unwrap();
         let body = std::fs::read_to_string(&e.path).unwrap();
+        // A naive reading of "the request is longer than the window", in any wording.
+        let lower = body.to_ascii_lowercase();
+        let overflow = !lower.contains("per minute")
+            && (lower.contains("context")
+                || lower.contains("too long")
+                || lower.contains("prompt length")
+                || lower.contains("number of tokens allowed"));
         let right = match status {
+            400 if overflow => matches!(err, LlmError::ContextOverflow { .. }),
             400 => matches!(err, LlmError::BadRequest { status: 400, .. }),
+            413 => matches!(err, LlmError::BadRequest { status: 413, .. }),
             404 => matches!(err, LlmError::ModelNotFound { .. }),
             429 if body.contains("insufficient_quota") => {
                 matches!(&err, LlmError::BadRequest { status: 429, code: Some(c), .. } if c == "insufficient_quota")
@@ -394,9 +403,9 @@ pub async fn replay_errors(root: &Path) -> (usize, Vec<String>) {
         };
         // The server's own explanation must reach the user.
         let message: Value = serde_json::from_str(&body).unwrap();
-        let server_msg = message
-            .pointer("/error/message")
-            .and_then(Value::as_str)
+        let server_msg = ["/error/message", "/0/error/message", "/message", "/error"]
+            .iter()
+            .find_map(|p| message.pointer(p).and_then(Value::as_str))
             .unwrap_or("");
         if !right || !err.to_string().contains(server_msg) {
             failures.push(format!("{} ({status}): {err:?}", e.rel));

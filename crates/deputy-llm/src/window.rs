@@ -1,0 +1,219 @@
+//! The context window of a model: how many tokens one request (prompt and answer) may hold,
+//! and how many of them the answer may take.
+//!
+//! Where it comes from, first found wins: the config (`context_window` of the provider, or of
+//! the model under `[models."provider/model"]`); the server, asked once (vLLM and OpenRouter
+//! and LM Studio list it in `/v1/models`, llama.cpp in `/props`, Ollama in `/api/show`); the
+//! table shipped for common hosted models ([`crate::catalog`]); else [`DEFAULT_WINDOW`], with
+//! a warning naming the config key.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ProviderSettings;
+
+/// The window assumed when nothing says: the usual context of a local model server.
+pub const DEFAULT_WINDOW: u64 = 32_768;
+
+/// How long the server may take to say its window.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a window figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowSource {
+    Config,
+    Server,
+    Table,
+    /// A context-overflow error named it.
+    Error,
+    /// Nothing said; [`DEFAULT_WINDOW`].
+    Assumed,
+}
+
+/// A model's context window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextWindow {
+    /// Tokens one request may hold, prompt and answer together.
+    pub tokens: u64,
+    /// The most tokens an answer may have, when known.
+    pub max_output: Option<u64>,
+    pub source: WindowSource,
+}
+
+impl ContextWindow {
+    /// The window assumed when nothing says.
+    pub fn assumed() -> Self {
+        Self {
+            tokens: DEFAULT_WINDOW,
+            max_output: None,
+            source: WindowSource::Assumed,
+        }
+    }
+}
+
+/// The root of a server whose API is under `base_url` (`http://h:11434/v1` → `http://h:11434`).
+fn server_root(base_url: &str) -> &str {
+    base_url
+        .trim_end_matches('/')
+        .strip_suffix("/v1")
+        .unwrap_or(base_url)
+}
+
+fn get_u64(v: &Value, keys: &[&str]) -> Option<u64> {
+    keys.iter()
+        .find_map(|k| v.pointer(k).and_then(Value::as_u64))
+        .filter(|n| *n > 0)
+}
+
+/// What a server told: its window, and the output limit when it says one.
+pub type Told = (u64, Option<u64>);
+
+/// The window the entry of `/v1/models` gives for `model`.
+pub fn from_models_list(body: &Value, model: &str) -> Option<Told> {
+    let entry = body
+        .get("data")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|m| m.get("id").and_then(Value::as_str) == Some(model))?;
+    let window = get_u64(
+        entry,
+        &[
+            "/max_model_len",
+            "/context_length",
+            "/context_window",
+            "/max_context_length",
+            "/top_provider/context_length",
+            "/meta/n_ctx_train",
+        ],
+    )?;
+    let out = get_u64(
+        entry,
+        &["/top_provider/max_completion_tokens", "/max_output_tokens"],
+    );
+    Some((window, out))
+}
+
+/// llama.cpp's `/props`: the context the server was started with.
+pub fn from_llama_props(body: &Value) -> Option<u64> {
+    get_u64(body, &["/default_generation_settings/n_ctx", "/n_ctx"])
+}
+
+/// Ollama's `/api/show`: the model's context length, or less when its parameters set
+/// `num_ctx` (what the server actually runs with).
+pub fn from_ollama_show(body: &Value) -> Option<u64> {
+    let trained = body
+        .get("model_info")
+        .and_then(Value::as_object)?
+        .iter()
+        .find(|(k, _)| k.ends_with(".context_length"))
+        .and_then(|(_, v)| v.as_u64());
+    let num_ctx = body
+        .get("parameters")
+        .and_then(Value::as_str)
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("num_ctx"))
+                    .then(|| w.next()?.parse::<u64>().ok())
+                    .flatten()
+            })
+        });
+    match (trained, num_ctx) {
+        (Some(t), Some(n)) => Some(t.min(n)),
+        (t, n) => t.or(n),
+    }
+    .filter(|n| *n > 0)
+}
+
+/// Ask the server at `provider` for `model`'s window: `/v1/models`, then llama.cpp's `/props`,
+/// then Ollama's `/api/show`. `None` when none of them says.
+pub async fn ask_server(
+    http: &reqwest::Client,
+    provider: &ProviderSettings,
+    model: &str,
+) -> Option<Told> {
+    let auth = |r: reqwest::RequestBuilder| {
+        let mut r = r.timeout(ASK_TIMEOUT);
+        if let Some(k) = &provider.api_key {
+            r = r.bearer_auth(k);
+        }
+        for (name, value) in &provider.headers {
+            r = r.header(name, value);
+        }
+        r
+    };
+    let json = |r: reqwest::RequestBuilder| async move {
+        let resp = r.send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        serde_json::from_slice::<Value>(&bytes).ok()
+    };
+    let base = provider.base_url.trim_end_matches('/');
+    if let Some(body) = json(auth(http.get(format!("{base}/models")))).await
+        && let Some(w) = from_models_list(&body, model)
+    {
+        return Some(w);
+    }
+    let root = server_root(base);
+    if let Some(body) = json(auth(http.get(format!("{root}/props")))).await
+        && let Some(n) = from_llama_props(&body)
+    {
+        return Some((n, None));
+    }
+    let show = http
+        .post(format!("{root}/api/show"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "model": model }).to_string());
+    if let Some(body) = json(auth(show)).await
+        && let Some(n) = from_ollama_show(&body)
+    {
+        return Some((n, None));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_each_server_says() {
+        let vllm = json!({"data": [{"id": "qwen", "max_model_len": 32768}]});
+        assert_eq!(from_models_list(&vllm, "qwen"), Some((32768, None)));
+        assert_eq!(from_models_list(&vllm, "other"), None);
+        let openrouter = json!({"data": [{"id": "anthropic/claude-sonnet-4.5", "context_length": 1000000,
+            "top_provider": {"context_length": 1000000, "max_completion_tokens": 64000}}]});
+        assert_eq!(
+            from_models_list(&openrouter, "anthropic/claude-sonnet-4.5"),
+            Some((1_000_000, Some(64_000)))
+        );
+        let lmstudio = json!({"data": [{"id": "m", "max_context_length": 8192}]});
+        assert_eq!(from_models_list(&lmstudio, "m"), Some((8192, None)));
+        let openai = json!({"data": [{"id": "gpt-4o", "object": "model"}]});
+        assert_eq!(from_models_list(&openai, "gpt-4o"), None);
+
+        assert_eq!(
+            from_llama_props(&json!({"default_generation_settings": {"n_ctx": 4096}})),
+            Some(4096)
+        );
+        let ollama = json!({"model_info": {"qwen3.context_length": 40960},
+            "parameters": "temperature 0.6\nnum_ctx 8192"});
+        assert_eq!(from_ollama_show(&ollama), Some(8192));
+        let ollama = json!({"model_info": {"llama.context_length": 131072}});
+        assert_eq!(from_ollama_show(&ollama), Some(131072));
+        assert_eq!(
+            server_root("http://127.0.0.1:11434/v1"),
+            "http://127.0.0.1:11434"
+        );
+        assert_eq!(
+            server_root("https://openrouter.ai/api/v1/"),
+            "https://openrouter.ai/api"
+        );
+    }
+}
