@@ -219,6 +219,21 @@ impl ToolLines {
                 ))
             }
             EventKind::Warning { message } => Some(st.yellow(&format!("⚠ {message}"))),
+            EventKind::ContextCompacted {
+                trigger,
+                tokens_before,
+                tokens_after,
+                pruned_outputs,
+                summarized_turns,
+                context_window,
+                ..
+            } => Some(st.dim(&format!(
+                "⇣ context compacted ({}): {} → {} tokens of a {} window; {pruned_outputs} outputs pruned, {summarized_turns} messages summarised",
+                trigger.as_str(),
+                human_tokens(*tokens_before),
+                human_tokens(*tokens_after),
+                human_tokens(*context_window)
+            ))),
             EventKind::SubagentStarted {
                 agent, description, ..
             } => Some(st.cyan(&format!("↳ {agent}: {description}"))),
@@ -243,6 +258,8 @@ pub struct Progress {
     activity: Option<(String, std::time::Instant)>,
     /// A spinner frame is on the current line of stderr.
     spinner_shown: bool,
+    /// How full the context was at the last request: (tokens, window).
+    fill: Option<(u64, u64)>,
 }
 
 impl Progress {
@@ -254,7 +271,18 @@ impl Progress {
             tools: ToolLines::default(),
             activity: None,
             spinner_shown: false,
+            fill: None,
         }
+    }
+
+    /// `context 45% of 32k`, from the last request.
+    fn fill_text(&self) -> Option<String> {
+        let (t, w) = self.fill.filter(|(_, w)| *w > 0)?;
+        Some(format!(
+            "context {}% of {}",
+            (t * 100 / w).min(999),
+            human_tokens(w)
+        ))
     }
 
     fn clear_spinner(&mut self, err: &mut impl Write) {
@@ -298,8 +326,17 @@ impl Progress {
             let now = std::time::Instant::now();
             match &e.kind {
                 EventKind::TurnStarted { .. } => {
-                    self.activity = Some(("thinking".to_string(), now));
+                    let label = match self.fill_text() {
+                        Some(f) => format!("thinking · {f}"),
+                        None => "thinking".to_string(),
+                    };
+                    self.activity = Some((label, now));
                 }
+                EventKind::TurnCompleted {
+                    context_tokens: Some(t),
+                    context_window: Some(w),
+                    ..
+                } => self.fill = Some((*t, *w)),
                 EventKind::ToolRequested { tool, input, .. } => {
                     let what = tool_subject(tool, input);
                     let label = if what.is_empty() {
@@ -362,10 +399,14 @@ impl Progress {
                 };
                 let cost = cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
                 let est = if usage.estimated { " (estimated)" } else { "" };
+                let fill = self
+                    .fill_text()
+                    .map(|f| format!(" · {f}"))
+                    .unwrap_or_default();
                 self.line(
                     0,
                     &format!(
-                        "{mark} {} · {num_turns} turns · {} tokens{est}{cost} · {}",
+                        "{mark} {} · {num_turns} turns · {} tokens{est}{cost}{fill} · {}",
                         status.as_str(),
                         human_tokens(usage.total()),
                         human_ms(*duration_ms)

@@ -85,6 +85,7 @@ async fn chat_in_a_real_terminal() {
     }
     let h = Harness::yaml(
         r#"
+context_window: 64000
 steps:
   - text: "Hello! Here is the **plan**:\n\n# Steps\n- read `main.py`\n- fix it\n"
   - tool_calls: [{name: bash, arguments: {command: "echo approved-run"}}]
@@ -94,6 +95,10 @@ steps:
   - tool_calls: [{name: bash, arguments: {command: "sleep 612.5"}}]
   - text: "never reached"
 routes:
+  # First: the summary request's transcript holds every earlier prompt.
+  - when: {system_contains: "You are compacting the history"}
+    steps: [{text: "Task: chat with the user. Next steps: Answer the next question."}]
+    repeat_last: true
   - when: {last_user_contains: "after cancel"}
     steps: [{text: "Still here after the cancel."}]
     repeat_last: true
@@ -107,6 +112,9 @@ routes:
     steps: [{text: "Fresh start after clear."}]
   - when: {last_user_contains: "new agent"}
     steps: [{text: "A new session answers."}]
+  - when: {last_user_contains: "after compacting"}
+    steps: [{text: "Still here after compacting."}]
+    repeat_last: true
 "#,
     )
     .await;
@@ -150,6 +158,11 @@ routes:
     tmux.send(&["hello there", "Enter"]);
     tmux.wait_for("tokens this session", 1, Duration::from_secs(20));
     let screen = tmux.screen();
+    // The status line shows how full the window the server reported is.
+    assert!(
+        screen.contains("context 3% of 64.0k"),
+        "context fill shown: {screen}"
+    );
     assert!(
         screen.contains("Hello! Here is the plan:"),
         "markdown bold rendered: {screen}"
@@ -229,6 +242,36 @@ routes:
     tmux.send(&["/cost", "Enter"]);
     tmux.wait_for("input +", 1, Duration::from_secs(10));
     assert!(tmux.screen().contains("model turns"));
+
+    // /compact folds the turns so far into the model's summary; the conversation goes on
+    // from it (the strict mock accepts the request: no call lost its result).
+    tmux.send(&["/compact keep the plan", "Enter"]);
+    tmux.wait_for("compacted:", 1, Duration::from_secs(20));
+    let summary_request = h
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.body["messages"]
+                .to_string()
+                .contains("You are compacting")
+        })
+        .expect("a summary request");
+    assert!(
+        summary_request.body["messages"]
+            .to_string()
+            .contains("keep the plan"),
+        "the focus reaches the summary request"
+    );
+    tmux.send(&["after compacting", "Enter"]);
+    tmux.wait_for("Still here after compacting.", 1, Duration::from_secs(20));
+    let after = h.mock.requests().last().unwrap().body["messages"].to_string();
+    assert!(after.contains("Answer the next question"), "{after}");
+    assert!(
+        !after.contains("approved-run"),
+        "older turns folded: {after}"
+    );
+    h.assert_strict_ok();
 
     // After /clear, answers stream as before.
     tmux.send(&["/clear", "Enter"]);

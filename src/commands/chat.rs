@@ -323,6 +323,7 @@ const HELP: &str = "Commands:
   /cost            tokens and cost so far
   /sessions        recent sessions (continue one with deputy chat --resume ID)
   /clear           forget the conversation so far
+  /compact [FOCUS] fold older turns into a summary now (FOCUS: what it must keep)
   /exit            quit (also Ctrl-D, or Ctrl-C twice)
 A line ending in \\ continues on the next line. Ctrl-C stops the current answer.";
 
@@ -402,8 +403,16 @@ impl Chat<'_> {
                 s => format!("{} · ", st.red(s.as_str())),
             };
             let cost = cost.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+            let context = match self.session.context_fill() {
+                (used, Some(window)) if window > 0 => format!(
+                    " · context {}% of {}",
+                    (used * 100 / window).min(999),
+                    human_tokens(window)
+                ),
+                _ => String::new(),
+            };
             self.note(&format!(
-                "─ {status}{} tokens this session{cost} · {}",
+                "─ {status}{} tokens this session{cost}{context} · {}",
                 human_tokens(usage.total()),
                 human_ms(outcome.duration_ms)
             ));
@@ -516,6 +525,22 @@ impl Chat<'_> {
             "/clear" => {
                 self.session.clear();
                 self.note("conversation cleared");
+            }
+            "/compact" => {
+                let focus = (!arg.is_empty()).then_some(arg);
+                match self.session.compact(focus).await {
+                    Ok(r) if r.pruned_outputs == 0 && r.summarized_turns == 0 => {
+                        self.note("nothing to compact yet")
+                    }
+                    Ok(r) => self.note(&format!(
+                        "compacted: {} → {} tokens ({} outputs pruned, {} messages summarised)",
+                        human_tokens(r.tokens_before),
+                        human_tokens(r.tokens_after),
+                        r.pruned_outputs,
+                        r.summarized_turns
+                    )),
+                    Err(e) => self.say(&format!("cannot compact: {e}")),
+                }
             }
             _ => self.say(&format!("unknown command {cmd}\n{HELP}")),
         }

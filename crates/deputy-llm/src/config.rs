@@ -462,7 +462,7 @@ impl LlmConfig {
     }
 
     /// Price of `model`: configured (as `provider/model`, then bare), else shipped for the
-    /// common hosted models (see [`crate::prices`]).
+    /// common hosted models (see [`crate::catalog`]).
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
         self.pricing
             .get(&format!("{provider}/{model}"))

@@ -3,7 +3,8 @@
 //!
 //! Where it comes from, first found wins: the config (`context_window` of the provider, or of
 //! the model under `[models."provider/model"]`); the server, asked once (vLLM and OpenRouter
-//! and LM Studio list it in `/v1/models`, llama.cpp in `/props`, Ollama in `/api/show`); the
+//! and LM Studio list it in `/v1/models`, llama.cpp in `/props`, Ollama in `/api/ps` for a
+//! loaded model, else `/api/show`); the
 //! table shipped for common hosted models ([`crate::catalog`]); else [`DEFAULT_WINDOW`], with
 //! a warning naming the config key.
 
@@ -101,8 +102,14 @@ pub fn from_llama_props(body: &Value) -> Option<u64> {
     get_u64(body, &["/default_generation_settings/n_ctx", "/n_ctx"])
 }
 
-/// Ollama's `/api/show`: the model's context length, or less when its parameters set
-/// `num_ctx` (what the server actually runs with).
+/// Ollama's context when nothing sets it: it depends on the server's VRAM (4k below 24 GiB,
+/// more above), which deputy cannot see, so the smallest is assumed. Ollama cuts a longer
+/// prompt silently (from the front, system prompt included) rather than refusing it, so an
+/// assumption too large would lose the task without any error to recover from.
+pub const OLLAMA_DEFAULT_CONTEXT: u64 = 4096;
+
+/// Ollama's `/api/show`: the model's context length, capped by the `num_ctx` its parameters
+/// set, else by Ollama's default context (see [`OLLAMA_DEFAULT_CONTEXT`]).
 pub fn from_ollama_show(body: &Value) -> Option<u64> {
     let trained = body
         .get("model_info")
@@ -123,9 +130,27 @@ pub fn from_ollama_show(body: &Value) -> Option<u64> {
         });
     match (trained, num_ctx) {
         (Some(t), Some(n)) => Some(t.min(n)),
-        (t, n) => t.or(n),
+        (None, Some(n)) => Some(n),
+        (Some(t), None) => Some(t.min(OLLAMA_DEFAULT_CONTEXT)),
+        (None, None) => None,
     }
     .filter(|n| *n > 0)
+}
+
+/// Ollama's `/api/ps`: the context the loaded `model` really runs with (`OLLAMA_CONTEXT_LENGTH`
+/// and the VRAM default included), when it is loaded.
+pub fn from_ollama_ps(body: &Value, model: &str) -> Option<u64> {
+    let wanted = |name: &str| name == model || name.strip_suffix(":latest") == Some(model);
+    body.get("models")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            ["name", "model"]
+                .iter()
+                .any(|k| m.get(*k).and_then(Value::as_str).is_some_and(wanted))
+        })
+        .and_then(|m| m.get("context_length")?.as_u64())
+        .filter(|n| *n > 0)
 }
 
 /// Ask the server at `provider` for `model`'s window: `/v1/models`, then llama.cpp's `/props`,
@@ -169,12 +194,12 @@ pub async fn ask_server(
         .post(format!("{root}/api/show"))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::json!({ "model": model }).to_string());
-    if let Some(body) = json(auth(show)).await
-        && let Some(n) = from_ollama_show(&body)
-    {
-        return Some((n, None));
-    }
-    None
+    let shown = json(auth(show)).await.and_then(|b| from_ollama_show(&b))?;
+    // It is Ollama: what the loaded model runs with is the truth, when it is loaded.
+    let running = json(auth(http.get(format!("{root}/api/ps"))))
+        .await
+        .and_then(|b| from_ollama_ps(&b, model));
+    Some((running.unwrap_or(shown), None))
 }
 
 #[cfg(test)]
@@ -205,8 +230,14 @@ mod tests {
         let ollama = json!({"model_info": {"qwen3.context_length": 40960},
             "parameters": "temperature 0.6\nnum_ctx 8192"});
         assert_eq!(from_ollama_show(&ollama), Some(8192));
+        // No num_ctx: Ollama runs with its default context, not the model's 131072.
         let ollama = json!({"model_info": {"llama.context_length": 131072}});
-        assert_eq!(from_ollama_show(&ollama), Some(131072));
+        assert_eq!(from_ollama_show(&ollama), Some(OLLAMA_DEFAULT_CONTEXT));
+        let ps = json!({"models": [{"name": "qwen3:8b", "model": "qwen3:8b", "context_length": 32768},
+            {"name": "llama3.2:latest", "context_length": 8192}]});
+        assert_eq!(from_ollama_ps(&ps, "qwen3:8b"), Some(32768));
+        assert_eq!(from_ollama_ps(&ps, "llama3.2"), Some(8192));
+        assert_eq!(from_ollama_ps(&ps, "mistral"), None);
         assert_eq!(
             server_root("http://127.0.0.1:11434/v1"),
             "http://127.0.0.1:11434"

@@ -31,8 +31,17 @@ const LLM_KEYS: &[&str] = &[
     "retry",
     "breaker",
     "fallback",
+    "models",
 ];
-const OTHER_KEYS: &[&str] = &["sandbox", "limits", "tools", "permission", "task", "review"];
+const OTHER_KEYS: &[&str] = &[
+    "sandbox",
+    "limits",
+    "tools",
+    "permission",
+    "task",
+    "review",
+    "compaction",
+];
 
 /// The whole configuration, merged.
 #[derive(Debug, Clone, Default)]

@@ -35,6 +35,8 @@ pub enum ConversationError {
     DuplicateId(String),
     #[error("history can only be replaced between turn boundaries ({0})")]
     BadSpan(String),
+    #[error("no result of tool call `{0}` is in the history")]
+    NoResult(String),
 }
 
 /// The messages of a session: a system prompt, then turns.
@@ -220,6 +222,72 @@ impl Conversation {
     }
 }
 
+/// A tool result in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    /// Its index among the messages.
+    pub index: usize,
+    pub call_id: String,
+    /// The tool that was called.
+    pub tool: String,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl Conversation {
+    /// Every tool result, oldest first, with the tool that produced it.
+    pub fn tool_outputs(&self) -> Vec<ToolOutput> {
+        let mut tools: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for (index, m) in self.messages.iter().enumerate() {
+            match m {
+                Message::Assistant { tool_calls, .. } => {
+                    for c in tool_calls {
+                        tools.insert(c.id.as_str(), c.name.as_str());
+                    }
+                }
+                Message::Tool {
+                    tool_call_id,
+                    content,
+                } => out.push(ToolOutput {
+                    index,
+                    call_id: tool_call_id.clone(),
+                    tool: tools
+                        .get(tool_call_id.as_str())
+                        .unwrap_or(&"tool")
+                        .to_string(),
+                    len: content.len(),
+                }),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Replace the text of an answered call's result (pruning it to a stub): the structure,
+    /// and so the tool-call rule, is untouched.
+    pub fn replace_tool_output(
+        &mut self,
+        call_id: &str,
+        text: impl Into<String>,
+    ) -> Result<(), ConversationError> {
+        let found = self.messages.iter_mut().rev().find_map(|m| match m {
+            Message::Tool {
+                tool_call_id,
+                content,
+            } if tool_call_id == call_id => Some(content),
+            _ => None,
+        });
+        match found {
+            Some(content) => {
+                *content = text.into();
+                Ok(())
+            }
+            None => Err(ConversationError::NoResult(call_id.to_string())),
+        }
+    }
+}
+
 /// Give every call of one message a distinct id (servers sometimes repeat one, and an
 /// answer must name exactly one call): later duplicates get a suffix.
 pub fn distinct_call_ids(calls: &mut [ToolCall]) {
@@ -303,5 +371,25 @@ mod tests {
         c.clear();
         assert!(c.is_empty());
         assert_eq!(c.system(), "sys");
+    }
+
+    #[test]
+    fn tool_outputs_are_listed_and_pruned_in_place() {
+        let mut c = Conversation::new("sys");
+        c.push_user("task").unwrap();
+        c.push_assistant(None, None, vec![call("a"), call("b")])
+            .unwrap();
+        c.answer("a", "long output").unwrap();
+        c.answer("b", "B").unwrap();
+        let outs = c.tool_outputs();
+        assert_eq!(outs.len(), 2);
+        assert_eq!(
+            (outs[0].index, outs[0].tool.as_str(), outs[0].len),
+            (3, "bash", 11)
+        );
+        c.replace_tool_output("a", "[pruned]").unwrap();
+        assert_eq!(c.messages()[3], Message::tool("a", "[pruned]"));
+        assert!(c.replace_tool_output("zz", "x").is_err());
+        assert!(c.request().is_ok());
     }
 }

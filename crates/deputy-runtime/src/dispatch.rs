@@ -183,6 +183,9 @@ impl Session {
             r.output.content = crate::redact::redact(&r.output.content);
             crate::redact::redact_value(&mut r.output.metadata);
         }
+        // An output too large for the context window is cut before the model (and the
+        // journal, which a resume rebuilds the conversation from) sees it.
+        r.output.content = self.fit_output(&call.name, std::mem::take(&mut r.output.content));
         if let Some(p) = file_changed(r.output.is_error, &r.output.metadata)
             && !self.totals.files_changed.iter().any(|f| f == p)
         {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::event::{EventKind, Status};
+use crate::event::{CompactTrigger, EventKind, Status};
 use crate::options::Outcome;
 use crate::prompt;
 use crate::rebuild::INTERRUPTED_RESULT;
@@ -115,6 +115,10 @@ impl Session {
             ..Default::default()
         };
         self.emit_started();
+        // Learn the model's context window while the first request goes out.
+        if self.opts.compaction.enabled {
+            self.ask_window();
+        }
         for w in std::mem::take(&mut self.resume_notices) {
             self.emit(EventKind::Warning { message: w });
         }
@@ -175,6 +179,8 @@ impl Session {
     /// Model turns until the run ends.
     async fn turns(&mut self) -> End {
         let mut schema_tries = 0;
+        // A request refused as too long is retried once, after compacting.
+        let mut overflow_retried = false;
         loop {
             if self.cancel.is_cancelled() {
                 return End::Stopped(Status::Cancelled);
@@ -184,15 +190,48 @@ impl Session {
             }
             self.run.steps += 1;
             let specs = self.router.specs(&self.toolbox.permissions());
+            if let Err(status) = self.make_room(&specs).await {
+                return End::Stopped(status);
+            }
             let turn_span =
                 tracing::info_span!("turn", turn = self.totals.turns + 1, session.id = %self.id);
             let deadline = self.run.deadline;
             let response = match self
-                .model_turn(specs, deadline)
+                .model_turn(specs.clone(), deadline)
                 .instrument(turn_span.clone())
                 .await
             {
-                Ok(r) => r,
+                Ok(r) => {
+                    overflow_retried = false;
+                    r
+                }
+                Err(TurnError::Overflow { limit, .. })
+                    if !overflow_retried && self.opts.compaction.enabled =>
+                {
+                    overflow_retried = true;
+                    self.run.steps -= 1;
+                    self.learn_window(limit);
+                    if let Err(status) = self
+                        .compact_with(CompactTrigger::Overflow, None, &specs, deadline)
+                        .await
+                    {
+                        return End::Stopped(status);
+                    }
+                    continue;
+                }
+                Err(TurnError::Overflow { message, .. }) => {
+                    let budget = self.budget_now();
+                    let msg = format!(
+                        "the conversation does not fit the model's context window ({} tokens) even after compacting it: the request held about {} tokens ({message}). Set the window in config ([models.\"{}\"] context_window) if it is wrong, or start a new session",
+                        budget.window,
+                        self.context_estimate(&specs),
+                        self.model_label()
+                    );
+                    return End::Failed {
+                        result: msg.clone(),
+                        error: msg,
+                    };
+                }
                 Err(TurnError::Stopped(status)) => return End::Stopped(status),
                 Err(TurnError::Failed(msg)) => {
                     return End::Failed {
@@ -377,6 +416,9 @@ impl Session {
             .run
             .summary_deadline
             .unwrap_or_else(|| tokio::time::Instant::now() + SUMMARY_TIME);
+        if self.make_room(&[]).await.is_err() {
+            return Ok(format!("Stopped by {what}; the summary request timed out."));
+        }
         Ok(match self.model_turn(Vec::new(), Some(deadline)).await {
             Ok(r) if !r.text.trim().is_empty() => r.text.trim().to_string(),
             Ok(_) => format!("Stopped by {what}; the model gave no summary."),
@@ -384,7 +426,7 @@ impl Session {
             Err(TurnError::Stopped(_)) => {
                 format!("Stopped by {what}; the summary request timed out.")
             }
-            Err(TurnError::Failed(e)) => {
+            Err(TurnError::Failed(e) | TurnError::Overflow { message: e, .. }) => {
                 self.run.errors.push(format!("summary request failed: {e}"));
                 format!("Stopped by {what}; the summary request failed: {e}")
             }

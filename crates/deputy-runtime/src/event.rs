@@ -172,6 +172,12 @@ pub enum EventKind {
         ttft_ms: Option<u64>,
         model_ms: u64,
         retries: u32,
+        /// The prompt this request carried, in tokens (the server's count, else deputy's
+        /// estimate), and the model's context window, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context_tokens: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context_window: Option<u64>,
     },
     /// A subagent began (emitted in the parent's stream; the child's own events follow with the
     /// child's session id).
@@ -197,6 +203,35 @@ pub enum EventKind {
     /// prompt again.
     #[serde(rename = "conversation.cleared")]
     ConversationCleared {},
+    /// The history was made smaller to fit the context window: old tool outputs pruned to a
+    /// stub, then (when that was not enough) older turns folded into a summary. A resume
+    /// replays it, so it continues from the compacted history.
+    #[serde(rename = "context.compacted")]
+    ContextCompacted {
+        trigger: CompactTrigger,
+        /// The prompt before and after, in tokens (estimates).
+        tokens_before: u64,
+        tokens_after: u64,
+        /// How many tool outputs were replaced by a stub.
+        pruned_outputs: u32,
+        /// How many messages were folded into the summary.
+        summarized_turns: u32,
+        /// The window it was made to fit.
+        context_window: u64,
+        /// The calls whose outputs were pruned.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pruned: Vec<String>,
+        /// The summary that replaced messages `replaced[0]..replaced[1]` of the history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaced: Option<[usize; 2]>,
+        /// What the summary request spent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
     /// The session talks to another model from now on (`/model` in chat).
     #[serde(rename = "model.changed")]
     ModelChanged {
@@ -238,8 +273,31 @@ impl EventKind {
             EventKind::SubagentFinished { .. } => "subagent.finished",
             EventKind::Warning { .. } => "warning",
             EventKind::ConversationCleared {} => "conversation.cleared",
+            EventKind::ContextCompacted { .. } => "context.compacted",
             EventKind::ModelChanged { .. } => "model.changed",
             EventKind::SessionFinished { .. } => "session.finished",
+        }
+    }
+}
+
+/// What made a session compact its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompactTrigger {
+    /// The next request would have passed the threshold.
+    Threshold,
+    /// The server said the request did not fit.
+    Overflow,
+    /// Asked for (`/compact` in chat, or a library call).
+    Manual,
+}
+
+impl CompactTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompactTrigger::Threshold => "threshold",
+            CompactTrigger::Overflow => "overflow",
+            CompactTrigger::Manual => "manual",
         }
     }
 }

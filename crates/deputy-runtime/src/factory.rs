@@ -68,6 +68,19 @@ pub struct LimitsConfig {
     pub max_cost_usd: Option<f64>,
 }
 
+/// `[compaction]` in config: keeping long sessions within the model's context window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    pub enabled: Option<bool>,
+    /// Share of the window (less the answer's reserve) past which room is made (0.1–1).
+    pub threshold: Option<f64>,
+    pub keep_recent_tokens: Option<u64>,
+    pub reserve_tokens: Option<u64>,
+    /// The model that writes the summaries (`provider/model` or an alias).
+    pub compaction_model: Option<String>,
+}
+
 /// Why a run could not be set up. Every variant is a configuration problem (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -209,6 +222,7 @@ impl Factory {
         let sandbox_cfg: SandboxConfig =
             self.config.section("sandbox").map_err(SetupError::Config)?;
         let limits_cfg: LimitsConfig = self.config.section("limits").map_err(SetupError::Config)?;
+        let compaction = self.compaction()?;
         let tool_settings: ToolSettings =
             self.config.section("tools").map_err(SetupError::Config)?;
         let mode = match (&settings.sandbox, &sandbox_cfg.mode) {
@@ -290,7 +304,49 @@ impl Factory {
         opts.agent_trusted = self.agent_trusted(agent);
         opts.limit_summary = !settings.no_summary;
         opts.append_system_prompt = settings.append_system_prompt.clone();
+        opts.compaction = compaction;
         Ok(opts)
+    }
+
+    /// `[compaction]`, with its model's client when it names one.
+    fn compaction(&self) -> Result<crate::options::Compaction, SetupError> {
+        let cfg: CompactionConfig = self
+            .config
+            .section("compaction")
+            .map_err(SetupError::Config)?;
+        if let Some(t) = cfg.threshold
+            && !(0.1..=1.0).contains(&t)
+        {
+            return Err(SetupError::Config(format!(
+                "[compaction] threshold = {t}: must be a share of the window between 0.1 and 1"
+            )));
+        }
+        let client = match &cfg.compaction_model {
+            None => None,
+            Some(m) => {
+                let llm = &self.config.llm;
+                let resolved = llm
+                    .resolve(&[(Source::Flag, m.as_str())], &self.env)
+                    .map_err(|e| {
+                        SetupError::Config(format!("[compaction] compaction_model = \"{m}\": {e}"))
+                    })?;
+                if let Some(k) = &resolved.primary.provider.api_key {
+                    crate::redact::add_secret(k);
+                }
+                let c = OpenAiClient::new(resolved, llm.retry, self.breakers.clone())
+                    .map_err(|e| SetupError::Config(e.to_string()))?;
+                Some(Arc::new(c) as Arc<dyn ModelClient>)
+            }
+        };
+        let defaults = crate::options::Compaction::default();
+        Ok(crate::options::Compaction {
+            enabled: cfg.enabled.unwrap_or(defaults.enabled),
+            threshold: cfg.threshold.unwrap_or(defaults.threshold),
+            keep_recent_tokens: cfg.keep_recent_tokens,
+            reserve_tokens: cfg.reserve_tokens,
+            client,
+            window: None,
+        })
     }
 
     /// Whether `agent`'s file is trusted: built in, outside the workspace (the user's own),

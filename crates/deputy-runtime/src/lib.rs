@@ -11,7 +11,9 @@
 
 pub mod approve;
 mod builder;
+pub mod compact;
 pub mod config;
+mod context;
 pub mod conversation;
 mod dispatch;
 mod emit;
@@ -30,19 +32,21 @@ mod schema;
 mod session;
 pub mod task;
 mod toolbox;
+mod transcript;
 pub mod trust;
 mod turn;
 
 pub use approve::{Approval, ApprovalRequest, Approver, AutoApprove, Headless};
 pub use builder::{Running, SessionBuilder};
+pub use compact::CompactReport;
 pub use config::{Config, ConfigError, config_dir, config_paths};
 pub use conversation::{Conversation, ConversationError};
 pub use emit::EventSink;
 pub use engine::summary_grace;
 pub use error::SessionError;
-pub use event::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
+pub use event::{CompactTrigger, DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
 pub use factory::{Factory, RunSettings, SetupError, flag_rule, no_model_help, parse_rules};
-pub use options::{Limits, Outcome, Pricing, SessionOptions};
+pub use options::{Compaction, Limits, Outcome, Pricing, SessionOptions};
 pub use rebuild::{INTERRUPTED_RESULT, Rebuilt, rebuild};
 pub use router::{Budget, CallCtx, Handler, ToolResult};
 pub use session::Session;

@@ -50,6 +50,52 @@ impl Limits {
     }
 }
 
+/// How a session keeps its history within the model's context window (`[compaction]` in
+/// config).
+#[derive(Clone)]
+pub struct Compaction {
+    /// Make room when needed (default true). Off, a request that does not fit fails.
+    pub enabled: bool,
+    /// Make room when the next request would pass this share of the window, less the answer's
+    /// reserve (default 0.85).
+    pub threshold: f64,
+    /// Tokens of the most recent history kept as they are, tool outputs included (default:
+    /// a quarter of the window).
+    pub keep_recent_tokens: Option<u64>,
+    /// Tokens kept free for the answer (default: the model's most output tokens, at most a
+    /// quarter of the window; 4096 when unknown).
+    pub reserve_tokens: Option<u64>,
+    /// Another model to write the summaries (`compaction_model`); default the session's.
+    pub client: Option<Arc<dyn deputy_llm::ModelClient>>,
+    /// The window to assume instead of asking the model client (tests, embedding).
+    pub window: Option<deputy_llm::ContextWindow>,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 0.85,
+            keep_recent_tokens: None,
+            reserve_tokens: None,
+            client: None,
+            window: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Compaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compaction")
+            .field("enabled", &self.enabled)
+            .field("threshold", &self.threshold)
+            .field("keep_recent_tokens", &self.keep_recent_tokens)
+            .field("reserve_tokens", &self.reserve_tokens)
+            .field("client", &self.client.as_ref().map(|c| c.describe()))
+            .finish()
+    }
+}
+
 /// Everything a session needs besides the agent and the model.
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -75,6 +121,8 @@ pub struct SessionOptions {
     pub limit_summary: bool,
     /// Text added to the end of the system prompt (`--append-system-prompt`).
     pub append_system_prompt: Option<String>,
+    /// Keeping the history within the context window.
+    pub compaction: Compaction,
     pub pricing: Option<Pricing>,
     pub approver: Arc<dyn Approver>,
     /// The `provider/model` label for events (the client knows the real target).
@@ -107,6 +155,7 @@ impl SessionOptions {
             schema_retries: 2,
             limit_summary: true,
             append_system_prompt: None,
+            compaction: Compaction::default(),
             pricing: None,
             approver: Arc::new(Headless),
             model_label: String::new(),

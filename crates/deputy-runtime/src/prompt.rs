@@ -6,6 +6,8 @@ pub const PREAMBLE: &str = include_str!("../../../prompts/preamble.md");
 pub const LIMIT_SUMMARY: &str = include_str!("../../../prompts/limit-summary.md");
 /// The request of `deputy review`.
 pub const REVIEW: &str = include_str!("../../../prompts/review.md");
+/// The instructions of the request that summarises older turns to fit the context window.
+pub const COMPACT: &str = include_str!("../../../prompts/compact.md");
 /// The request to fix a final answer that does not match `--output-schema`.
 pub const OUTPUT_SCHEMA: &str = include_str!("../../../prompts/output-schema.md");
 

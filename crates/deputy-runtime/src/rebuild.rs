@@ -155,6 +155,31 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
                 }
             }
             EventKind::ConversationCleared {} => r.conversation.clear(),
+            EventKind::ContextCompacted {
+                pruned,
+                replaced,
+                summary,
+                usage,
+                cost_usd,
+                ..
+            } => {
+                close_interrupted(&mut r);
+                if let Err(e) = crate::compact::apply(
+                    &mut r.conversation,
+                    pruned,
+                    *replaced,
+                    summary.as_deref(),
+                ) {
+                    r.warnings
+                        .push(format!("journal replay of a compaction: {e}"));
+                }
+                if let Some(u) = usage {
+                    r.usage.add(u);
+                }
+                if let Some(c) = cost_usd {
+                    *r.cost_usd.get_or_insert(0.0) += c;
+                }
+            }
             EventKind::SessionFinished { status, .. } => r.last_status = Some(*status),
             _ => {}
         }
@@ -249,6 +274,8 @@ mod tests {
                     ttft_ms: None,
                     model_ms: 1,
                     retries: 0,
+                    context_tokens: None,
+                    context_window: None,
                 },
             ),
             ev(

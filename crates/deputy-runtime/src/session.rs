@@ -62,6 +62,8 @@ pub struct Session {
     pub(crate) totals: Totals,
     pub(crate) metrics: Metrics,
     pub(crate) run: RunState,
+    /// The context window and the size of the history.
+    pub(crate) context: crate::context::ContextState,
 }
 
 impl Session {
@@ -96,6 +98,7 @@ impl Session {
             totals: Totals::default(),
             metrics: Metrics::default(),
             run: Default::default(),
+            context: Default::default(),
         };
         let system = s.build_system_prompt();
         s.conversation.set_system(system);
@@ -143,6 +146,7 @@ impl Session {
             },
             metrics: Metrics::default(),
             run: Default::default(),
+            context: Default::default(),
         })
     }
 
@@ -220,6 +224,14 @@ impl Session {
         self.opts.limits = limits;
     }
 
+    /// The prompt the next request would carry, in tokens (estimated), and the context window
+    /// when known: how full the context is.
+    pub fn context_fill(&mut self) -> (u64, Option<u64>) {
+        let specs = self.router.specs(&self.toolbox.permissions());
+        let estimate = self.context_estimate(&specs);
+        (estimate, self.context.window_now().map(|w| w.tokens))
+    }
+
     /// Totals so far: usage, cost, model turns.
     pub fn usage(&self) -> (Usage, Option<f64>, u32) {
         (self.totals.usage, self.totals.cost, self.totals.turns)
@@ -229,6 +241,8 @@ impl Session {
     pub fn set_client(&mut self, client: Arc<dyn ModelClient>, label: String) {
         self.client = client;
         self.opts.model_label = label;
+        // Another model, another window.
+        self.context = Default::default();
         self.emit(EventKind::ModelChanged {
             model: self.model_label(),
         });
@@ -238,6 +252,7 @@ impl Session {
     /// resume does not bring it back.
     pub fn clear(&mut self) {
         self.conversation.clear();
+        self.context.invalidate();
         self.run.doom = None;
         self.emit(EventKind::ConversationCleared {});
     }
@@ -276,7 +291,7 @@ impl Session {
             tools.join("\n")
         };
         let policy = self.toolbox.policy();
-        let sandbox = match self.toolbox.sandbox.as_str() {
+        let mut sandbox = match self.toolbox.sandbox.as_str() {
             "bwrap" | "landlock" => format!(
                 "Shell commands run in a sandbox ({}): {}, {}, and no secrets in the environment.",
                 self.toolbox.sandbox,
@@ -297,6 +312,11 @@ impl Session {
             }
             _ => "There is no shell.".to_string(),
         };
+        if self.toolbox.sandbox == "landlock"
+            && policy.mode == deputy_tools::SandboxMode::WorkspaceWrite
+        {
+            sandbox.push_str(" A shell command cannot create a new file or directory directly in a directory that holds a protected entry (usually the workspace root, beside .git): create such files with the write tool.");
+        }
         let workspace = self
             .toolbox
             .ctx

@@ -281,6 +281,16 @@ pub fn tighten(user: &toml::Table, project: toml::Table) -> (toml::Table, Vec<St
                     out.insert(key, toml::Value::Table(kept));
                 }
             }
+            // How history is compacted widens nothing, but the conversation goes only to a
+            // model the user chose.
+            ("compaction", toml::Value::Table(mut t)) => {
+                if let Some(m) = t.remove("compaction_model") {
+                    ignored.push(format!("[compaction] compaction_model = {m}"));
+                }
+                if !t.is_empty() {
+                    out.insert(key, toml::Value::Table(t));
+                }
+            }
             ("permission", toml::Value::Table(t)) => {
                 // Only ask and deny: an allow would widen what the user's rules permit.
                 let mut kept = toml::Table::new();

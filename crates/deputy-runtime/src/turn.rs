@@ -20,6 +20,9 @@ pub(crate) enum TurnError {
     Stopped(Status),
     /// The model failed (after retries), or the request could not be built.
     Failed(String),
+    /// The server said the request does not fit the context window (naming the window, when
+    /// it did).
+    Overflow { message: String, limit: Option<u64> },
 }
 
 /// Sleep until the deadline, or forever without one.
@@ -79,6 +82,8 @@ impl Session {
             .conversation
             .request()
             .map_err(|e| TurnError::Failed(format!("internal error: {e}")))?;
+        let sent = messages.len();
+        let estimate = self.context.estimate(&messages, &tools);
         self.emit(EventKind::TurnStarted { turn });
         let request = ChatRequest {
             messages,
@@ -103,7 +108,13 @@ impl Session {
             let Some(event) = next else { break };
             let event = event.map_err(|e| {
                 tracing::debug!(kind = e.kind(), "model error");
-                TurnError::Failed(format!("model request failed: {e}"))
+                match e {
+                    deputy_llm::LlmError::ContextOverflow { limit, .. } => TurnError::Overflow {
+                        message: e.to_string(),
+                        limit,
+                    },
+                    e => TurnError::Failed(format!("model request failed: {e}")),
+                }
             })?;
             match collector.push(event) {
                 Observed::Delta { text, reasoning } => self.emit(EventKind::MessageDelta {
@@ -140,6 +151,17 @@ impl Session {
         };
         self.totals.turns += 1;
         self.totals.usage.add(&usage);
+        // The server's count of this prompt is what the next estimate builds on.
+        let counted = !usage.estimated && usage.input_tokens > 0;
+        if counted {
+            self.context.baseline = Some((sent, usage.input_tokens));
+        }
+        let context_tokens = if counted {
+            usage.input_tokens
+        } else {
+            estimate
+        };
+        let context_window = self.context.window_now().map(|w| w.tokens);
         let cost = self
             .opts
             .pricing
@@ -184,6 +206,8 @@ impl Session {
             ttft_ms: ttft.map(|d| d.as_millis() as u64),
             model_ms,
             retries: r.retries,
+            context_tokens: Some(context_tokens),
+            context_window,
         });
         self.conversation
             .push_assistant(Some(r.text.clone()), reasoning, r.tool_calls.clone())

@@ -4,7 +4,9 @@
 
 use deputy_llm::{ToolCall, Usage};
 use deputy_runtime::event::{LimitsInfo, ToolMetric, TurnMetric};
-use deputy_runtime::{DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};
+use deputy_runtime::{
+    CompactTrigger, DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status,
+};
 use serde_json::json;
 
 fn all_kinds() -> Vec<EventKind> {
@@ -79,6 +81,8 @@ fn all_kinds() -> Vec<EventKind> {
             ttft_ms: Some(80),
             model_ms: 400,
             retries: 0,
+            context_tokens: Some(1200),
+            context_window: Some(32_768),
         },
         EventKind::SubagentStarted {
             child_session_id: "c1".into(),
@@ -127,6 +131,19 @@ fn all_kinds() -> Vec<EventKind> {
         EventKind::ModelChanged {
             model: "local/qwen3:14b".into(),
         },
+        EventKind::ContextCompacted {
+            trigger: CompactTrigger::Threshold,
+            tokens_before: 27_000,
+            tokens_after: 9_000,
+            pruned_outputs: 12,
+            summarized_turns: 30,
+            context_window: 32_768,
+            pruned: vec!["call_1".into()],
+            summary: Some("## Task\nAdd a health check.".into()),
+            replaced: Some([2, 32]),
+            usage: Some(usage),
+            cost_usd: None,
+        },
     ]
 }
 
@@ -149,6 +166,7 @@ fn variant_index(k: &EventKind) -> usize {
         EventKind::SessionFinished { .. } => 12,
         EventKind::ConversationCleared {} => 13,
         EventKind::ModelChanged { .. } => 14,
+        EventKind::ContextCompacted { .. } => 15,
     }
 }
 
@@ -157,7 +175,7 @@ fn the_snapshot_covers_every_event_kind() {
     let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..=14).collect::<Vec<_>>());
+    assert_eq!(seen, (0..=15).collect::<Vec<_>>());
 }
 
 #[test]
