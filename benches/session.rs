@@ -7,7 +7,14 @@
 //! - per-turn overhead: the mock finished sending a reply → the next request arrives (the tool
 //!   runs in between, so this is deputy's whole overhead per turn, tool execution included);
 //! - total wall time;
-//! - peak RSS of the deputy process (from wait4's rusage).
+//! - peak RSS of the deputy process (from wait4's rusage);
+//! - what a bash call costs inside the session: the `duration_ms` the journal records for the
+//!   task's three commands (`ls -la`, `cat`, `echo`), sandbox set-up and tear-down included.
+//!
+//! Each available backend (bubblewrap, Landlock) is measured in turn, with one state directory
+//! for all runs as a user has (so what deputy remembers between runs, the sandbox probe, counts).
+//! Last, a cold start against an `https` endpoint: process start → its TCP connection (the
+//! system's TLS roots are loaded on that path; a plain-HTTP endpoint skips them).
 
 #![allow(
     clippy::print_stdout,
@@ -27,6 +34,125 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+struct Run {
+    first_ms: f64,
+    turns_ms: Vec<f64>,
+    wall_ms: f64,
+    rss_mb: f64,
+    bash_ms: Vec<f64>,
+}
+
+fn run_once(
+    bin: &str,
+    rt: &tokio::runtime::Runtime,
+    backend: &str,
+    state: &std::path::Path,
+) -> Run {
+    let script_text = include_str!("../examples/mock/seed-task.yaml");
+    rt.block_on(async {
+        let script = Script::parse(script_text, false).unwrap();
+        let mock = MockServer::start(script, ServeOptions::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join("app.py"), "print('app')\n").unwrap();
+        let home = dir.path().join("home");
+        let t0 = Instant::now();
+        let child = std::process::Command::new(bin)
+            .args([
+                "run",
+                "--agent",
+                "backend-architect",
+                "--output-format",
+                "json",
+                "add a health check",
+            ])
+            .current_dir(&ws)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("DEPUTY_HOME", state)
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .env("OPENAI_BASE_URL", mock.url())
+            .env("DEPUTY_MODEL", "mock")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut stdout = child.stdout.unwrap();
+        let (status, peak_kb, out) = tokio::task::spawn_blocking(move || {
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value to be filled in.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: waiting for our own child with valid pointers.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            (status, usage.ru_maxrss, out)
+        })
+        .await
+        .unwrap();
+        let wall = t0.elapsed();
+        assert_eq!(status, 0, "deputy failed: {out}");
+        let reqs = mock.requests();
+        assert_eq!(reqs.len(), 6);
+        let base = mock.started();
+        let at = |ms: f64| base + Duration::from_secs_f64(ms / 1000.0);
+        let first = at(reqs[0].received_ms).duration_since(t0);
+        let turns_ms = reqs
+            .windows(2)
+            .map(|w| w[1].received_ms - w[0].done_ms.unwrap())
+            .collect();
+        let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let journal = std::fs::read_to_string(result["journal"].as_str().unwrap()).unwrap();
+        let bash_ms = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == "tool.completed" && e["tool"] == "bash")
+            .filter_map(|e| e["metadata"]["duration_ms"].as_f64())
+            .collect();
+        Run {
+            first_ms: first.as_secs_f64() * 1000.0,
+            turns_ms,
+            wall_ms: wall.as_secs_f64() * 1000.0,
+            rss_mb: peak_kb as f64 / 1024.0,
+            bash_ms,
+        }
+    })
+}
+
+/// Process start → the TCP connection to an `https` endpoint (a listener that accepts and
+/// hangs up: only the start-up is measured).
+fn https_cold_start(bin: &str, rt: &tokio::runtime::Runtime, state: &std::path::Path) -> f64 {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new(bin)
+            .args(["run", "--quiet", "hello"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("DEPUTY_HOME", state)
+            .env("OPENAI_BASE_URL", format!("https://127.0.0.1:{port}/v1"))
+            .env("OPENAI_API_KEY", "bench")
+            .env("DEPUTY_MODEL", "mock")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (conn, _) = listener.accept().await.unwrap();
+        let took = t0.elapsed();
+        drop(conn);
+        let _ = child.kill().await;
+        took.as_secs_f64() * 1000.0
+    })
+}
+
 fn main() {
     let bin = std::env::var("DEPUTY_BIN").unwrap_or_else(|_| {
         let exe = std::env::current_exe().unwrap();
@@ -43,7 +169,6 @@ fn main() {
         std::path::Path::new(&bin).exists(),
         "build the binary first: cargo build --release ({bin})"
     );
-    let script_text = include_str!("../examples/mock/seed-task.yaml");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,88 +176,55 @@ fn main() {
         .unwrap();
     let report = deputy_tools::sandbox::probe();
     println!("binary: {bin}");
-    println!("sandbox: {}", report.best().map_or("none", |b| b.as_str()));
-    let mut first_req = Vec::new();
-    let mut per_turn = Vec::new();
-    let mut wall = Vec::new();
-    let mut rss = Vec::new();
-    for run in 0..RUNS + 2 {
-        let (first, turns, total, peak) = rt.block_on(async {
-            let script = Script::parse(script_text, false).unwrap();
-            let mock = MockServer::start(script, ServeOptions::default())
-                .await
-                .unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let ws = dir.path().join("ws");
-            std::fs::create_dir_all(&ws).unwrap();
-            std::fs::write(ws.join("app.py"), "print('app')\n").unwrap();
-            let url = mock.url();
-            let home = dir.path().join("home");
-            let t0 = Instant::now();
-            let child = std::process::Command::new(&bin)
-                .args([
-                    "run",
-                    "--agent",
-                    "backend-architect",
-                    "--quiet",
-                    "add a health check",
-                ])
-                .current_dir(&ws)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("HOME", &home)
-                .env("DEPUTY_HOME", home.join("state"))
-                .env("OPENAI_BASE_URL", &url)
-                .env("DEPUTY_MODEL", "mock")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let pid = child.id() as i32;
-            let (status, peak_kb) = tokio::task::spawn_blocking(move || {
-                let mut status = 0;
-                // SAFETY: an all-zero rusage is a valid value to be filled in.
-                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-                // SAFETY: waiting for our own child with valid pointers.
-                unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-                (status, usage.ru_maxrss)
-            })
-            .await
-            .unwrap();
-            let total = t0.elapsed();
-            assert_eq!(status, 0, "deputy failed");
-            let reqs = mock.requests();
-            assert_eq!(reqs.len(), 6);
-            let base = mock.started();
-            let at = |ms: f64| base + Duration::from_secs_f64(ms / 1000.0);
-            let first = at(reqs[0].received_ms).duration_since(t0);
-            let turns: Vec<f64> = reqs
-                .windows(2)
-                .map(|w| w[1].received_ms - w[0].done_ms.unwrap())
-                .collect();
-            (first, turns, total, peak_kb)
-        });
-        if run < 2 {
-            continue; // warm-up (page cache, sandbox probe paths)
-        }
-        first_req.push(first.as_secs_f64() * 1000.0);
-        per_turn.extend(turns);
-        wall.push(total.as_secs_f64() * 1000.0);
-        rss.push(peak as f64 / 1024.0);
+    println!("runs: {RUNS} per backend (6 model turns, 5 tool calls, 3 of them bash)");
+    let state = tempfile::tempdir().unwrap();
+    let backends: Vec<&str> = [
+        ("bwrap", report.bwrap.is_ok()),
+        ("landlock", report.landlock.is_ok()),
+    ]
+    .into_iter()
+    .filter_map(|(b, ok)| ok.then_some(b))
+    .collect();
+    for backend in backends {
+        let runs: Vec<Run> = (0..RUNS + 2)
+            .map(|_| run_once(&bin, &rt, backend, state.path()))
+            .skip(2) // warm-up (page cache, the probe remembered)
+            .collect();
+        let first: Vec<f64> = runs.iter().map(|r| r.first_ms).collect();
+        let turns: Vec<f64> = runs.iter().flat_map(|r| r.turns_ms.clone()).collect();
+        let bash: Vec<f64> = runs.iter().flat_map(|r| r.bash_ms.clone()).collect();
+        let rss: Vec<f64> = runs.iter().map(|r| r.rss_mb).collect();
+        println!("sandbox {backend}:");
+        println!(
+            "  process start → first model request: median {:.2} ms (min {:.2})",
+            median(first.clone()),
+            first.iter().cloned().fold(f64::MAX, f64::min)
+        );
+        println!(
+            "  per-turn overhead (reply sent → next request, tool included): median {:.2} ms",
+            median(turns)
+        );
+        println!(
+            "  bash duration_ms inside the session: median {:.1} ms (max {:.1})",
+            median(bash.clone()),
+            bash.iter().cloned().fold(0.0, f64::max)
+        );
+        println!(
+            "  total wall time: median {:.1} ms",
+            median(runs.iter().map(|r| r.wall_ms).collect())
+        );
+        println!(
+            "  peak RSS: median {:.1} MB (max {:.1})",
+            median(rss.clone()),
+            rss.iter().cloned().fold(0.0, f64::max)
+        );
     }
-    println!("runs: {RUNS} (6 model turns, 5 tool calls each)");
+    let https: Vec<f64> = (0..RUNS + 2)
+        .map(|_| https_cold_start(&bin, &rt, state.path()))
+        .skip(2)
+        .collect();
     println!(
-        "process start → first model request: median {:.2} ms (min {:.2})",
-        median(first_req.clone()),
-        first_req.iter().cloned().fold(f64::MAX, f64::min)
-    );
-    println!(
-        "per-turn overhead (reply sent → next request, tool included): median {:.2} ms",
-        median(per_turn.clone())
-    );
-    println!("total wall time: median {:.1} ms", median(wall));
-    println!(
-        "peak RSS: median {:.1} MB (max {:.1})",
-        median(rss.clone()),
-        rss.iter().cloned().fold(0.0, f64::max)
+        "https endpoint: process start → TCP connection: median {:.2} ms",
+        median(https)
     );
 }

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         .nth(1)
         .is_some_and(|c| matches!(c.as_str(), "run" | "resume" | "chat" | "mcp" | "review"));
     if wants_sandbox {
+        if let Some(state) = deputy_runtime::journal::state_dir() {
+            deputy_tools::sandbox::remember_probe_in(state.join("cache/bwrap-probe"));
+        }
         std::thread::spawn(|| {
             deputy_tools::sandbox::probe();
         });

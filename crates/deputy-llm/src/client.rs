@@ -188,6 +188,11 @@ fn http_client(t: &Target) -> Result<reqwest::Client, LlmError> {
         // A proxy from the environment must never capture traffic to a local server.
         b = b.no_proxy();
     }
+    if !t.provider.base_url.starts_with("https://") {
+        // Plain HTTP needs no roots: loading the system's (about 150 files) would sit on the
+        // path to the first request for nothing.
+        b = b.tls_certs_only(Vec::new());
+    }
     b.build()
         .map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))
 }

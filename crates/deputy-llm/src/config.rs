@@ -655,6 +655,7 @@ pub async fn discover_local(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
+        .tls_certs_only(Vec::new()) // loopback HTTP only: no roots to load
         .connect_timeout(timeout)
         .timeout(timeout)
         .build()

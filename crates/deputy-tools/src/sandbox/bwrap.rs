@@ -13,11 +13,64 @@ fn bwrap_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Run a trial sandbox with the same namespaces as real commands.
+/// Where a successful probe is remembered (set by the program; see [`super::remember_probe_in`]).
+pub(super) static PROBE_CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// What a successful probe depends on: this boot (kernel, sysctls and AppArmor as booted),
+/// the user, and the bwrap binary itself. A change of any of them probes again.
+fn probe_key(bin: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let meta = std::fs::metadata(bin).ok()?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    Some(format!(
+        "{} uid={uid} {} {} {} {}",
+        boot.trim(),
+        bin.display(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime()
+    ))
+}
+
+/// Run a trial sandbox with the same namespaces as real commands — once per boot when a
+/// cache file is set: a trial costs as much as a command (about 9 ms), and it sits on the path
+/// to the first model request. Only success is remembered, so a stale entry can only make a
+/// command fail (which forgets it, see [`forget_probe`]), never weaken the sandbox.
 pub fn probe() -> Result<String, String> {
     let bin =
         bwrap_path().ok_or_else(|| "bwrap is not installed (package `bubblewrap`)".to_string())?;
-    let out = std::process::Command::new(&bin)
+    let key = probe_key(&bin);
+    let cache = PROBE_CACHE.get();
+    if let (Some(k), Some(c)) = (&key, cache)
+        && std::fs::read_to_string(c).is_ok_and(|t| t == *k)
+    {
+        return Ok(bin.display().to_string());
+    }
+    let found = trial(&bin);
+    if found.is_ok()
+        && let (Some(k), Some(c)) = (key, cache)
+    {
+        // Best effort (without it the next start probes again); written whole or not at all.
+        let _ = c.parent().map(std::fs::create_dir_all);
+        let tmp = c.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, k.as_bytes()).is_ok() && std::fs::rename(&tmp, c).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    found
+}
+
+/// Forget a remembered probe (bwrap failed to set a command up).
+pub fn forget_probe() {
+    if let Some(c) = PROBE_CACHE.get() {
+        let _ = std::fs::remove_file(c);
+    }
+}
+
+fn trial(bin: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new(bin)
         .args(base_args(false))
         .args(["true"])
         .stdin(Stdio::null())
@@ -122,4 +175,41 @@ pub fn command(sb: &Sandbox, script: &str) -> tokio::process::Command {
     // bwrap itself runs with a clean environment too.
     cmd.env_clear();
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A success is remembered for this boot, with what it depends on; anything else in the
+    /// file (another boot, another bwrap) probes again; a failed command forgets it.
+    #[test]
+    fn a_probe_is_remembered_per_boot_and_forgotten_on_failure() {
+        let Some(bin) = bwrap_path() else {
+            use std::io::Write;
+            let required = std::env::var("CI").is_ok_and(|v| v == "true")
+                || std::env::var_os("DEPUTY_TEST_REQUIRE_SANDBOX").is_some();
+            assert!(!required, "bwrap is required here: install bubblewrap");
+            let _ = writeln!(std::io::stderr(), "SKIP probe cache: install bubblewrap");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("cache/bwrap-probe");
+        let _ = PROBE_CACHE.set(file.clone());
+        let Some(cache) = PROBE_CACHE.get().cloned() else {
+            return;
+        };
+        let key = probe_key(&bin).unwrap_or_default();
+        assert!(key.contains(bin.to_string_lossy().as_ref()));
+        if probe().is_ok() {
+            assert_eq!(std::fs::read_to_string(&cache).ok(), Some(key.clone()));
+            std::fs::write(&cache, "another boot").unwrap_or_default();
+            assert!(probe().is_ok());
+            assert_eq!(std::fs::read_to_string(&cache).ok(), Some(key));
+            forget_probe();
+            assert!(!cache.exists());
+        } else {
+            assert!(!cache.exists(), "a failure is never remembered");
+        }
+    }
 }

@@ -105,7 +105,10 @@ pub fn prepare(l: &ResourceLimits) -> Prepared {
     push(libc::RLIMIT_CPU, l.cpu());
     push(libc::RLIMIT_FSIZE, l.fsize());
     push(libc::RLIMIT_AS, l.address_space());
-    if l.processes_or_default() > 0 {
+    // The kernel does not hold root (of the first user namespace) to RLIMIT_NPROC, so counting
+    // root's processes (a read of every /proc/N/status, on the path to the first request)
+    // would buy nothing; the pids cgroup limits root's commands.
+    if l.processes_or_default() > 0 && !super::is_root() {
         push(libc::RLIMIT_NPROC, nproc_limit(l.processes_or_default()));
     }
     // No core dumps of sandboxed processes (they may hold secrets of the workspace).

@@ -185,6 +185,14 @@ impl ProbeReport {
     }
 }
 
+/// Remember a successful bwrap probe in `file` for the rest of this boot (call before the first
+/// [`probe`]; `deputy` uses its state directory).
+pub fn remember_probe_in(file: PathBuf) {
+    let _ = bwrap::PROBE_CACHE.set(file);
+}
+
+pub use bwrap::forget_probe;
+
 /// Probe every backend (once per process; later calls return the same report).
 pub fn probe() -> &'static ProbeReport {
     static REPORT: OnceLock<ProbeReport> = OnceLock::new();

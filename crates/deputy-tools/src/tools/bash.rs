@@ -106,6 +106,14 @@ async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
         }
     };
     content.push_str(&status);
+    // bwrap could not set the sandbox up: whatever a remembered probe said, probe again next
+    // time (a command that prints this itself only costs that probe).
+    if sandbox.backend() == crate::sandbox::Backend::Bwrap
+        && done.exit_code == Some(1)
+        && content.starts_with("bwrap: ")
+    {
+        crate::sandbox::forget_probe();
+    }
     // Landlock cannot keep a protected entry out and still let a command create files beside
     // it: say so where it bites, so the model takes the way that works.
     if sandbox.backend() == crate::sandbox::Backend::Landlock
