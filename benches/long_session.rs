@@ -16,6 +16,8 @@
     clippy::zombie_processes
 )]
 
+mod support;
+
 use std::time::Instant;
 
 use deputy_mockllm::{LoggedRequest, MockServer, Script, ServeOptions};
@@ -23,11 +25,6 @@ use serde_json::json;
 
 const TURNS: usize = 200;
 const WINDOW: u64 = 32_768;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn script(window: Option<u64>) -> Script {
     let mut steps: Vec<_> = (0..TURNS)
@@ -120,8 +117,8 @@ fn run(bin: &str, rt: &tokio::runtime::Runtime, compaction: bool) -> Figures {
             at_10: main[9].prompt_tokens,
             at_200: main[TURNS - 1].prompt_tokens,
             total: reqs.iter().map(|r| r.prompt_tokens).sum(),
-            overhead_10: median(gaps[5..14].to_vec()),
-            overhead_200: median(gaps[TURNS - 10..TURNS - 1].to_vec()),
+            overhead_10: support::median(gaps[5..14].to_vec()),
+            overhead_200: support::median(gaps[TURNS - 10..TURNS - 1].to_vec()),
             wall_ms,
             summaries: reqs.len() - main.len(),
             overflowed: reqs.iter().filter(|r| r.overflowed).count(),
@@ -130,26 +127,8 @@ fn run(bin: &str, rt: &tokio::runtime::Runtime, compaction: bool) -> Figures {
 }
 
 fn main() {
-    let bin = std::env::var("DEPUTY_BIN").unwrap_or_else(|_| {
-        let exe = std::env::current_exe().unwrap();
-        // target/release/deps/long_session-… → target/release/deputy
-        exe.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("deputy")
-            .display()
-            .to_string()
-    });
-    assert!(
-        std::path::Path::new(&bin).exists(),
-        "build the binary first: cargo build --release ({bin})"
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let bin = support::deputy_bin();
+    let rt = support::runtime();
     println!("binary: {bin}");
     println!("{TURNS} turns, each reading an 8 KB file (input tokens: request bytes / 4)");
     for (name, compaction) in [

@@ -23,16 +23,13 @@
     clippy::zombie_processes
 )]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use deputy_mockllm::{MockServer, Script, ServeOptions};
 
 const RUNS: usize = 15;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 struct Run {
     first_ms: f64,
@@ -154,26 +151,8 @@ fn https_cold_start(bin: &str, rt: &tokio::runtime::Runtime, state: &std::path::
 }
 
 fn main() {
-    let bin = std::env::var("DEPUTY_BIN").unwrap_or_else(|_| {
-        let exe = std::env::current_exe().unwrap();
-        // target/release/deps/session-… → target/release/deputy
-        exe.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("deputy")
-            .display()
-            .to_string()
-    });
-    assert!(
-        std::path::Path::new(&bin).exists(),
-        "build the binary first: cargo build --release ({bin})"
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let bin = support::deputy_bin();
+    let rt = support::runtime();
     let report = deputy_tools::sandbox::probe();
     println!("binary: {bin}");
     println!("runs: {RUNS} per backend (6 model turns, 5 tool calls, 3 of them bash)");
@@ -197,25 +176,25 @@ fn main() {
         println!("sandbox {backend}:");
         println!(
             "  process start → first model request: median {:.2} ms (min {:.2})",
-            median(first.clone()),
+            support::median(first.clone()),
             first.iter().cloned().fold(f64::MAX, f64::min)
         );
         println!(
             "  per-turn overhead (reply sent → next request, tool included): median {:.2} ms",
-            median(turns)
+            support::median(turns)
         );
         println!(
             "  bash duration_ms inside the session: median {:.1} ms (max {:.1})",
-            median(bash.clone()),
+            support::median(bash.clone()),
             bash.iter().cloned().fold(0.0, f64::max)
         );
         println!(
             "  total wall time: median {:.1} ms",
-            median(runs.iter().map(|r| r.wall_ms).collect())
+            support::median(runs.iter().map(|r| r.wall_ms).collect())
         );
         println!(
             "  peak RSS: median {:.1} MB (max {:.1})",
-            median(rss.clone()),
+            support::median(rss.clone()),
             rss.iter().cloned().fold(0.0, f64::max)
         );
     }
@@ -225,6 +204,6 @@ fn main() {
         .collect();
     println!(
         "https endpoint: process start → TCP connection: median {:.2} ms",
-        median(https)
+        support::median(https)
     );
 }

@@ -474,23 +474,7 @@ enum SummaryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deputy_llm::ToolCall;
-
-    fn convo(turns: usize, output: usize) -> Conversation {
-        let mut c = Conversation::new("system prompt");
-        c.push_user("the task").unwrap_or_default();
-        for i in 0..turns {
-            let id = format!("c{i}");
-            c.push_assistant(
-                Some(format!("step {i}")),
-                None,
-                vec![ToolCall::from_raw(&id, "read", "{\"path\":\"big.txt\"}")],
-            )
-            .unwrap_or_default();
-            let _ = c.answer(&id, "x".repeat(output));
-        }
-        c
-    }
+    use crate::transcript::tests::convo;
 
     #[test]
     fn cuts_fall_on_turn_boundaries_and_keep_the_task() {

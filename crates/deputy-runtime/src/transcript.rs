@@ -101,12 +101,13 @@ pub(crate) fn mechanical_summary(msgs: &[Message], why: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conversation::Conversation;
     use deputy_llm::ToolCall;
 
-    fn convo(turns: usize, output: usize) -> Conversation {
+    /// A task and `turns` read calls, each answered with `output` bytes.
+    pub(crate) fn convo(turns: usize, output: usize) -> Conversation {
         let mut c = Conversation::new("system prompt");
         c.push_user("the task").unwrap_or_default();
         for i in 0..turns {
