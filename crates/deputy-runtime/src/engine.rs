@@ -219,11 +219,17 @@ impl Session {
                     }
                     continue;
                 }
-                Err(TurnError::Overflow { message, .. }) => {
-                    let budget = self.budget_now();
+                Err(TurnError::Overflow { message, limit }) => {
+                    // What the server said wins over what deputy knew.
+                    let window = limit.unwrap_or_else(|| self.budget_now().window);
+                    let tried = if self.opts.compaction.enabled {
+                        "even after compacting it"
+                    } else {
+                        "and compaction is off ([compaction] enabled = false)"
+                    };
                     let msg = format!(
-                        "the conversation does not fit the model's context window ({} tokens) even after compacting it: the request held about {} tokens ({message}). Set the window in config ([models.\"{}\"] context_window) if it is wrong, or start a new session",
-                        budget.window,
+                        "the conversation does not fit the model's context window ({} tokens) {tried}: the request held about {} tokens ({message}). Set the window in config ([models.\"{}\"] context_window) if it is wrong, or start a new session",
+                        window,
                         self.context_estimate(&specs),
                         self.model_label()
                     );
