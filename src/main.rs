@@ -22,6 +22,14 @@ use crate::cli::{Cli, Command};
 use crate::exit::{CliError, Exit};
 
 fn main() -> ExitCode {
+    // Inside a session's kept sandbox: serve its commands, nothing else (no runtime, no config).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            deputy_tools::sandbox::supervisor::SUPERVISOR_ARG,
+        ))
+    {
+        return ExitCode::from(deputy_tools::sandbox::supervisor::serve().clamp(0, 255) as u8);
+    }
     // Probing the sandbox runs a trial bwrap (a few ms); start it now, beside argument parsing,
     // config and agent loading, so it is done by the time the first tool list is needed.
     let wants_sandbox = std::env::args()
@@ -30,6 +38,12 @@ fn main() -> ExitCode {
     if wants_sandbox {
         if let Some(state) = deputy_runtime::journal::state_dir() {
             deputy_tools::sandbox::remember_probe_in(state.join("cache/bwrap-probe"));
+        }
+        // Commands of a session share one sandbox, served by this very binary.
+        if std::env::var_os("DEPUTY_SANDBOX_PER_COMMAND").is_none()
+            && let Ok(me) = std::env::current_exe()
+        {
+            deputy_tools::sandbox::use_supervisor(me);
         }
         std::thread::spawn(|| {
             deputy_tools::sandbox::probe();

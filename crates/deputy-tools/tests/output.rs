@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Env, backends, exit_code};
+use common::{Env, exit_code, modes};
 
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -19,8 +19,8 @@ fn peak_rss_kb() -> u64 {
 
 #[tokio::test]
 async fn hundred_megabytes_of_output_do_not_grow_memory() {
-    for b in backends() {
-        let env = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
         // Warm up, so allocator pools are counted before the measurement.
         env.bash("head -c 2000000 /dev/zero | tr '\\0' a; echo")
             .await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Env, backends, exit_code, read};
+use common::{Env, backends, exit_code, modes, read};
 use deputy_tools::tools::{EditTool, GlobTool, GrepTool, ListTool, ReadTool, WriteTool};
 use deputy_tools::{Backend, Permissions};
 use serde_json::json;
@@ -198,8 +198,8 @@ async fn glob_grep_list_honour_gitignore_and_read_rules() {
 
 #[tokio::test]
 async fn bash_basics() {
-    for b in backends() {
-        let e = Env::new(b, |_| {});
+    for (b, kept) in modes() {
+        let e = Env::make(b, kept, |_| {});
         let out = e.bash("echo out1; echo err1 >&2; echo out2; exit 3").await;
         assert_eq!(exit_code(&out), Some(3));
         assert_eq!(

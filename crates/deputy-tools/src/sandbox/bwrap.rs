@@ -150,8 +150,8 @@ fn private_dirs(network: bool) -> Vec<String> {
     a
 }
 
-/// The bwrap command for `script`.
-pub fn command(sb: &Sandbox, script: &str) -> tokio::process::Command {
+/// The bwrap command that runs `argv` (a program and its arguments) in the sandbox.
+pub fn command(sb: &Sandbox, argv: &[&str]) -> tokio::process::Command {
     let bin = bwrap_path().unwrap_or_else(|| PathBuf::from("bwrap"));
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(base_args(sb.policy.network));
@@ -171,7 +171,8 @@ pub fn command(sb: &Sandbox, script: &str) -> tokio::process::Command {
     for (k, v) in &sb.env {
         cmd.args(["--setenv", k, v]);
     }
-    cmd.args(["--chdir", &root, "bash", "-c", script]);
+    cmd.args(["--chdir", &root]);
+    cmd.args(argv);
     // bwrap itself runs with a clean environment too.
     cmd.env_clear();
     cmd

@@ -19,9 +19,11 @@
 
 mod bwrap;
 mod cgroup;
+mod kept;
 mod landlock;
 mod limits;
 pub mod reaper;
+pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -227,6 +229,19 @@ pub struct Sandbox {
     rlimits: limits::Prepared,
     /// Landlock: the private temporary directory commands get as $TMPDIR.
     private_tmp: Option<PrivateTmp>,
+    /// bwrap: the sandbox kept for the session, when a supervisor program is known.
+    kept: Option<kept::Kept>,
+}
+
+/// The program that serves commands inside a kept sandbox ([`supervisor::serve`] behind
+/// [`supervisor::SUPERVISOR_ARG`]); set once by the program that embeds deputy's tools.
+static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Keep one sandbox per session, served by `program` (which must call [`supervisor::serve`]
+/// when started with [`supervisor::SUPERVISOR_ARG`]), instead of a new one per command. Without
+/// this, each command gets a sandbox of its own.
+pub fn use_supervisor(program: PathBuf) {
+    let _ = SUPERVISOR.set(program);
 }
 
 /// A temporary directory removed with the sandbox.
@@ -380,7 +395,39 @@ impl Sandbox {
             env,
             rlimits,
             private_tmp,
-        })
+            kept: None,
+        }
+        .with_supervisor(SUPERVISOR.get().cloned()))
+    }
+
+    /// Serve this sandbox's commands with `program` in a sandbox kept for the session (bwrap
+    /// only), or, with `None`, give each command a sandbox of its own.
+    pub fn with_supervisor(mut self, program: Option<PathBuf>) -> Self {
+        self.kept = program
+            .filter(|_| self.backend == Backend::Bwrap)
+            .map(kept::Kept::new);
+        self
+    }
+
+    /// Whether commands share a sandbox kept for the session.
+    pub fn is_kept(&self) -> bool {
+        self.kept.as_ref().is_some_and(|k| !k.is_broken())
+    }
+
+    /// Run `script` with `bash -c` in this sandbox, at most `timeout`: in the sandbox kept for
+    /// the session when there is one, else in one of its own.
+    pub async fn run(
+        &self,
+        script: &str,
+        timeout: std::time::Duration,
+        limits: crate::process::CaptureLimits,
+    ) -> Result<crate::process::Finished, ToolError> {
+        if let Some(k) = self.kept.as_ref().filter(|k| !k.is_broken())
+            && let Some(done) = k.run(self, script, timeout, limits).await?
+        {
+            return Ok(done);
+        }
+        crate::process::run(self.command(script)?, timeout, limits).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -398,6 +445,11 @@ impl Sandbox {
     /// A command that runs `script` with `bash -c` under this sandbox, cwd = the workspace,
     /// stdin closed. The caller attaches stdout/stderr and spawns it.
     pub fn command(&self, script: &str) -> Result<Prepared, ToolError> {
+        self.command_argv(&["bash", "-c", script])
+    }
+
+    /// A command that runs `argv` (a program and its arguments) under this sandbox.
+    pub(crate) fn command_argv(&self, argv: &[&str]) -> Result<Prepared, ToolError> {
         let cgroup = if self.backend != Backend::None
             && !self.policy.no_cgroups
             && probe().pids_cgroup.is_ok()
@@ -416,10 +468,10 @@ impl Sandbox {
             reaper::become_subreaper();
         }
         let mut cmd = match self.backend {
-            Backend::Bwrap => bwrap::command(self, script),
+            Backend::Bwrap => bwrap::command(self, argv),
             Backend::Landlock | Backend::None => {
-                let mut c = tokio::process::Command::new("bash");
-                c.arg("-c").arg(script);
+                let mut c = tokio::process::Command::new(argv[0]);
+                c.args(&argv[1..]);
                 c.env_clear();
                 for (k, v) in &self.env {
                     c.env(k, v);

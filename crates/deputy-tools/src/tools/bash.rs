@@ -10,7 +10,6 @@ use super::{
     Access, Prepared, Tool, ToolContext, ToolOutput, lenient_u64, parse_input, strict_schema,
 };
 use crate::error::ToolError;
-use crate::process;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct BashInput {
@@ -71,16 +70,13 @@ async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
         .timeout_ms
         .unwrap_or(ctx.settings.default_timeout_ms)
         .clamp(1, max_timeout);
-    let prepared = match sandbox.command(&input.command) {
-        Ok(p) => p,
-        Err(e) => return ToolOutput::error(e),
-    };
-    let done = match process::run(
-        prepared,
-        Duration::from_millis(timeout_ms),
-        ctx.settings.capture(),
-    )
-    .await
+    let done = match sandbox
+        .run(
+            &input.command,
+            Duration::from_millis(timeout_ms),
+            ctx.settings.capture(),
+        )
+        .await
     {
         Ok(d) => d,
         Err(e) => return ToolOutput::error(e),

@@ -44,6 +44,23 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
+/// The supervisor of kept sandboxes, built with this crate.
+pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_deputy-sandbox-supervisor");
+
+/// The sandboxes to test: each working backend with a sandbox per command, and bwrap again
+/// with one sandbox kept for the session (served by [`SUPERVISOR`]), which must give each
+/// command the same guarantees.
+pub fn modes() -> Vec<(Backend, bool)> {
+    let mut out = Vec::new();
+    for b in backends() {
+        out.push((b, false));
+        if b == Backend::Bwrap {
+            out.push((b, true));
+        }
+    }
+    out
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub ws: PathBuf,
@@ -53,6 +70,11 @@ pub struct Env {
 
 impl Env {
     pub fn new(backend: Backend, tweak: impl FnOnce(&mut SandboxPolicy)) -> Env {
+        Env::make(backend, false, tweak)
+    }
+
+    /// With `kept`, commands share one sandbox kept for the session.
+    pub fn make(backend: Backend, kept: bool, tweak: impl FnOnce(&mut SandboxPolicy)) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         let outside = dir.path().join("outside");
@@ -67,7 +89,9 @@ impl Env {
             ..SandboxPolicy::default()
         };
         tweak(&mut policy);
-        let sandbox = Sandbox::new(policy, &ws).map_err(|e| e.to_string());
+        let sandbox = Sandbox::new(policy, &ws)
+            .map(|s| s.with_supervisor(kept.then(|| PathBuf::from(SUPERVISOR))))
+            .map_err(|e| e.to_string());
         let workspace = Workspace::open(&ws).unwrap();
         let ctx = ToolContext {
             workspace: Arc::new(workspace),

@@ -1,0 +1,269 @@
+//! The host side of a sandbox kept for the session: the bubblewrap sandbox is started once, with
+//! the [`supervisor`](super::supervisor) inside, and each command is one request to it (see
+//! there for the protocol and what each command keeps). One command at a time per sandbox —
+//! the supervisor then knows every process it adopts belongs to the command that just ran.
+//!
+//! Whatever goes wrong, the way out is the same as for a sandbox of its own: the supervisor's
+//! bwrap is killed (`kill_on_drop`), its pid namespace dies with every process in it, and the
+//! next command starts a new one. That happens when a command is abandoned half-way (the
+//! caller's future is dropped: Ctrl-C, a cancelled turn), when the supervisor does not answer
+//! a kill, and when it is gone.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::{Sandbox, cgroup, supervisor::SUPERVISOR_ARG};
+use crate::error::ToolError;
+use crate::process::{CaptureLimits, Captured, Finished};
+
+/// Between SIGTERM and the kill on timeout (as for a command run on its own).
+const KILL_GRACE: Duration = Duration::from_millis(1500);
+/// How long the supervisor has to confirm a kill before its whole sandbox goes.
+const KILL_CONFIRM: Duration = Duration::from_secs(2);
+/// What is kept of the supervisor's stderr (bwrap's own errors), to explain a failed start.
+const STDERR_CAP: usize = 8 * 1024;
+
+/// A session's kept sandbox: the supervisor program, and the running supervisor when there is
+/// one.
+pub(crate) struct Kept {
+    program: PathBuf,
+    slot: tokio::sync::Mutex<Option<Running>>,
+    /// A supervisor could not be started here (its program is gone, it cannot run in the
+    /// sandbox): commands get a sandbox of their own from then on.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+enum Frame {
+    Out(Vec<u8>),
+    Exit(Option<i32>, Option<i32>),
+}
+
+struct Running {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    frames: mpsc::Receiver<Frame>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// The pids and memory limits of the whole sandbox (one command runs at a time).
+    _cgroup: Option<cgroup::CommandCgroup>,
+}
+
+impl Kept {
+    pub(crate) fn new(program: PathBuf) -> Kept {
+        Kept {
+            program,
+            slot: tokio::sync::Mutex::new(None),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the kept sandbox is out of use here (see `broken`).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Run `script` in the kept sandbox of `sb`, starting it when needed. `None` when a new
+    /// supervisor ended without a word (it cannot work here; the caller runs the command in a
+    /// sandbox of its own, and so will every later command).
+    pub(crate) async fn run(
+        &self,
+        sb: &Sandbox,
+        script: &str,
+        timeout: Duration,
+        limits: CaptureLimits,
+    ) -> Result<Option<Finished>, ToolError> {
+        let _turn = crate::process::command_slots()
+            .acquire()
+            .await
+            .map_err(|_| ToolError::Failed("the command queue is closed".into()))?;
+        let mut slot = self.slot.lock().await;
+        let start = Instant::now();
+        // Taken out while the command runs: if this future is dropped half-way, the supervisor
+        // is dropped with it (and killed), never left mid-conversation for the next command.
+        let alive = slot
+            .as_mut()
+            .is_some_and(|r| matches!(r.child.try_wait(), Ok(None)));
+        let (mut running, fresh) = match slot.take() {
+            Some(r) if alive => (r, false),
+            _ => (self.spawn(sb)?, true),
+        };
+        let mut heard = false;
+        let request = [
+            format!("R {}\n", script.len()).into_bytes(),
+            script.as_bytes().to_vec(),
+        ]
+        .concat();
+        let mut out = Captured::new(limits);
+        if running.stdin.write_all(&request).await.is_err() || running.stdin.flush().await.is_err()
+        {
+            return Ok(self.ended(running, out, start, fresh && !heard).await);
+        }
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+        let mut timed_out = false;
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut give_up_at: Option<tokio::time::Instant> = None;
+        let far = now + Duration::from_secs(86_400 * 365);
+        loop {
+            tokio::select! {
+                frame = running.frames.recv() => match frame {
+                    Some(Frame::Out(bytes)) => {
+                        heard = true;
+                        out.push(&bytes);
+                    }
+                    Some(Frame::Exit(exit_code, signal)) => {
+                        *slot = Some(running);
+                        return Ok(Some(Finished {
+                            exit_code,
+                            signal,
+                            timed_out,
+                            output: out,
+                            duration: start.elapsed(),
+                        }));
+                    }
+                    None => return Ok(self.ended(running, out, start, fresh && !heard).await),
+                },
+                _ = tokio::time::sleep_until(deadline), if !timed_out => {
+                    timed_out = true;
+                    let _ = running.stdin.write_all(b"T\n").await;
+                    let _ = running.stdin.flush().await;
+                    kill_at = Some(tokio::time::Instant::now() + KILL_GRACE);
+                }
+                _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                    kill_at = None;
+                    let _ = running.stdin.write_all(b"K\n").await;
+                    let _ = running.stdin.flush().await;
+                    give_up_at = Some(tokio::time::Instant::now() + KILL_CONFIRM);
+                }
+                _ = tokio::time::sleep_until(give_up_at.unwrap_or(far)), if give_up_at.is_some() => {
+                    // No answer to a kill: the whole sandbox goes (dropped, so killed).
+                    drop(running);
+                    return Ok(Some(Finished {
+                        exit_code: None,
+                        signal: Some(libc::SIGKILL),
+                        timed_out,
+                        output: out,
+                        duration: start.elapsed(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The supervisor ended without an answer. A new one that said nothing cannot work here:
+    /// out of use (`None`). Otherwise the command ended it (or it was killed): what bwrap said,
+    /// as the command's output, and its exit status; the next command starts a new one.
+    async fn ended(
+        &self,
+        mut running: Running,
+        mut out: Captured,
+        start: Instant,
+        never_worked: bool,
+    ) -> Option<Finished> {
+        let status = tokio::time::timeout(Duration::from_secs(2), running.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        // Let the stderr reader catch up with what was written before the end.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let said = running.stderr.lock().map(|e| e.clone()).unwrap_or_default();
+        if never_worked {
+            tracing::warn!(
+                "the sandbox kept for the session did not start ({}); each command gets a sandbox of its own",
+                String::from_utf8_lossy(&said).trim()
+            );
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        out.push(&said);
+        use std::os::unix::process::ExitStatusExt;
+        Some(Finished {
+            exit_code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            timed_out: false,
+            output: out,
+            duration: start.elapsed(),
+        })
+    }
+
+    /// Start the supervisor in a new sandbox.
+    fn spawn(&self, sb: &Sandbox) -> Result<Running, ToolError> {
+        let program = self.program.display().to_string();
+        let prepared = sb.command_argv(&[&program, SUPERVISOR_ARG])?;
+        let mut cmd = prepared.cmd;
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ToolError::Failed(format!("cannot start the sandbox: {e}")))?;
+        drop(cmd);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ToolError::Failed("the sandbox has no pipes".into()));
+        };
+        let (tx, frames) = mpsc::channel(64);
+        tokio::spawn(read_frames(BufReader::new(stdout), tx));
+        let kept_err = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(keep_stderr(stderr, kept_err.clone()));
+        Ok(Running {
+            child,
+            stdin,
+            frames,
+            stderr: kept_err,
+            _cgroup: prepared.cgroup,
+        })
+    }
+}
+
+async fn read_frames(mut stdout: BufReader<tokio::process::ChildStdout>, tx: mpsc::Sender<Frame>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdout.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut parts = line.split_whitespace();
+        let frame = match (parts.next(), parts.next(), parts.next()) {
+            (Some("O"), Some(n), None) => {
+                let Ok(n) = n.parse::<usize>() else { return };
+                let mut bytes = vec![0u8; n];
+                if stdout.read_exact(&mut bytes).await.is_err() {
+                    return;
+                }
+                Frame::Out(bytes)
+            }
+            (Some("X"), Some(code), Some(signal)) => {
+                let num = |s: &str| s.parse::<i32>().ok().filter(|n| *n >= 0);
+                Frame::Exit(num(code), num(signal))
+            }
+            _ => return,
+        };
+        if tx.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn keep_stderr(mut stderr: tokio::process::ChildStderr, kept: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut k) = kept.lock()
+            && k.len() < STDERR_CAP
+        {
+            let room = STDERR_CAP - k.len();
+            k.extend_from_slice(&buf[..n.min(room)]);
+        }
+    }
+}
