@@ -1,4 +1,4 @@
-//! The host side of a sandbox kept for the session: the bubblewrap sandbox is started once, with
+//! The host side of a sandbox kept for the session: the sandbox (bubblewrap, or Landlock) is started once, with
 //! the [`supervisor`](super::supervisor) inside, and each command is one request to it (see
 //! there for the protocol and what each command keeps). One command at a time per sandbox —
 //! the supervisor then knows every process it adopts belongs to the command that just ran.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::{Sandbox, cgroup, supervisor::SUPERVISOR_ARG};
+use super::{Sandbox, cgroup, reaper, supervisor::SUPERVISOR_ARG};
 use crate::error::ToolError;
 use crate::process::{CaptureLimits, Captured, Finished};
 
@@ -47,8 +47,32 @@ struct Running {
     stdin: tokio::process::ChildStdin,
     frames: mpsc::Receiver<Frame>,
     stderr: Arc<Mutex<Vec<u8>>>,
-    /// The pids and memory limits of the whole sandbox (one command runs at a time).
+    /// The pids and memory limits of the whole sandbox (one command runs at a time). Dropped
+    /// with it: whatever is still in it is killed.
     _cgroup: Option<cgroup::CommandCgroup>,
+    /// The supervisor is a child deputy started on purpose, never an orphan to kill.
+    _known: Option<reaper::Known>,
+    /// Landlock without a cgroup: no pid namespace takes the command's processes down with the
+    /// supervisor, so what it had adopted (reparented to deputy, a subreaper) is killed here.
+    reap: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reap {
+            return;
+        }
+        if let Some(pid) = self.child.id() {
+            let _ = self.child.start_kill();
+            // Wait until it is dead (tokio reaps it): its children are then reparented to us.
+            // SAFETY: an all-zero siginfo is valid; waitid on our own child, without reaping.
+            unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT);
+            }
+        }
+        reaper::kill_orphans();
+    }
 }
 
 impl Kept {
@@ -204,6 +228,7 @@ impl Kept {
             .spawn()
             .map_err(|e| ToolError::Failed(format!("cannot start the sandbox: {e}")))?;
         drop(cmd);
+        let known = child.id().map(reaper::Known::new);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -219,6 +244,8 @@ impl Kept {
             frames,
             stderr: kept_err,
             _cgroup: prepared.cgroup,
+            _known: known,
+            reap: prepared.reap,
         })
     }
 }

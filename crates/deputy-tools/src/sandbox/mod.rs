@@ -229,7 +229,7 @@ pub struct Sandbox {
     rlimits: limits::Prepared,
     /// Landlock: the private temporary directory commands get as $TMPDIR.
     private_tmp: Option<PrivateTmp>,
-    /// bwrap: the sandbox kept for the session, when a supervisor program is known.
+    /// The sandbox kept for the session, when a supervisor program is known.
     kept: Option<kept::Kept>,
 }
 
@@ -400,11 +400,11 @@ impl Sandbox {
         .with_supervisor(SUPERVISOR.get().cloned()))
     }
 
-    /// Serve this sandbox's commands with `program` in a sandbox kept for the session (bwrap
-    /// only), or, with `None`, give each command a sandbox of its own.
+    /// Serve this sandbox's commands with `program` in a sandbox kept for the session, or, with
+    /// `None`, give each command a sandbox of its own.
     pub fn with_supervisor(mut self, program: Option<PathBuf>) -> Self {
         self.kept = program
-            .filter(|_| self.backend == Backend::Bwrap)
+            .filter(|_| self.backend != Backend::None)
             .map(kept::Kept::new);
         self
     }

@@ -47,16 +47,14 @@ pub fn backends() -> Vec<Backend> {
 /// The supervisor of kept sandboxes, built with this crate.
 pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_deputy-sandbox-supervisor");
 
-/// The sandboxes to test: each working backend with a sandbox per command, and bwrap again
-/// with one sandbox kept for the session (served by [`SUPERVISOR`]), which must give each
-/// command the same guarantees.
+/// The sandboxes to test: each working backend with a sandbox per command, and again with one
+/// sandbox kept for the session (served by [`SUPERVISOR`]), which must give each command the
+/// same guarantees.
 pub fn modes() -> Vec<(Backend, bool)> {
     let mut out = Vec::new();
     for b in backends() {
         out.push((b, false));
-        if b == Backend::Bwrap {
-            out.push((b, true));
-        }
+        out.push((b, true));
     }
     out
 }
