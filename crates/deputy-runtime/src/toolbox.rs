@@ -50,6 +50,15 @@ pub fn agent_rules(agent: &AgentSpec, trusted: bool) -> Vec<Rule> {
 }
 
 impl Toolbox {
+    /// Start the session's kept sandbox in the background, when bash is offered.
+    pub fn warm_sandbox(&self) {
+        if let Ok(sb) = &self.ctx.sandbox
+            && self.tools.iter().any(|t| t.name() == "bash")
+        {
+            sb.warm();
+        }
+    }
+
     /// Build the toolbox of `agent` in `workspace`. `rules` are config and flag rules (applied
     /// after the agent's); `ceiling` the parent's permissions for a subagent. Fails when the
     /// agent may use bash and no sandbox works (and the user did not choose `--sandbox off`).

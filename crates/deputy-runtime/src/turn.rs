@@ -95,6 +95,9 @@ impl Session {
         };
         let start = Instant::now();
         let mut stream = self.client.stream(request);
+        // The request is out: have the sandbox ready (started once, or again after a cancel
+        // took it down) while the model thinks.
+        self.toolbox.warm_sandbox();
         let mut collector = Collector::new();
         let cancel = self.cancel.clone();
         let sleep = until(deadline);

@@ -179,6 +179,17 @@ impl Kept {
         }
     }
 
+    /// Start the supervisor now if none runs, so the first command finds its sandbox ready. A
+    /// failure here is met again, and handled, by the first command.
+    pub(crate) async fn warm(&self, sb: &Sandbox) {
+        let mut slot = self.slot.lock().await;
+        if slot.is_none()
+            && let Ok(r) = self.spawn(sb)
+        {
+            *slot = Some(r);
+        }
+    }
+
     /// The supervisor ended without an answer. A new one that said nothing cannot work here:
     /// out of use (`None`). Otherwise the command ended it (or it was killed): what bwrap said,
     /// as the command's output, and its exit status; the next command starts a new one.

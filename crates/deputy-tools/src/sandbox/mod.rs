@@ -409,6 +409,23 @@ impl Sandbox {
         self
     }
 
+    /// Start the sandbox kept for the session in the background, when there is one and a
+    /// runtime to run it on (deputy does while the first model request is out: a model takes
+    /// far longer to answer than a sandbox to start).
+    pub fn warm(self: &Arc<Self>) {
+        if !self.is_kept() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let sb = self.clone();
+            rt.spawn(async move {
+                if let Some(k) = &sb.kept {
+                    k.warm(&sb).await;
+                }
+            });
+        }
+    }
+
     /// Whether commands share a sandbox kept for the session.
     pub fn is_kept(&self) -> bool {
         self.kept.as_ref().is_some_and(|k| !k.is_broken())
