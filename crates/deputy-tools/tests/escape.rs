@@ -626,6 +626,8 @@ async fn sessions_cannot_see_or_signal_each_other() {
             "{b:?} kept={kept}: {}",
             first.content
         );
+        // The kept sandbox really is one (it did not fall back to a sandbox per command).
+        assert_eq!(one.ctx.sandbox.as_ref().unwrap().is_kept(), kept, "{b:?}");
         // A long command of session one, running while session two looks for it.
         let running = {
             let one = std::sync::Arc::new(one);
@@ -717,5 +719,36 @@ async fn a_kept_sandbox_that_cannot_start_falls_back_to_one_per_command() {
         assert_eq!(done.exit_code, Some(0), "{}", done.output.full_text());
         assert!(done.output.full_text().contains("still-works"));
         assert!(!sb.is_kept());
+    }
+}
+
+/// The supervisor is found inside the sandbox wherever it lives, also under a directory the
+/// sandbox makes private (a build in /tmp).
+#[tokio::test]
+async fn a_supervisor_under_tmp_serves_the_kept_sandbox() {
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let program = dir.path().join("supervisor");
+    std::fs::copy(common::SUPERVISOR, &program).unwrap();
+    for b in backends() {
+        let ws = tempfile::tempdir().unwrap();
+        let ws = ws.path().canonicalize().unwrap();
+        let sb = deputy_tools::Sandbox::new(
+            deputy_tools::SandboxPolicy {
+                force_backend: Some(b),
+                ..Default::default()
+            },
+            &ws,
+        )
+        .unwrap()
+        .with_supervisor(Some(program.clone()));
+        let done = sb
+            .run("echo served", Duration::from_secs(10), Default::default())
+            .await
+            .unwrap();
+        assert!(done.output.full_text().contains("served"), "{b:?}");
+        assert!(
+            sb.is_kept(),
+            "{b:?}: the supervisor under /tmp did not start"
+        );
     }
 }

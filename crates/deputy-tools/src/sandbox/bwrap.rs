@@ -171,6 +171,11 @@ pub fn command(sb: &Sandbox, argv: &[&str]) -> tokio::process::Command {
     for (k, v) in &sb.env {
         cmd.args(["--setenv", k, v]);
     }
+    // A program named by its path (the supervisor: deputy's own binary) is bound in where it
+    // is, read-only: it may live under a directory the sandbox makes private (/tmp, /run).
+    if let Some(program) = argv.first().filter(|p| p.starts_with('/')) {
+        cmd.args(["--ro-bind", program, program]);
+    }
     cmd.args(["--chdir", &root]);
     cmd.args(argv);
     // bwrap itself runs with a clean environment too.

@@ -208,7 +208,8 @@ impl Kept {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let said = running.stderr.lock().map(|e| e.clone()).unwrap_or_default();
         if never_worked {
-            tracing::warn!(
+            // Not a warning: each command still gets every guarantee, in a sandbox of its own.
+            tracing::debug!(
                 "the sandbox kept for the session did not start ({}); each command gets a sandbox of its own",
                 String::from_utf8_lossy(&said).trim()
             );
