@@ -369,15 +369,7 @@ async fn env_files_at_any_depth_are_hidden_on_both_backends() {
             std::fs::write(ws.join(p), format!("TOKEN={SECRET}\n")).unwrap();
         }
         std::fs::write(ws.join("sub/.env.example"), "TOKEN=\n").unwrap();
-        let sb = deputy_tools::Sandbox::new(
-            deputy_tools::SandboxPolicy {
-                force_backend: Some(b),
-                ..Default::default()
-            },
-            &ws,
-        )
-        .unwrap()
-        .with_supervisor(kept.then(|| common::SUPERVISOR.into()));
+        let sb = common::sandbox(b, &ws, kept.then(|| common::SUPERVISOR.into()));
         let done = sb
             .run(
                 "cat .env sub/.env sub/deeper/.env.local sub/.env.example; grep -r TOKEN . ; true",
@@ -697,15 +689,11 @@ async fn a_kept_sandbox_that_cannot_start_falls_back_to_one_per_command() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().canonicalize().unwrap();
-    let sb = deputy_tools::Sandbox::new(
-        deputy_tools::SandboxPolicy {
-            force_backend: Some(Backend::Bwrap),
-            ..Default::default()
-        },
+    let sb = common::sandbox(
+        Backend::Bwrap,
         &ws,
-    )
-    .unwrap()
-    .with_supervisor(Some("/nonexistent/deputy-supervisor".into()));
+        Some("/nonexistent/deputy-supervisor".into()),
+    );
     assert!(sb.is_kept());
     for _ in 0..2 {
         let done = sb
@@ -732,15 +720,7 @@ async fn a_supervisor_under_tmp_serves_the_kept_sandbox() {
     for b in backends() {
         let ws = tempfile::tempdir().unwrap();
         let ws = ws.path().canonicalize().unwrap();
-        let sb = deputy_tools::Sandbox::new(
-            deputy_tools::SandboxPolicy {
-                force_backend: Some(b),
-                ..Default::default()
-            },
-            &ws,
-        )
-        .unwrap()
-        .with_supervisor(Some(program.clone()));
+        let sb = common::sandbox(b, &ws, Some(program.clone()));
         let done = sb
             .run("echo served", Duration::from_secs(10), Default::default())
             .await

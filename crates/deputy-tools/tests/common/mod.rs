@@ -59,6 +59,19 @@ pub fn modes() -> Vec<(Backend, bool)> {
     out
 }
 
+/// A sandbox on `backend` for the workspace `ws`, served by `supervisor` when given.
+pub fn sandbox(backend: Backend, ws: &Path, supervisor: Option<PathBuf>) -> Sandbox {
+    Sandbox::new(
+        SandboxPolicy {
+            force_backend: Some(backend),
+            ..SandboxPolicy::default()
+        },
+        ws,
+    )
+    .unwrap()
+    .with_supervisor(supervisor)
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub ws: PathBuf,
