@@ -16,6 +16,42 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A 150×50 terminal on a server of its own (`name`), running `deputy ARGS` for the
+    /// harness's workspace and mock model with a clean environment; the exit code goes to
+    /// `exit_file`.
+    fn start(name: &str, h: &Harness, args: &str, exit_file: &std::path::Path) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("deputy-test-{name}-{}", std::process::id()),
+        };
+        let shell = format!(
+            "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} {args}; echo EXIT=$? > {exit}; sleep 60",
+            ws = h.ws.display(),
+            home = h.home.display(),
+            url = h.mock.url(),
+            bin = BIN,
+            exit = exit_file.display()
+        );
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            "150",
+            "-y",
+            "50",
+            "bash",
+            "-c",
+            &shell,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .arg("-L")
@@ -123,35 +159,7 @@ routes:
         "---\nname: asker\npermission:\n  bash:\n    \"*\": ask\n---\nYou ask first.",
     );
     let exit_file = h.dir.path().join("exit");
-    let tmux = Tmux {
-        socket: format!("deputy-test-chat-{}", std::process::id()),
-    };
-    let shell = format!(
-        "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} chat -a asker; echo EXIT=$? > {exit}; sleep 60",
-        ws = h.ws.display(),
-        home = h.home.display(),
-        url = h.mock.url(),
-        bin = BIN,
-        exit = exit_file.display()
-    );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "chat",
-        "-x",
-        "150",
-        "-y",
-        "50",
-        "bash",
-        "-c",
-        &shell,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("chat", &h, "chat -a asker", &exit_file);
     tmux.wait_for("/help for commands", 1, Duration::from_secs(20));
 
     // A prompt and a streamed, rendered answer.
@@ -316,35 +324,7 @@ steps:
     )
     .await;
     let exit_file = h.dir.path().join("exit");
-    let tmux = Tmux {
-        socket: format!("deputy-test-run-{}", std::process::id()),
-    };
-    let shell = format!(
-        "cd {ws} && env -i PATH=\"$PATH\" TERM=xterm-256color HOME={home} DEPUTY_HOME={home}/state OPENAI_BASE_URL={url} DEPUTY_MODEL=mock-model {bin} run -v --allow bash 'wait a bit'; echo EXIT=$? > {exit}; sleep 60",
-        ws = h.ws.display(),
-        home = h.home.display(),
-        url = h.mock.url(),
-        bin = BIN,
-        exit = exit_file.display()
-    );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "chat",
-        "-x",
-        "150",
-        "-y",
-        "50",
-        "bash",
-        "-c",
-        &shell,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("run", &h, "run -v --allow bash 'wait a bit'", &exit_file);
     // While the model takes its time, then while the command runs, the spinner counts seconds.
     tmux.wait_for("thinking… 1.", 1, Duration::from_secs(20));
     tmux.wait_for("running bash: sleep 4.25… 2.", 1, Duration::from_secs(20));
