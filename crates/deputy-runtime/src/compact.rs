@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use deputy_llm::{ChatRequest, ContextWindow, Message, Observed, ToolSpec, Usage, WindowSource};
+use deputy_llm::{ChatRequest, ContextWindow, Message, ToolSpec, Usage, WindowSource};
 use futures::StreamExt;
 
 use crate::context::{BYTES_PER_TOKEN, FLOOR_TOKENS, WindowBudget, message_tokens, tokens_of_len};
@@ -413,7 +413,8 @@ impl Session {
             };
             let Some(event) = next else { break };
             let event = event.map_err(|e| SummaryError::Failed(e.to_string()))?;
-            if let Observed::Retry { .. } | Observed::Warning(_) = collector.push(event) {}
+            // Retries and warnings of the summary request are not the session's to show.
+            let _ = collector.push(event);
         }
         let done = collector.finish();
         let text = done.text.trim().to_string();
@@ -421,11 +422,7 @@ impl Session {
             return Err(SummaryError::Failed("the model wrote no summary".into()));
         }
         let usage = done.usage.unwrap_or_default();
-        let cost = self
-            .opts
-            .pricing
-            .as_ref()
-            .and_then(|p| p(&done.provider, &done.model, &usage));
+        let cost = self.cost_of(&done.provider, &done.model, &usage);
         Ok((text, Some(usage), cost))
     }
 

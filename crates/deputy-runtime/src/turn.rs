@@ -34,6 +34,19 @@ pub(crate) async fn until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Session {
+    /// What `usage` of `model` at `provider` cost, when a price is known.
+    pub(crate) fn cost_of(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &deputy_llm::Usage,
+    ) -> Option<f64> {
+        self.opts
+            .pricing
+            .as_ref()
+            .and_then(|p| p(provider, model, usage))
+    }
+
     /// One model call, with its span (OpenTelemetry GenAI: `chat {model}`).
     pub(crate) async fn model_turn(
         &mut self,
@@ -165,11 +178,7 @@ impl Session {
             estimate
         };
         let context_window = self.context.window_now().map(|w| w.tokens);
-        let cost = self
-            .opts
-            .pricing
-            .as_ref()
-            .and_then(|p| p(&r.provider, &r.model, &usage));
+        let cost = self.cost_of(&r.provider, &r.model, &usage);
         if let Some(c) = cost {
             *self.totals.cost.get_or_insert(0.0) += c;
         }
