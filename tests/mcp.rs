@@ -14,25 +14,7 @@ use common::{BIN, Harness};
 use serde_json::Value;
 
 fn python() -> Option<String> {
-    let candidates = [
-        std::env::var("DEPUTY_TEST_PYTHON").ok(),
-        Some("python3".to_string()),
-    ];
-    for p in candidates.into_iter().flatten() {
-        let ok = std::process::Command::new(&p)
-            .args(["-c", "import mcp, jsonschema"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(p);
-        }
-    }
-    common::outside::missing(
-        "MCP client test",
-        "no Python with the `mcp` and `jsonschema` packages (DEPUTY_TEST_PYTHON)",
-        "python3 -m venv v && v/bin/pip install mcp jsonschema, then set DEPUTY_TEST_PYTHON=v/bin/python (.ci/run does this)",
-    );
-    None
+    common::mcp_python("MCP client test")
 }
 
 /// Run a Python MCP client script from tests/ against `deputy mcp` in the harness's workspace,

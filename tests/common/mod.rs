@@ -177,6 +177,30 @@ impl Harness {
     }
 }
 
+/// A Python with the official MCP SDK (and jsonschema): DEPUTY_TEST_PYTHON, else python3.
+/// Without one, `test` is reported missing (a failure under CI, else a SKIP line).
+pub fn mcp_python(test: &str) -> Option<String> {
+    let candidates = [
+        std::env::var("DEPUTY_TEST_PYTHON").ok(),
+        Some("python3".to_string()),
+    ];
+    for p in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&p)
+            .args(["-c", "import mcp, jsonschema"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(p);
+        }
+    }
+    outside::missing(
+        test,
+        "no Python with the `mcp` and `jsonschema` packages (DEPUTY_TEST_PYTHON)",
+        "python3 -m venv v && v/bin/pip install mcp jsonschema, then set DEPUTY_TEST_PYTHON=v/bin/python (.ci/run does this)",
+    );
+    None
+}
+
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

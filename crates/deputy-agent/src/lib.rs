@@ -25,6 +25,7 @@ mod error;
 pub mod frontmatter;
 mod lenient;
 mod load;
+pub mod mcp;
 mod permission;
 mod spec;
 mod tools;
@@ -35,6 +36,7 @@ pub use load::{
     LoadOptions, Loaded, MAX_AGENT_FILE_BYTES, MAX_DURATION_SECS, duration_from_secs, load_file,
     load_file_with, parse_duration_secs, parse_with,
 };
+pub use mcp::{McpServer, McpTransport, NumberUnit, mcp_server_of};
 pub use permission::{Action, PermissionRule, parse_permission};
 pub use spec::{AgentSpec, MODEL_ALIASES, Mode, ModelRef};
 pub use tools::{BUILTIN_TOOLS, ToolSet, canonical_tool_name, is_builtin_tool};

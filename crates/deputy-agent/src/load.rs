@@ -395,6 +395,14 @@ impl Ctx<'_> {
                 "disable" | "disabled" => spec.disable = self.boolean(&v, &key).unwrap_or(false),
                 "color" | "colour" => spec.color = self.string(&v, &key),
                 "prompt" | "system_prompt" | "systemPrompt" => prompt_key = Some(v),
+                "mcpServers" | "mcp_servers" | "mcp" => {
+                    let unit = if key == "mcp" {
+                        crate::mcp::NumberUnit::Millis
+                    } else {
+                        crate::mcp::NumberUnit::Seconds
+                    };
+                    self.mcp_servers(&v, &key, unit, &mut spec);
+                }
                 _ => {
                     self.note_at(
                         &v,
@@ -405,16 +413,32 @@ impl Ctx<'_> {
                 }
             }
         }
+        // A server the file declares is there to be used: its tools are enabled unless the
+        // file says otherwise about that server.
+        for name in spec.mcp_servers.keys() {
+            let entry = format!("mcp__{name}");
+            if !spec
+                .tools
+                .overrides
+                .keys()
+                .any(|k| crate::mcp::mcp_server_of(k) == Some(name.as_str()))
+            {
+                spec.tools.overrides.insert(entry, true);
+            }
+        }
         if !disallowed.is_empty() {
             spec.tools.disable(&disallowed);
         }
         for unknown in spec.tools.unknown() {
-            let d = self.diag(
-                0,
-                0,
-                Severity::Note,
-                format!("tool `{unknown}` is not provided by deputy; it is ignored"),
-            );
+            let message = match crate::mcp::mcp_server_of(unknown) {
+                Some(server) if spec.mcp_servers.contains_key(server) => continue,
+                Some(server) => format!(
+                    "tool `{unknown}` comes from MCP server `{server}`, which this file does not \
+                     declare; it is offered only if config declares it ([mcp.servers.{server}])"
+                ),
+                None => format!("tool `{unknown}` is not provided by deputy; it is ignored"),
+            };
+            let d = self.diag(0, 0, Severity::Note, message);
             self.notes.push(d);
         }
         if let Some(v) = prompt_key {
@@ -603,6 +627,44 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// `mcpServers` (a map, or Claude Code's list of names and one-entry maps) or `mcp`.
+    fn mcp_servers(
+        &mut self,
+        v: &Spanned<Value>,
+        key: &str,
+        unit: crate::mcp::NumberUnit,
+        spec: &mut AgentSpec,
+    ) {
+        let mut inline = serde_json::Map::new();
+        match &v.value {
+            Value::Null => return,
+            Value::Object(m) => inline = m.clone(),
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        // A server configured elsewhere, by name: enable its tools.
+                        Value::String(name) => {
+                            spec.tools
+                                .overrides
+                                .insert(format!("mcp__{}", name.trim()), true);
+                        }
+                        Value::Object(m) => inline.extend(m.clone()),
+                        _ => self.error_at(v, key, "items must be server names or maps"),
+                    }
+                }
+            }
+            _ => {
+                self.error_at(v, key, "must be a map of server name → declaration");
+                return;
+            }
+        }
+        let (servers, errors) = crate::mcp::parse_servers(&Value::Object(inline), unit);
+        for e in errors {
+            self.error_at(v, key, e);
+        }
+        spec.mcp_servers.extend(servers);
     }
 
     fn tools(&mut self, v: &Spanned<Value>, key: &str) -> Option<ToolSet> {

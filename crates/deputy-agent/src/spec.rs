@@ -130,6 +130,8 @@ pub struct AgentSpec {
     pub prompt: String,
     /// The file the agent came from (`None` for agents built in code).
     pub source: Option<PathBuf>,
+    /// MCP servers the file declares (`mcpServers`, opencode's `mcp`); their tools are enabled.
+    pub mcp_servers: IndexMap<String, crate::mcp::McpServer>,
     /// Keys deputy does not use, kept as written (reported by `validate --strict`).
     pub options: IndexMap<String, serde_json::Value>,
     /// Warnings and notes found while loading (lenient parse, unknown tools, unknown keys).
@@ -163,6 +165,7 @@ impl AgentSpec {
             color: None,
             prompt: prompt.into(),
             source: None,
+            mcp_servers: IndexMap::new(),
             options: IndexMap::new(),
             diagnostics: Vec::new(),
         }

@@ -10,7 +10,18 @@ use serde::Serialize;
 
 /// The tools deputy itself provides.
 pub const BUILTIN_TOOLS: &[&str] = &[
-    "bash", "read", "write", "edit", "glob", "grep", "list", "task",
+    "bash",
+    "read",
+    "write",
+    "edit",
+    "glob",
+    "grep",
+    "list",
+    "task",
+    "webfetch",
+    "websearch",
+    "todowrite",
+    "todoread",
 ];
 
 /// deputy's name for a tool name written in any supported format.
@@ -37,9 +48,35 @@ pub fn canonical_tool_name(raw: &str) -> String {
         "grep" | "grepsearch" | "searchfilecontent" | "search" | "rg" | "ripgrep" => "grep",
         "list" | "ls" | "listdirectory" | "listdir" => "list",
         "task" | "agent" | "subagent" | "delegate" => "task",
+        "webfetch" | "fetch" | "fetchurl" | "urlfetch" | "readurl" => "webfetch",
+        "websearch" | "googlewebsearch" | "searchweb" | "internetsearch" => "websearch",
+        "todowrite" | "writetodos" | "updatetodos" | "updateplan" => "todowrite",
+        "todoread" | "readtodos" => "todoread",
         _ => return trimmed.to_lowercase(),
     };
     canonical.to_string()
+}
+
+/// `mcp__s` covers every tool of server `s`.
+fn covers_server(entry: &str, tool: &str) -> bool {
+    tool.strip_prefix(entry)
+        .is_some_and(|rest| rest.starts_with("__"))
+        && !entry["mcp__".len()..].contains("__")
+}
+
+/// `*` matches any run of characters; everything else is literal.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|i| rest.is_char_boundary(*i))
+                .any(|i| wildcard(tail, &rest[i..]))
+        }
+    }
 }
 
 /// Whether `name` (already canonical) is one of [`BUILTIN_TOOLS`].
@@ -90,9 +127,28 @@ impl ToolSet {
         }
     }
 
-    /// Whether the (canonical) tool is enabled.
+    /// Whether the (canonical) tool is enabled. An MCP tool `mcp__s__t` is also covered by
+    /// `mcp__s` and by patterns such as `mcp__s__*` (the last such entry wins).
     pub fn is_enabled(&self, tool: &str) -> bool {
-        self.overrides.get(tool).copied().unwrap_or(self.default)
+        if let Some(on) = self.overrides.get(tool) {
+            return *on;
+        }
+        if tool.starts_with("mcp__") {
+            let server_wide = self.overrides.iter().rev().find(|(k, _)| {
+                k.starts_with("mcp__") && (covers_server(k, tool) || wildcard(k, tool))
+            });
+            if let Some((_, on)) = server_wide {
+                return *on;
+            }
+        }
+        self.default
+    }
+
+    /// Whether the set names anything of MCP server `server` (a tool, the server, a pattern).
+    pub fn names_mcp_server(&self, server: &str) -> bool {
+        self.overrides.iter().any(|(k, on)| {
+            *on && crate::mcp::mcp_server_of(k).is_some_and(|s| s == server || s.contains('*'))
+        })
     }
 
     /// The built-in tools this set enables, in [`BUILTIN_TOOLS`] order.
@@ -104,12 +160,21 @@ impl ToolSet {
             .collect()
     }
 
-    /// Names mentioned in the set that deputy does not provide (MCP tools, `webfetch`, …).
+    /// Names mentioned in the set that deputy does not provide itself (MCP tools among them).
     pub fn unknown(&self) -> Vec<&str> {
         self.overrides
             .keys()
             .map(String::as_str)
             .filter(|t| !is_builtin_tool(t))
+            .collect()
+    }
+
+    /// The MCP tool names (and `mcp__server` entries) the set enables.
+    pub fn mcp_names(&self) -> Vec<&str> {
+        self.overrides
+            .iter()
+            .filter(|(k, on)| **on && k.starts_with("mcp__"))
+            .map(|(k, _)| k.as_str())
             .collect()
     }
 
@@ -129,6 +194,23 @@ impl ToolSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mcp_names_by_server_and_pattern() {
+        let set = ToolSet::only(["mcp__github", "mcp__docs__search", "mcp__fs__read_*"]);
+        assert!(set.is_enabled("mcp__github__create_issue"));
+        assert!(!set.is_enabled("mcp__githubx__create_issue"));
+        assert!(set.is_enabled("mcp__docs__search"));
+        assert!(!set.is_enabled("mcp__docs__delete"));
+        assert!(set.is_enabled("mcp__fs__read_file"));
+        assert!(!set.is_enabled("mcp__fs__write_file"));
+        assert!(set.names_mcp_server("github") && set.names_mcp_server("fs"));
+        assert!(!set.names_mcp_server("other"));
+        let mut all = ToolSet::all();
+        all.disable(["mcp__fs__*"]);
+        assert!(!all.is_enabled("mcp__fs__read"));
+        assert!(all.is_enabled("mcp__git__log"));
+    }
 
     #[test]
     fn aliases() {
@@ -151,6 +233,12 @@ mod tests {
             ("list_directory", "list"),
             ("search_file_content", "grep"),
             (" WebFetch ", "webfetch"),
+            ("web_fetch", "webfetch"),
+            ("WebSearch", "websearch"),
+            ("google_web_search", "websearch"),
+            ("TodoWrite", "todowrite"),
+            ("write_todos", "todowrite"),
+            ("todoread", "todoread"),
             ("mcp__meigen__Generate", "mcp__meigen__Generate"),
         ] {
             assert_eq!(canonical_tool_name(raw), want, "{raw}");
@@ -162,9 +250,10 @@ mod tests {
         let mut set = ToolSet::only(["Read", "Grep", "WebSearch"]);
         assert!(set.is_enabled("read"));
         assert!(!set.is_enabled("bash"));
-        assert_eq!(set.unknown(), vec!["websearch"]);
+        assert!(set.is_enabled("websearch"));
+        assert!(set.unknown().is_empty());
         set.disable(["read_file"]);
         assert!(!set.is_enabled("read"));
-        assert_eq!(set.enabled_builtins(), vec!["grep"]);
+        assert_eq!(set.enabled_builtins(), vec!["grep", "websearch"]);
     }
 }

@@ -150,7 +150,16 @@ fn format_specifics_are_read() {
     let s = get("qwen-code/test-engineer.md");
     assert_eq!(
         s.tools.enabled_builtins(),
-        vec!["bash", "read", "write", "edit", "glob", "grep"]
+        vec![
+            "bash",
+            "read",
+            "write",
+            "edit",
+            "glob",
+            "grep",
+            "webfetch",
+            "websearch"
+        ]
     );
     assert!(
         s.description

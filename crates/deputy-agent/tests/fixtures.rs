@@ -48,7 +48,7 @@ fn qwen_snake_case_tool_list_and_multi_line_description() {
     let s = spec(&root().join("qwen/bug-reproducer.md"));
     assert_eq!(
         s.tools.enabled_builtins(),
-        vec!["bash", "read", "write", "edit", "glob", "grep"]
+        vec!["bash", "read", "write", "edit", "glob", "grep", "webfetch"]
     );
     let d = s.description.unwrap();
     assert!(d.contains("Give it the issue text"), "lines folded: {d}");
@@ -97,7 +97,11 @@ fn claude_empty_tool_list_comma_list_and_unquoted_colon() {
     assert!(s.tools.enabled_builtins().is_empty(), "`tools: []` is none");
 
     let s = spec(&root().join("claude/metrics-reader.md"));
-    assert_eq!(s.tools.enabled_builtins(), vec!["read", "glob", "grep"]);
+    assert_eq!(
+        s.tools.enabled_builtins(),
+        vec!["read", "glob", "grep", "webfetch"],
+        "Claude Code's WebFetch is deputy's webfetch"
+    );
     assert!(
         s.description
             .unwrap()

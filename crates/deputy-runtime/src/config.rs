@@ -41,6 +41,9 @@ const OTHER_KEYS: &[&str] = &[
     "task",
     "review",
     "compaction",
+    "mcp",
+    "webfetch",
+    "websearch",
 ];
 
 /// The whole configuration, merged.
@@ -221,11 +224,40 @@ impl Config {
             }
         }
         let llm = LlmConfig::deserialize(toml::Value::Table(llm)).map_err(|e| e.to_string())?;
-        Ok(Config {
+        let config = Config {
             llm,
             sections,
             files: Vec::new(),
-        })
+        };
+        config.mcp_servers()?;
+        Ok(config)
+    }
+
+    /// `[mcp.servers.NAME]`: the MCP servers config declares.
+    pub fn mcp_servers(
+        &self,
+    ) -> Result<indexmap::IndexMap<String, deputy_agent::McpServer>, String> {
+        let Some(mcp) = self.sections.get("mcp") else {
+            return Ok(Default::default());
+        };
+        let Some(table) = mcp.as_table() else {
+            return Err("[mcp] must be a table".into());
+        };
+        if let Some(k) = table.keys().find(|k| *k != "servers") {
+            return Err(format!(
+                "[mcp]: unknown key `{k}`; servers go under [mcp.servers.NAME]"
+            ));
+        }
+        let Some(servers) = table.get("servers") else {
+            return Ok(Default::default());
+        };
+        let value = serde_json::to_value(servers).map_err(|e| format!("[mcp.servers]: {e}"))?;
+        let (servers, errors) =
+            deputy_agent::mcp::parse_servers(&value, deputy_agent::NumberUnit::Seconds);
+        match errors.first() {
+            Some(e) => Err(format!("[mcp.servers] {e}")),
+            None => Ok(servers),
+        }
     }
 
     /// A section (`sandbox`, `limits`, …) as a typed value; absent means the default.

@@ -172,6 +172,7 @@ impl Session {
             sandbox: self.toolbox.policy().clone(),
             model_label: self.model_label(),
             approver: self.opts.approver.clone(),
+            mcp: self.mcp.hub(),
             emitter: self.emitter.clone(),
         }
     }

@@ -189,6 +189,7 @@ impl Session {
                 return End::Stopped(status);
             }
             self.run.steps += 1;
+            self.sync_mcp().await;
             let specs = self.router.specs(&self.toolbox.permissions());
             if let Err(status) = self.make_room(&specs).await {
                 return End::Stopped(status);

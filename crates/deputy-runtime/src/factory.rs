@@ -305,6 +305,7 @@ impl Factory {
         opts.limit_summary = !settings.no_summary;
         opts.append_system_prompt = settings.append_system_prompt.clone();
         opts.compaction = compaction;
+        opts.mcp_servers = self.config.mcp_servers().map_err(SetupError::Config)?;
         Ok(opts)
     }
 
@@ -411,6 +412,7 @@ impl ChildMaker for Children {
             opts.ceiling = Some(parent.permissions.clone());
             opts.sandbox_ceiling = Some(parent.sandbox.clone());
             opts.approver = parent.approver.clone();
+            opts.mcp_hub = Some(parent.mcp.clone());
             let session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
             Ok((session, warnings))
         })

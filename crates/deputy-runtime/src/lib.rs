@@ -22,6 +22,7 @@ mod error;
 pub mod event;
 pub mod factory;
 pub mod journal;
+pub mod mcp;
 mod options;
 pub mod prompt;
 pub mod rebuild;

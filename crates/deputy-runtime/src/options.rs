@@ -137,6 +137,10 @@ pub struct SessionOptions {
     /// command line, or in a trusted project). An untrusted one's rules cannot open protected
     /// paths and its `network: true` is ignored.
     pub agent_trusted: bool,
+    /// MCP servers from config (`[mcp.servers.NAME]`), trusted.
+    pub mcp_servers: indexmap::IndexMap<String, deputy_agent::McpServer>,
+    /// The session tree's MCP connections (a subagent gets its parent's); `None` starts a tree.
+    pub mcp_hub: Option<Arc<crate::mcp::McpHub>>,
 }
 
 impl SessionOptions {
@@ -163,6 +167,8 @@ impl SessionOptions {
             ceiling: None,
             sandbox_ceiling: None,
             agent_trusted: true,
+            mcp_servers: indexmap::IndexMap::new(),
+            mcp_hub: None,
         }
     }
 }

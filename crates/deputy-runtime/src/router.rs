@@ -37,6 +37,8 @@ pub struct CallCtx {
     /// `provider/model` of the calling session.
     pub model_label: String,
     pub approver: Arc<dyn Approver>,
+    /// The session tree's MCP connections (a subagent reuses them).
+    pub mcp: Arc<crate::mcp::McpHub>,
     pub(crate) emitter: Emitter,
 }
 
@@ -177,6 +179,12 @@ impl Router {
     pub(crate) fn add(&mut self, h: Arc<dyn Handler>) {
         self.handlers.retain(|x| x.name() != h.name());
         self.handlers.push(h);
+    }
+
+    /// Replace every handler whose name starts with `prefix` (one MCP server's tools).
+    pub(crate) fn replace_prefix(&mut self, prefix: &str, handlers: Vec<Arc<dyn Handler>>) {
+        self.handlers.retain(|h| !h.name().starts_with(prefix));
+        self.handlers.extend(handlers);
     }
 
     /// The handler for a call, if that tool is offered under `perms`.

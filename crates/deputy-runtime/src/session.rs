@@ -64,6 +64,8 @@ pub struct Session {
     pub(crate) run: RunState,
     /// The context window and the size of the history.
     pub(crate) context: crate::context::ContextState,
+    /// The MCP servers this session may use.
+    pub(crate) mcp: crate::mcp::McpView,
 }
 
 impl Session {
@@ -82,6 +84,13 @@ impl Session {
         };
         let toolbox = Toolbox::new(&agent, &opts)?;
         let router = Router::new(toolbox.handlers());
+        let mcp = crate::mcp::McpView::new(
+            &agent,
+            &opts.mcp_servers,
+            opts.mcp_hub.clone(),
+            opts.agent_trusted,
+            &opts.workspace,
+        );
         let mut s = Session {
             emitter: Emitter::new(&id, journal, 0),
             id,
@@ -99,6 +108,7 @@ impl Session {
             metrics: Metrics::default(),
             run: Default::default(),
             context: Default::default(),
+            mcp,
         };
         let system = s.build_system_prompt();
         s.conversation.set_system(system);
@@ -124,6 +134,13 @@ impl Session {
         warnings.extend(rebuilt.warnings.iter().cloned());
         let toolbox = Toolbox::new(&agent, &opts)?;
         let router = Router::new(toolbox.handlers());
+        let mcp = crate::mcp::McpView::new(
+            &agent,
+            &opts.mcp_servers,
+            opts.mcp_hub.clone(),
+            opts.agent_trusted,
+            &opts.workspace,
+        );
         let journal = Journal::open(&state, id)?;
         Ok(Session {
             emitter: Emitter::new(id, Some(journal), rebuilt.next_seq),
@@ -147,6 +164,7 @@ impl Session {
             metrics: Metrics::default(),
             run: Default::default(),
             context: Default::default(),
+            mcp,
         })
     }
 

@@ -80,6 +80,8 @@ pub struct ChildOf {
     /// The parent's sandbox policy: the child's ceiling.
     pub sandbox: SandboxPolicy,
     pub approver: Arc<dyn Approver>,
+    /// The session tree's MCP connections, reused by the child.
+    pub mcp: Arc<crate::mcp::McpHub>,
 }
 
 /// Makes the session of a subagent.
@@ -335,6 +337,7 @@ impl TaskRunner {
             permissions: ctx.permissions.clone(),
             sandbox: ctx.sandbox.clone(),
             approver: ctx.approver.clone(),
+            mcp: ctx.mcp.clone(),
         };
         let name = agent.name.clone();
         let (mut session, warnings) = self.maker.make(agent, &parent).await?;
