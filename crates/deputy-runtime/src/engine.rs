@@ -119,7 +119,7 @@ impl Session {
         if self.opts.compaction.enabled {
             self.ask_window();
         }
-        for w in std::mem::take(&mut self.resume_notices) {
+        for w in std::mem::take(&mut self.notices) {
             self.emit(EventKind::Warning { message: w });
         }
         for (call, _) in self

@@ -306,10 +306,32 @@ impl Factory {
         opts.append_system_prompt = settings.append_system_prompt.clone();
         opts.compaction = compaction;
         opts.mcp_servers = self.config.mcp_servers().map_err(SetupError::Config)?;
+        opts.web = self.web_settings()?;
         Ok(opts)
     }
 
     /// `[compaction]`, with its model's client when it names one.
+    /// `[webfetch]` and `[websearch]`.
+    fn web_settings(&self) -> Result<deputy_tools::tools::WebSettings, SetupError> {
+        let fetch: deputy_tools::tools::WebFetchConfig = self
+            .config
+            .section("webfetch")
+            .map_err(SetupError::Config)?;
+        let search: deputy_tools::tools::WebSearchConfig = self
+            .config
+            .section("websearch")
+            .map_err(SetupError::Config)?;
+        let d = deputy_tools::tools::WebSettings::default();
+        Ok(deputy_tools::tools::WebSettings {
+            allow_private: fetch.allow_private.unwrap_or(false),
+            allow_hosts: fetch.allow_hosts.unwrap_or_default(),
+            max_bytes: fetch.max_bytes.map(|b| b.max(1)).unwrap_or(d.max_bytes),
+            max_redirects: fetch.max_redirects.unwrap_or(d.max_redirects),
+            search: search.resolve().map_err(SetupError::Config)?,
+            may_fetch: None,
+        })
+    }
+
     fn compaction(&self) -> Result<crate::options::Compaction, SetupError> {
         let cfg: CompactionConfig = self
             .config

@@ -137,6 +137,8 @@ pub struct SessionOptions {
     /// command line, or in a trusted project). An untrusted one's rules cannot open protected
     /// paths and its `network: true` is ignored.
     pub agent_trusted: bool,
+    /// What webfetch and websearch may do (`[webfetch]`, `[websearch]`).
+    pub web: deputy_tools::tools::WebSettings,
     /// MCP servers from config (`[mcp.servers.NAME]`), trusted.
     pub mcp_servers: indexmap::IndexMap<String, deputy_agent::McpServer>,
     /// The session tree's MCP connections (a subagent gets its parent's); `None` starts a tree.
@@ -167,6 +169,7 @@ impl SessionOptions {
             ceiling: None,
             sandbox_ceiling: None,
             agent_trusted: true,
+            web: Default::default(),
             mcp_servers: indexmap::IndexMap::new(),
             mcp_hub: None,
         }

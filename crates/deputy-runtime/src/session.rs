@@ -56,9 +56,10 @@ pub struct Session {
     pub(crate) cancel: CancellationToken,
     pub(crate) started_emitted: bool,
     pub(crate) resumed: bool,
-    /// What a resume found (journal problems), told when the next run starts, so whatever
-    /// sink is attached by then sees it.
-    pub(crate) resume_notices: Vec<String>,
+    /// What a resume found (journal problems) and what setting up found (a tool the agent
+    /// names that cannot be offered), told as warnings when the next run starts, so whatever
+    /// sink is attached by then sees them.
+    pub(crate) notices: Vec<String>,
     pub(crate) totals: Totals,
     pub(crate) metrics: Metrics,
     pub(crate) run: RunState,
@@ -83,6 +84,7 @@ impl Session {
             None => (journal::new_session_id(), None),
         };
         let toolbox = Toolbox::new(&agent, &opts)?;
+        let setup_notices = toolbox.notices.clone();
         let router = Router::new(toolbox.handlers());
         let mcp = crate::mcp::McpView::new(
             &agent,
@@ -103,7 +105,7 @@ impl Session {
             cancel: CancellationToken::new(),
             started_emitted: false,
             resumed: false,
-            resume_notices: Vec::new(),
+            notices: setup_notices,
             totals: Totals::default(),
             metrics: Metrics::default(),
             run: Default::default(),
@@ -133,6 +135,7 @@ impl Session {
         })?;
         warnings.extend(rebuilt.warnings.iter().cloned());
         let toolbox = Toolbox::new(&agent, &opts)?;
+        let setup_notices = toolbox.notices.clone();
         let router = Router::new(toolbox.handlers());
         let mcp = crate::mcp::McpView::new(
             &agent,
@@ -154,7 +157,7 @@ impl Session {
             cancel: CancellationToken::new(),
             started_emitted: false,
             resumed: true,
-            resume_notices: warnings,
+            notices: warnings.into_iter().chain(setup_notices).collect(),
             totals: Totals {
                 turns: rebuilt.turns,
                 usage: rebuilt.usage,

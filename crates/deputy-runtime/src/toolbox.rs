@@ -23,6 +23,8 @@ pub struct Toolbox {
     pub sandbox: String,
     /// The sandbox policy in force (the agent's `network` included).
     policy: SandboxPolicy,
+    /// What the agent asks for that cannot be given (told as warnings when the run starts).
+    pub notices: Vec<String>,
 }
 
 /// An agent file's action in deputy-tools' terms (the one place the two meet).
@@ -66,13 +68,6 @@ impl Toolbox {
         let workspace = &opts.workspace;
         let mut policy = opts.sandbox.clone();
         let settings: ToolSettings = opts.tool_settings;
-        let mut rules = opts.config_rules.clone();
-        rules.extend(agent_rules(agent, opts.agent_trusted));
-        rules.extend(opts.flag_rules.iter().cloned());
-        let mut permissions = Permissions::new(rules);
-        if let Some(parent) = &opts.ceiling {
-            permissions = permissions.under(parent);
-        }
         let mut ws =
             Workspace::open(workspace).map_err(|e| SessionError::Workspace(e.to_string()))?;
         // An agent from an untrusted workspace cannot give itself the network.
@@ -83,6 +78,21 @@ impl Toolbox {
         }
         if let Some(parent) = &opts.sandbox_ceiling {
             policy = policy.within(parent);
+        }
+        let mut rules = Vec::new();
+        // Without the network, what the web tools send out (a URL, a query: a way to carry
+        // data away) needs a yes each time, or a rule that allows it.
+        if !policy.network {
+            for tool in ["webfetch", "websearch"] {
+                rules.push(Rule::new(tool, "*", Action::Ask, Origin::Default));
+            }
+        }
+        rules.extend(opts.config_rules.iter().cloned());
+        rules.extend(agent_rules(agent, opts.agent_trusted));
+        rules.extend(opts.flag_rules.iter().cloned());
+        let mut permissions = Permissions::new(rules);
+        if let Some(parent) = &opts.ceiling {
+            permissions = permissions.under(parent);
         }
         // Read-only means the file tools too.
         let read_only = policy.mode == deputy_tools::SandboxMode::ReadOnly;
@@ -101,12 +111,22 @@ impl Toolbox {
         });
         ws.set_allow_protected(Some(allow_protected.clone()));
         let permissions_now = permissions.lock().map(|p| p.clone()).unwrap_or_default();
+        let mut notices = Vec::new();
+        let searchable = opts.web.search.is_some();
+        if !searchable && agent.tools.overrides.get("websearch") == Some(&true) {
+            notices.push(
+                "the agent names websearch, but no search API is configured ([websearch] in \
+                 config: provider searxng, brave or tavily); it runs without it"
+                    .to_string(),
+            );
+        }
         let offered: Vec<Arc<dyn Tool>> = builtin_tools()
             .into_iter()
             .filter(|t| {
                 agent.tools.is_enabled(t.name())
                     && !permissions_now.tool_denied(t.name())
                     && !(read_only && matches!(t.name(), "write" | "edit"))
+                    && (t.name() != "websearch" || searchable)
             })
             .collect();
         let wants_bash = offered.iter().any(|t| t.name() == "bash");
@@ -122,6 +142,21 @@ impl Toolbox {
             Err(_) => "unavailable".to_string(),
         };
         let reader = permissions.clone();
+        let mut web = opts.web.clone();
+        // A redirect goes where the rules allow, as the first URL did.
+        let fetcher = permissions.clone();
+        web.may_fetch = Some(Arc::new(move |url: &str| {
+            match fetcher
+                .lock()
+                .map(|p| p.decide("webfetch", Some(url)))
+                .unwrap_or(deputy_tools::Decision::Deny {
+                    reason: "the rules cannot be read".into(),
+                }) {
+                deputy_tools::Decision::Allow => Ok(()),
+                deputy_tools::Decision::Ask { reason }
+                | deputy_tools::Decision::Deny { reason } => Err(reason),
+            }
+        }));
         let ctx = ToolContext {
             workspace: Arc::new(ws),
             sandbox,
@@ -129,6 +164,7 @@ impl Toolbox {
             readable: Some(Arc::new(move |p: &str| {
                 reader.lock().map(|p2| p2.may_read(p)).unwrap_or(false)
             })),
+            web: Arc::new(web),
         };
         Ok(Toolbox {
             tools: offered,
@@ -136,6 +172,7 @@ impl Toolbox {
             permissions,
             sandbox: sandbox_name,
             policy,
+            notices,
         })
     }
 

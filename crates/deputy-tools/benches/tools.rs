@@ -39,6 +39,7 @@ fn ctx(ws: &std::path::Path, backend: Backend) -> ToolContext {
             .map_err(|e| e.to_string()),
         settings: ToolSettings::default(),
         readable: None,
+        web: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! `Approver` turns an `ask` into an answer).
 
 pub mod error;
+pub mod netguard;
 pub mod permission;
 pub mod process;
 pub mod protect;

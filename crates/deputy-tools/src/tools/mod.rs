@@ -7,8 +7,11 @@ mod bash;
 mod edit;
 mod glob;
 mod grep;
+mod html;
 mod list;
 mod read;
+mod webfetch;
+mod websearch;
 mod write;
 
 use std::sync::Arc;
@@ -25,6 +28,8 @@ pub use glob::GlobTool;
 pub use grep::GrepTool;
 pub use list::ListTool;
 pub use read::ReadTool;
+pub use webfetch::{Format, WebFetchConfig, WebFetchTool, WebSettings, check_url};
+pub use websearch::{Provider, SearchSettings, WebSearchConfig, WebSearchTool};
 pub use write::WriteTool;
 
 use crate::error::ToolError;
@@ -85,6 +90,8 @@ pub struct ToolContext {
     pub sandbox: Result<Arc<Sandbox>, String>,
     pub settings: ToolSettings,
     pub readable: Option<ReadFilter>,
+    /// What webfetch and websearch may do.
+    pub web: Arc<WebSettings>,
 }
 
 impl ToolContext {
@@ -135,13 +142,15 @@ pub enum Access {
     Write(WsPath),
     /// Search or list under a directory.
     Search(WsPath),
+    /// Reach the network: a URL to fetch, or a search query.
+    Network(String),
 }
 
 impl Access {
     /// What permission patterns are matched against: the command, or the path.
     pub fn subject(&self) -> String {
         match self {
-            Access::Command(c) => c.clone(),
+            Access::Command(c) | Access::Network(c) => c.clone(),
             Access::Read(p) | Access::Write(p) | Access::Search(p) => p.display(),
         }
     }
@@ -149,7 +158,7 @@ impl Access {
     /// The workspace path, for file tools.
     pub fn path(&self) -> Option<&WsPath> {
         match self {
-            Access::Command(_) => None,
+            Access::Command(_) | Access::Network(_) => None,
             Access::Read(p) | Access::Write(p) | Access::Search(p) => Some(p),
         }
     }
@@ -240,6 +249,8 @@ pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
         Arc::new(GlobTool),
         Arc::new(GrepTool),
         Arc::new(ListTool),
+        Arc::new(WebFetchTool),
+        Arc::new(WebSearchTool),
     ]
 }
 

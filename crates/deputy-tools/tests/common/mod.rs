@@ -109,6 +109,7 @@ impl Env {
             sandbox: sandbox.map(Arc::new),
             settings: ToolSettings::default(),
             readable: None,
+            web: Default::default(),
         };
         Env {
             dir,
