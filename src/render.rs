@@ -219,6 +219,7 @@ impl ToolLines {
                 ))
             }
             EventKind::Warning { message } => Some(st.yellow(&format!("⚠ {message}"))),
+            EventKind::TodoUpdated { todos } => Some(todo_lines(&st, todos)),
             EventKind::ContextCompacted {
                 trigger,
                 tokens_before,
@@ -243,6 +244,30 @@ impl ToolLines {
             _ => None,
         }
     }
+}
+
+/// The task list: a head line with the count done, then one line per item.
+fn todo_lines(st: &Style, todos: &[deputy_runtime::todo::Todo]) -> String {
+    use deputy_runtime::todo::TodoStatus;
+    let done = todos
+        .iter()
+        .filter(|t| t.status == TodoStatus::Completed)
+        .count();
+    let mut out = st.cyan(&format!("☰ tasks {done}/{}", todos.len()));
+    for t in todos {
+        let line = match t.status {
+            TodoStatus::Pending => format!("  ☐ {}", t.content),
+            TodoStatus::InProgress => st.bold(&format!(
+                "  ▸ {}",
+                t.active_form.as_deref().unwrap_or(&t.content)
+            )),
+            TodoStatus::Completed => st.dim(&format!("  ☑ {}", t.content)),
+            TodoStatus::Cancelled => st.dim(&format!("  ☒ {}", t.content)),
+        };
+        out.push('\n');
+        out.push_str(&line);
+    }
+    out
 }
 
 /// Progress on stderr for `deputy run` in text mode.

@@ -160,7 +160,14 @@ async fn a_session_killed_mid_way_resumes_from_its_compacted_history() {
 
     let (code, v, stderr) = {
         let out = h
-            .run(&["resume", "--output-format", "json", &session])
+            .run(&[
+                "resume",
+                "--max-steps",
+                "300",
+                "--output-format",
+                "json",
+                &session,
+            ])
             .await;
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         (

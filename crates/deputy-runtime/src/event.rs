@@ -199,6 +199,9 @@ pub enum EventKind {
     /// Something the user should know that did not stop the session.
     #[serde(rename = "warning")]
     Warning { message: String },
+    /// The session's task list was written (`todowrite`): the whole list as it now is.
+    #[serde(rename = "todo.updated")]
+    TodoUpdated { todos: Vec<crate::todo::Todo> },
     /// The conversation was forgotten (`/clear`): the next request starts from the system
     /// prompt again.
     #[serde(rename = "conversation.cleared")]
@@ -272,6 +275,7 @@ impl EventKind {
             EventKind::SubagentStarted { .. } => "subagent.started",
             EventKind::SubagentFinished { .. } => "subagent.finished",
             EventKind::Warning { .. } => "warning",
+            EventKind::TodoUpdated { .. } => "todo.updated",
             EventKind::ConversationCleared {} => "conversation.cleared",
             EventKind::ContextCompacted { .. } => "context.compacted",
             EventKind::ModelChanged { .. } => "model.changed",

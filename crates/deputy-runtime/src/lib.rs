@@ -32,6 +32,7 @@ pub mod router;
 mod schema;
 mod session;
 pub mod task;
+pub mod todo;
 mod toolbox;
 mod transcript;
 pub mod trust;

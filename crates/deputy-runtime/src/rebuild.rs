@@ -36,6 +36,8 @@ pub struct Rebuilt {
     pub files_changed: Vec<String>,
     /// Problems met while replaying (a result for an unknown call, …).
     pub warnings: Vec<String>,
+    /// The task list as last written.
+    pub todos: Vec<crate::todo::Todo>,
 }
 
 impl Rebuilt {
@@ -84,6 +86,7 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
         next_seq: 0,
         files_changed: Vec::new(),
         warnings: Vec::new(),
+        todos: Vec::new(),
     };
     let mut started = false;
     for e in events.iter().filter(|e| e.session_id == own) {
@@ -155,6 +158,7 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
                 }
             }
             EventKind::ConversationCleared {} => r.conversation.clear(),
+            EventKind::TodoUpdated { todos } => r.todos = todos.clone(),
             EventKind::ContextCompacted {
                 pruned,
                 replaced,

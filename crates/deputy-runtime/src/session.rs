@@ -67,6 +67,31 @@ pub struct Session {
     pub(crate) context: crate::context::ContextState,
     /// The MCP servers this session may use.
     pub(crate) mcp: crate::mcp::McpView,
+    /// The task list (`todowrite`).
+    pub(crate) todos: crate::todo::TodoList,
+}
+
+/// The handlers a session starts with: the built-in tools and, when the agent has them, the
+/// task-list tools over `todos`.
+fn first_handlers(
+    toolbox: &Toolbox,
+    agent: &AgentSpec,
+    todos: &crate::todo::TodoList,
+) -> Vec<Arc<dyn Handler>> {
+    let mut handlers = toolbox.handlers();
+    let perms = toolbox.permissions();
+    let on = |name: &str| agent.tools.is_enabled(name) && !perms.tool_denied(name);
+    if on("todowrite") {
+        handlers.push(Arc::new(crate::todo::TodoWrite {
+            list: todos.clone(),
+        }));
+    }
+    if on("todoread") {
+        handlers.push(Arc::new(crate::todo::TodoRead {
+            list: todos.clone(),
+        }));
+    }
+    handlers
 }
 
 impl Session {
@@ -85,7 +110,8 @@ impl Session {
         };
         let toolbox = Toolbox::new(&agent, &opts)?;
         let setup_notices = toolbox.notices.clone();
-        let router = Router::new(toolbox.handlers());
+        let todos = crate::todo::TodoList::default();
+        let router = Router::new(first_handlers(&toolbox, &agent, &todos));
         let mcp = crate::mcp::McpView::new(
             &agent,
             &opts.mcp_servers,
@@ -111,6 +137,7 @@ impl Session {
             run: Default::default(),
             context: Default::default(),
             mcp,
+            todos,
         };
         let system = s.build_system_prompt();
         s.conversation.set_system(system);
@@ -136,7 +163,8 @@ impl Session {
         warnings.extend(rebuilt.warnings.iter().cloned());
         let toolbox = Toolbox::new(&agent, &opts)?;
         let setup_notices = toolbox.notices.clone();
-        let router = Router::new(toolbox.handlers());
+        let todos = std::sync::Arc::new(std::sync::Mutex::new(rebuilt.todos.clone()));
+        let router = Router::new(first_handlers(&toolbox, &agent, &todos));
         let mcp = crate::mcp::McpView::new(
             &agent,
             &opts.mcp_servers,
@@ -168,6 +196,7 @@ impl Session {
             run: Default::default(),
             context: Default::default(),
             mcp,
+            todos,
         })
     }
 
@@ -276,6 +305,11 @@ impl Session {
         self.context.invalidate();
         self.run.doom = None;
         self.emit(EventKind::ConversationCleared {});
+    }
+
+    /// The task list as the agent last wrote it.
+    pub fn todos(&self) -> Vec<crate::todo::Todo> {
+        self.todos.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// The permission rules in force (a subagent's ceiling).

@@ -144,6 +144,24 @@ fn all_kinds() -> Vec<EventKind> {
             usage: Some(usage),
             cost_usd: None,
         },
+        EventKind::TodoUpdated {
+            todos: vec![
+                deputy_runtime::todo::Todo {
+                    content: "Add the endpoint".into(),
+                    status: deputy_runtime::todo::TodoStatus::InProgress,
+                    priority: Some(deputy_runtime::todo::TodoPriority::High),
+                    id: None,
+                    active_form: Some("Adding the endpoint".into()),
+                },
+                deputy_runtime::todo::Todo {
+                    content: "Test it".into(),
+                    status: deputy_runtime::todo::TodoStatus::Pending,
+                    priority: None,
+                    id: Some("2".into()),
+                    active_form: None,
+                },
+            ],
+        },
     ]
 }
 
@@ -167,6 +185,7 @@ fn variant_index(k: &EventKind) -> usize {
         EventKind::ConversationCleared {} => 13,
         EventKind::ModelChanged { .. } => 14,
         EventKind::ContextCompacted { .. } => 15,
+        EventKind::TodoUpdated { .. } => 16,
     }
 }
 
@@ -175,7 +194,7 @@ fn the_snapshot_covers_every_event_kind() {
     let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..=15).collect::<Vec<_>>());
+    assert_eq!(seen, (0..=16).collect::<Vec<_>>());
 }
 
 #[test]
