@@ -125,14 +125,20 @@ pub fn factory(ctx: &Context, config: Config, args: &SessionArgs) -> Factory {
         deputy_runtime::journal::state_dir()
     };
     let mut f = Factory::new(config, ctx.workspace.clone(), state);
-    f.project_trusted = ctx.trusted;
-    f.trusted_agent_dirs = ctx.discovery.agents_dirs.clone();
-    f.trusted_agent_dirs
-        .extend(ctx.config_dir.iter().map(|d| d.join("agents")));
+    trust(ctx, &mut f);
     if args.auto_approve {
         f.approver = Arc::new(AutoApprove);
     }
     f
+}
+
+/// What the factory trusts: the project if the user trusts it, the agent directories the
+/// user named, the user's own agents.
+pub fn trust(ctx: &Context, f: &mut Factory) {
+    f.project_trusted = ctx.trusted;
+    f.trusted_agent_dirs = ctx.discovery.agents_dirs.clone();
+    f.trusted_agent_dirs
+        .extend(ctx.config_dir.iter().map(|d| d.join("agents")));
 }
 
 /// Setup errors are configuration errors: nothing was run.

@@ -50,6 +50,58 @@ fn seed_agent_resolves_as_specified() {
     );
 }
 
+/// `agents show` says which named tools the agent will get here, and why not the others.
+#[test]
+fn show_lists_each_named_tool_as_available_or_not_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agents = tmp.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(
+        agents.join("res.md"),
+        "---\nname: res\ndescription: d\ntools: Read, WebFetch, WebSearch, mcp__github__create_issue, mcp__bgpt__search, Skill\n---\nP\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join(".config/deputy");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.toml"),
+        "[mcp.servers.github]\ncommand = \"github-mcp\"\n",
+    )
+    .unwrap();
+    let o = deputy(tmp.path(), &["agents", "show", "res", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, bool)> = v["tool_availability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["available"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, bool)> = [
+        ("read", true),
+        ("webfetch", true),
+        ("websearch", false),
+        ("mcp__github__create_issue", true),
+        ("mcp__bgpt__search", false),
+        ("skill", false),
+    ]
+    .iter()
+    .map(|(n, a)| (n.to_string(), *a))
+    .collect();
+    assert_eq!(got, want);
+    let text = stdout(&deputy(tmp.path(), &["agents", "show", "res"]));
+    assert!(
+        text.contains("unavailable websearch — no search API is configured")
+            && text.contains("unavailable mcp__bgpt__search — no MCP server `bgpt` is declared"),
+        "{text}"
+    );
+}
+
 #[test]
 fn list_validate_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -158,7 +210,7 @@ fn validates_the_fixture_agents() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("checked 7 files: 5 ok, 1 with warnings, 0 invalid, 1 skipped"),
+        err.contains("checked 8 files: 6 ok, 1 with warnings, 0 invalid, 1 skipped"),
         "{err}"
     );
 }

@@ -368,3 +368,33 @@ async fn a_server_planted_in_an_untrusted_workspace_agent_is_not_started() {
     let r = &tool_results(&h)[0];
     assert!(r.contains("deputy trust"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opencode_agent_with_an_mcp_block_gets_its_tools() {
+    let Some(py) = common::mcp_python("MCP server (opencode mcp block) test") else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: mcp__calc__add, arguments: {a: 20, b: 22}}\n  - text: done\n",
+    )
+    .await;
+    // No config at all: the agent file declares the server, opencode's way.
+    let dir = named_agent(
+        &h,
+        &format!(
+            "---\ndescription: adds\nmode: primary\ntools:\n  bash: false\nmcp:\n  calc:\n    type: local\n    command: [\"{py}\", \"{}\", \"stdio\"]\n    environment:\n      VISIBLE: \"{{env:HOME}}\"\n    timeout: 20000\n---\nAdd.\n",
+            server_script()
+        ),
+    );
+    let (code, v, stderr) = h
+        .run_json(&["--agents-dir", &dir, "--agent", "user", "add"])
+        .await;
+    ok(code, &v, &stderr);
+    h.assert_strict_ok();
+    let tools = offered(&h, 0);
+    assert!(
+        tools.contains(&"mcp__calc__add".to_string()) && !tools.contains(&"bash".to_string()),
+        "{tools:?}"
+    );
+    assert_eq!(tool_results(&h), vec!["42"]);
+}

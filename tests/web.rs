@@ -215,3 +215,50 @@ async fn without_the_network_a_fetch_needs_a_yes_and_rules_see_the_url() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
+
+/// A real Claude Code agent from the corpus (it names Read, WebFetch, WebSearch and an MCP
+/// tool) loads unchanged and gets webfetch; what it cannot get is said as a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corpus_claude_code_agent_naming_webfetch_gets_it() {
+    let Some(corpus) = common::outside::corpus() else {
+        return;
+    };
+    let dir = corpus.join("agents/voltagent-subagents");
+    let (private_port, _) = private_service().await;
+    let port = site(private_port).await;
+    let h = Harness::yaml(&fetch_calls(&[(
+        &format!("http://127.0.0.1:{port}/page"),
+        "",
+    )]))
+    .await;
+    h.write_user_config(&format!(
+        "[webfetch]\nallow_hosts = [\"127.0.0.1:{port}\"]\n[permission]\nwebfetch = \"allow\"\n[aliases]\nsonnet = \"openai/mock-model\"\n"
+    ));
+    let out = h
+        .run(&[
+            "run",
+            "--agents-dir",
+            dir.to_str().unwrap(),
+            "--agent",
+            "scientific-literature-researcher",
+            "--output-format",
+            "stream-json",
+            "find papers",
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let tools: Vec<String> = h.mock.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tools, vec!["read", "webfetch"], "{tools:?}");
+    assert!(tool_results(&h)[0].contains("# Install"));
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events.contains("no search API is configured"),
+        "the missing websearch is a warning: {events}"
+    );
+}

@@ -9,6 +9,8 @@ use deputy_agent::{
 };
 use serde::Serialize;
 
+use deputy_runtime::availability::{Setting, ToolAvailability, tool_availability};
+
 use crate::cli::AgentsCommand;
 use crate::context::Context;
 use crate::exit::{CliError, CliResult, Exit};
@@ -119,18 +121,54 @@ fn report_broken(catalog: &Catalog) {
     }
 }
 
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    spec: &'a AgentSpec,
+    /// Each tool the agent enables or names: available here or not, and why.
+    tool_availability: Vec<ToolAvailability>,
+}
+
+/// The tools of `a` as they would be in a session here (config, trust).
+fn availability(ctx: &Context, a: &AgentSpec) -> Vec<ToolAvailability> {
+    let config = crate::setup::load_config(ctx).unwrap_or_else(|e| {
+        tracing::warn!("{:#}; tools are judged without config", e.error);
+        deputy_runtime::Config::default()
+    });
+    let servers = config.mcp_servers().unwrap_or_default();
+    let search = config
+        .section::<deputy_tools::tools::WebSearchConfig>("websearch")
+        .ok()
+        .and_then(|c| c.resolve().ok().flatten())
+        .is_some();
+    let mut f = deputy_runtime::Factory::new(config.clone(), ctx.workspace.clone(), None);
+    crate::setup::trust(ctx, &mut f);
+    tool_availability(
+        a,
+        &Setting {
+            mcp_servers: &servers,
+            search,
+            agent_trusted: f.agent_trusted(a),
+        },
+    )
+}
+
 fn show(ctx: &Context, name: &str, json: bool) -> CliResult {
     let catalog = ctx.catalog();
     let spec = catalog.resolve(name).map_err(CliError::usage)?;
+    let tools = availability(ctx, &spec);
     if json {
-        out_json(&spec)?;
+        out_json(&Shown {
+            spec: &spec,
+            tool_availability: tools,
+        })?;
         return Ok(Exit::Ok);
     }
-    out(&render_spec(&spec))?;
+    out(&render_spec(&spec, &tools))?;
     Ok(Exit::Ok)
 }
 
-fn render_spec(a: &AgentSpec) -> String {
+fn render_spec(a: &AgentSpec, tools: &[ToolAvailability]) -> String {
     let mut t = String::new();
     let opt = |v: Option<String>| v.unwrap_or_else(|| "(default)".into());
     let _ = writeln!(t, "name:        {}", a.name);
@@ -178,25 +216,28 @@ fn render_spec(a: &AgentSpec) -> String {
         .copied()
         .filter(|t| !enabled.contains(t))
         .collect();
-    let _ = writeln!(
-        t,
-        "tools:       {}",
-        if enabled.is_empty() {
-            "(none)".into()
-        } else {
-            enabled.join(", ")
+    if tools.is_empty() {
+        let _ = writeln!(t, "tools:       (none)");
+    } else {
+        let _ = writeln!(t, "tools:");
+        for tool in tools {
+            let mark = if tool.available {
+                "available  "
+            } else {
+                "unavailable"
+            };
+            match &tool.note {
+                Some(n) => {
+                    let _ = writeln!(t, "  {mark} {} — {n}", tool.name);
+                }
+                None => {
+                    let _ = writeln!(t, "  {mark} {}", tool.name);
+                }
+            }
         }
-    );
+    }
     if !disabled.is_empty() {
         let _ = writeln!(t, "  disabled:  {}", disabled.join(", "));
-    }
-    let unknown = a.tools.unknown();
-    if !unknown.is_empty() {
-        let _ = writeln!(
-            t,
-            "  ignored:   {} (not provided by deputy)",
-            unknown.join(", ")
-        );
     }
     if a.permission.is_empty() {
         let _ = writeln!(t, "permission:  (defaults)");

@@ -18,7 +18,7 @@ fn root() -> PathBuf {
 #[test]
 fn each_fixture_has_its_expected_outcome_whatever_the_line_endings() {
     let files = files_in_groups(&root());
-    assert_eq!(files.len(), 7, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let got = outcome(&load(&text, &path));
@@ -108,4 +108,39 @@ fn claude_empty_tool_list_comma_list_and_unquoted_colon() {
             .contains("Triggers on: 'why did it drop'"),
         "the lenient read keeps the whole description"
     );
+}
+
+#[test]
+fn opencode_mcp_block_declares_servers_and_enables_their_tools() {
+    use deputy_agent::McpTransport;
+    let s = spec(&root().join("opencode/docs-helper.md"));
+    assert!(s.warnings().next().is_none(), "{:?}", s.diagnostics);
+    let docs = &s.mcp_servers["docs"];
+    assert_eq!(
+        docs.timeout,
+        Some(std::time::Duration::from_secs(10)),
+        "opencode's ms"
+    );
+    match &docs.transport {
+        McpTransport::Stdio { command, args, env } => {
+            assert_eq!(command, "npx");
+            assert_eq!(args, &["-y", "@acme/docs-mcp", "--stdio"]);
+            assert_eq!(
+                env["DOCS_TOKEN"], "{env:DOCS_TOKEN}",
+                "expanded when it starts"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let search = &s.mcp_servers["search"];
+    assert!(!search.enabled);
+    assert!(
+        matches!(&search.transport, McpTransport::Http { url, .. } if url == "https://mcp.acme.test/mcp")
+    );
+    assert!(
+        s.tools.is_enabled("mcp__docs__lookup"),
+        "a declared server's tools are on"
+    );
+    assert!(s.tools.is_enabled("webfetch"));
+    assert!(!s.tools.is_enabled("write"));
 }

@@ -10,6 +10,7 @@
 //! See `examples/embed.rs` in the repository for a complete program.
 
 pub mod approve;
+pub mod availability;
 mod builder;
 pub mod compact;
 pub mod config;
