@@ -82,13 +82,24 @@ impl Toolbox {
         let mut rules = Vec::new();
         // Without the network, what the web tools send out (a URL, a query: a way to carry
         // data away) needs a yes each time, or a rule that allows it.
-        if !policy.network {
-            for tool in ["webfetch", "websearch"] {
-                rules.push(Rule::new(tool, "*", Action::Ask, Origin::Default));
-            }
-        }
+        let network_ask: Vec<Rule> = if policy.network {
+            Vec::new()
+        } else {
+            ["webfetch", "websearch"]
+                .iter()
+                .map(|tool| Rule::new(tool, "*", Action::Ask, Origin::Default))
+                .collect()
+        };
+        rules.extend(network_ask.iter().cloned());
         rules.extend(opts.config_rules.iter().cloned());
         rules.extend(agent_rules(agent, opts.agent_trusted));
+        if !opts.agent_trusted {
+            // An agent file the user has not trusted cannot loosen the user's rules: theirs
+            // (and the network rule) apply again after it. No sandbox stands behind a web
+            // fetch or an MCP tool, so its rules are all there is.
+            rules.extend(network_ask);
+            rules.extend(opts.config_rules.iter().cloned());
+        }
         rules.extend(opts.flag_rules.iter().cloned());
         let mut permissions = Permissions::new(rules);
         if let Some(parent) = &opts.ceiling {
