@@ -144,6 +144,12 @@ impl ToolSet {
         self.default
     }
 
+    /// Whether the agent may use some tool of MCP server `server`: the server is not switched
+    /// off as a whole (`mcp__*: false`, `mcp__s: false`) and is enabled by default or named.
+    pub fn may_use_mcp_server(&self, server: &str) -> bool {
+        self.is_enabled(&format!("mcp__{server}__*")) || self.names_mcp_server(server)
+    }
+
     /// Whether the set names anything of MCP server `server` (a tool, the server, a pattern).
     pub fn names_mcp_server(&self, server: &str) -> bool {
         self.overrides.iter().any(|(k, on)| {
@@ -206,6 +212,10 @@ mod tests {
         assert!(!set.is_enabled("mcp__fs__write_file"));
         assert!(set.names_mcp_server("github") && set.names_mcp_server("fs"));
         assert!(!set.names_mcp_server("other"));
+        assert!(set.may_use_mcp_server("docs") && !set.may_use_mcp_server("other"));
+        let mut off = ToolSet::all();
+        off.disable(["mcp__*"]);
+        assert!(!off.may_use_mcp_server("gh") && !off.is_enabled("mcp__gh__x"));
         let mut all = ToolSet::all();
         all.disable(["mcp__fs__*"]);
         assert!(!all.is_enabled("mcp__fs__read"));

@@ -74,8 +74,8 @@ pub fn tool_availability(agent: &AgentSpec, s: &Setting<'_>) -> Vec<ToolAvailabi
                 .push(n.to_string());
         }
     }
-    if agent.tools.default {
-        for name in s.mcp_servers.keys() {
+    for name in s.mcp_servers.keys() {
+        if agent.tools.may_use_mcp_server(name) && !servers.contains_key(name) {
             servers
                 .entry(name.clone())
                 .or_default()

@@ -36,7 +36,7 @@ impl McpView {
         agent_trusted: bool,
         workspace: &std::path::Path,
     ) -> McpView {
-        let wants = |name: &str| agent.tools.default || agent.tools.names_mcp_server(name);
+        let wants = |name: &str| agent.tools.may_use_mcp_server(name);
         let mut decls: IndexMap<&str, (&McpServer, Option<String>)> = IndexMap::new();
         for (name, decl) in config {
             if wants(name) {
