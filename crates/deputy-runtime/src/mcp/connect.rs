@@ -59,6 +59,8 @@ impl Connection {
 pub(crate) struct ServerProcess {
     child: tokio::process::Child,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The task keeping the last lines of stderr (done at the server's end of stderr).
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerProcess {
@@ -171,10 +173,11 @@ pub(crate) async fn connect(
                 return Err(format!("cannot talk to `{command}`: no stdio pipes"));
             };
             let tail = Arc::new(Mutex::new(VecDeque::new()));
+            let mut reader = None;
             if let Some(stderr) = child.stderr.take() {
                 let tail = tail.clone();
                 let server = name.to_string();
-                tokio::spawn(async move {
+                reader = Some(tokio::spawn(async move {
                     let mut lines = tokio::io::BufReader::new(stderr).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         tracing::debug!(server = %server, "mcp server stderr: {line}");
@@ -185,11 +188,12 @@ pub(crate) async fn connect(
                             t.push_back(line.chars().take(300).collect());
                         }
                     }
-                });
+                }));
             }
             let mut process = ServerProcess {
                 child,
                 stderr: tail,
+                reader,
             };
             match tokio::time::timeout(limit, notify.serve((stdout, stdin))).await {
                 Ok(Ok(service)) => Ok(Connection {
@@ -197,9 +201,13 @@ pub(crate) async fn connect(
                     process: Some(process),
                 }),
                 Ok(Err(e)) => {
-                    // Give a dying server a moment, so the report has its status and stderr.
-                    let _ = tokio::time::timeout(Duration::from_millis(300), process.child.wait())
-                        .await;
+                    // Give a dying server a moment, so the report has its status and the last
+                    // of its stderr.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), process.child.wait()).await;
+                    if let Some(r) = process.reader.take() {
+                        let _ = tokio::time::timeout(Duration::from_millis(500), r).await;
+                    }
                     Err(format!("failed to start: {} ({e})", process.exit_report()))
                 }
                 Err(_) => Err(format!(
