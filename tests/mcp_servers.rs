@@ -29,30 +29,6 @@ fn stdio_config(py: &str, extra: &str) -> String {
     )
 }
 
-/// The tool results the model was sent, in order.
-fn tool_results(h: &Harness) -> Vec<String> {
-    let reqs = h.mock.requests();
-    let last = reqs.last().unwrap();
-    last.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
-fn offered(h: &Harness, request: usize) -> Vec<String> {
-    h.mock.requests()[request].body["tools"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .map(|t| t["function"]["name"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn warnings(h: &Harness) -> Vec<String> {
     let events = h.journal(&h.only_session());
     of_type(&events, "warning")
@@ -93,7 +69,7 @@ async fn an_agent_uses_tools_of_a_python_sdk_server_over_stdio() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     ok(out.status.code(), &v, &String::from_utf8_lossy(&out.stderr));
     h.assert_strict_ok();
-    let tools = offered(&h, 0);
+    let tools = h.offered(0);
     for t in ["mcp__calc__add", "mcp__calc__env_names", "mcp__calc__hang"] {
         assert!(tools.contains(&t.to_string()), "{t} not in {tools:?}");
     }
@@ -108,7 +84,7 @@ async fn an_agent_uses_tools_of_a_python_sdk_server_over_stdio() {
         add["function"]["parameters"]["properties"]["a"]["type"], "integer",
         "the server's own schema: {add:#}"
     );
-    let results = tool_results(&h);
+    let results = h.tool_results();
     assert_eq!(results[0], "5");
     let env: Vec<&str> = results[1].split_whitespace().collect();
     assert!(env.contains(&"VISIBLE"), "{env:?}");
@@ -162,8 +138,8 @@ async fn an_agent_uses_tools_of_a_server_over_streamable_http() {
     let (code, v, stderr) = h.run_json(&["add them"]).await;
     ok(code, &v, &stderr);
     h.assert_strict_ok();
-    assert!(offered(&h, 0).contains(&"mcp__remote__add".to_string()));
-    assert_eq!(tool_results(&h), vec!["42"]);
+    assert!(h.offered(0).contains(&"mcp__remote__add".to_string()));
+    assert_eq!(h.tool_results(), vec!["42"]);
     assert_eq!(calls_log(&h), vec!["add 40 2"]);
     server.kill().await.unwrap();
 }
@@ -202,7 +178,7 @@ async fn a_server_that_crashes_on_start_is_a_warning_and_a_tool_error() {
         w.contains("MCP server `broken` is unavailable") && w.contains("exit status: 3"),
         "{w}"
     );
-    let r = &tool_results(&h)[0];
+    let r = &h.tool_results()[0];
     assert!(
         r.contains("unavailable") && r.contains("cannot open the database"),
         "the model is told why: {r}"
@@ -237,7 +213,7 @@ async fn a_server_that_hangs_times_out_and_leaves_nothing_running() {
         w.contains("MCP server `mute` is unavailable") && w.contains("within 1 s"),
         "{w}"
     );
-    let r = &tool_results(&h)[0];
+    let r = &h.tool_results()[0];
     assert!(r.contains("no answer within 1 s"), "{r}");
     assert_eq!(calls_log(&h), vec!["hang"]);
     // deputy has exited: neither server may outlive it.
@@ -265,13 +241,13 @@ async fn a_changed_tool_list_is_listed_again_before_the_next_request() {
     let (code, v, stderr) = h.run_json(&["open it"]).await;
     ok(code, &v, &stderr);
     h.assert_strict_ok();
-    assert!(!offered(&h, 0).contains(&"mcp__calc__secret_door".to_string()));
+    assert!(!h.offered(0).contains(&"mcp__calc__secret_door".to_string()));
     assert!(
-        offered(&h, 1).contains(&"mcp__calc__secret_door".to_string()),
+        h.offered(1).contains(&"mcp__calc__secret_door".to_string()),
         "{:?}",
-        offered(&h, 1)
+        h.offered(1)
     );
-    assert_eq!(tool_results(&h), vec!["unlocked", "the door is open"]);
+    assert_eq!(h.tool_results(), vec!["unlocked", "the door is open"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,9 +271,9 @@ async fn permission_rules_and_tool_lists_apply_to_mcp_names() {
         .await;
     ok(code, &v, &stderr);
     h.assert_strict_ok();
-    let tools = offered(&h, 0);
+    let tools = h.offered(0);
     assert_eq!(tools, vec!["mcp__calc__env_names"], "{tools:?}");
-    let r = tool_results(&h);
+    let r = h.tool_results();
     assert!(r[0].contains("mcp__calc__add"), "{}", r[0]);
     assert!(r[1].contains("headless"), "{}", r[1]);
     assert!(r[2].contains("mcp__calc__hang"), "{}", r[2]);
@@ -365,7 +341,7 @@ async fn a_server_planted_in_an_untrusted_workspace_agent_is_not_started() {
         w.contains("MCP server `evil` is not started") && w.contains("deputy trust"),
         "{w}"
     );
-    let r = &tool_results(&h)[0];
+    let r = &h.tool_results()[0];
     assert!(r.contains("deputy trust"), "{r}");
 }
 
@@ -391,10 +367,10 @@ async fn an_opencode_agent_with_an_mcp_block_gets_its_tools() {
         .await;
     ok(code, &v, &stderr);
     h.assert_strict_ok();
-    let tools = offered(&h, 0);
+    let tools = h.offered(0);
     assert!(
         tools.contains(&"mcp__calc__add".to_string()) && !tools.contains(&"bash".to_string()),
         "{tools:?}"
     );
-    assert_eq!(tool_results(&h), vec!["42"]);
+    assert_eq!(h.tool_results(), vec!["42"]);
 }

@@ -58,15 +58,9 @@ async fn the_task_list_is_an_event_is_shown_and_survives_a_resume() {
     assert_eq!(todos[1]["active_form"], "Writing the fix");
     assert_eq!(todos[2]["priority"], "high");
     h.assert_strict_ok();
-    let first = h.mock.requests();
-    let tools: Vec<&str> = first[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap())
-        .collect();
+    let tools = h.offered(0);
     assert!(
-        tools.contains(&"todowrite") && tools.contains(&"todoread"),
+        tools.contains(&"todowrite".to_string()) && tools.contains(&"todoread".to_string()),
         "{tools:?}"
     );
 
@@ -84,17 +78,7 @@ async fn the_task_list_is_an_event_is_shown_and_survives_a_resume() {
     // Continued later: the list is the journal's.
     let (code, v, err) = h.run_json(&["-c", "where are we"]).await;
     assert_eq!(code, Some(0), "{v:#}\n{err}");
-    let last = h.mock.requests().last().unwrap().body.clone();
-    let result = last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "tool")
-        .unwrap()["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let result = h.tool_results().pop().unwrap();
     assert_eq!(
         result,
         "1 of 3 done:\n[x] Read the code\n[~] Write the fix\n[ ] Run the tests"
@@ -113,13 +97,7 @@ async fn a_claude_code_agent_naming_todowrite_gets_it() {
     );
     let (code, v, err) = h.run_json(&["--agent", "planner", "plan"]).await;
     assert_eq!(code, Some(0), "{v:#}\n{err}");
-    let tools: Vec<String> = h.mock.requests()[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(tools, vec!["read", "todowrite"]);
+    assert_eq!(h.offered(0), vec!["read", "todowrite"]);
     let journal = h.journal(v["session_id"].as_str().unwrap());
     assert_eq!(of_type(&journal, "todo.updated").len(), 1);
 }

@@ -88,17 +88,6 @@ fn fetch_calls(urls: &[(&str, &str)]) -> String {
     )
 }
 
-fn tool_results(h: &Harness) -> Vec<String> {
-    let reqs = h.mock.requests();
-    reqs.last().unwrap().body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webfetch_against_a_local_site() {
     let (private_port, hits) = private_service().await;
@@ -128,7 +117,7 @@ async fn webfetch_against_a_local_site() {
         "the timeout held"
     );
     h.assert_strict_ok();
-    let r = tool_results(&h);
+    let r = h.tool_results();
     assert_eq!(r.len(), 9, "{r:#?}");
     assert!(
         r[0].contains("# Install")
@@ -192,7 +181,7 @@ async fn without_the_network_a_fetch_needs_a_yes_and_rules_see_the_url() {
     ));
     let (code, v, stderr) = h.run_json(&["read"]).await;
     assert_eq!(code, Some(0), "{v:#}\n{stderr}");
-    let r = tool_results(&h);
+    let r = h.tool_results();
     assert!(r[0].contains("headless"), "{}", r[0]);
 
     // A rule naming the URL allows it; a redirect to a URL the rules do not allow is refused.
@@ -206,7 +195,7 @@ async fn without_the_network_a_fetch_needs_a_yes_and_rules_see_the_url() {
     ));
     let (code, v, stderr) = h.run_json(&["read"]).await;
     assert_eq!(code, Some(0), "{v:#}\n{stderr}");
-    let r = tool_results(&h);
+    let r = h.tool_results();
     assert!(r[0].contains("denied"), "{}", r[0]);
     assert!(
         r[1].contains("redirected to") && r[1].contains("denied"),
@@ -248,14 +237,8 @@ async fn a_corpus_claude_code_agent_naming_webfetch_gets_it() {
         .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let tools: Vec<String> = h.mock.requests()[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(tools, vec!["read", "webfetch"], "{tools:?}");
-    assert!(tool_results(&h)[0].contains("# Install"));
+    assert_eq!(h.offered(0), vec!["read", "webfetch"]);
+    assert!(h.tool_results()[0].contains("# Install"));
     let events = String::from_utf8_lossy(&out.stdout);
     assert!(
         events.contains("no search API is configured"),
@@ -279,7 +262,7 @@ async fn an_untrusted_agent_cannot_allow_itself_the_web() {
     );
     let (code, v, stderr) = h.run_json(&["--agent", "planted", "go"]).await;
     assert_eq!(code, Some(0), "{v:#}\n{stderr}");
-    let r = tool_results(&h);
+    let r = h.tool_results();
     assert!(
         r[0].contains("headless") && r[1].contains("headless"),
         "{r:?}"

@@ -151,6 +151,30 @@ impl Harness {
         }
     }
 
+    /// The tool results the model was sent in the last request, in order.
+    pub fn tool_results(&self) -> Vec<String> {
+        let reqs = self.mock.requests();
+        reqs.last().unwrap().body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// The names of the tools offered in request `i`.
+    pub fn offered(&self, i: usize) -> Vec<String> {
+        self.mock.requests()[i].body["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Events of a session's journal.
     pub fn journal(&self, session_id: &str) -> Vec<Value> {
         let p = self

@@ -59,18 +59,7 @@ pub const REPLY_TOOL: &str = "deputy_reply";
 
 /// An MCP tool name for an agent: MCP allows `[a-zA-Z0-9_-]`, up to 64 characters.
 pub fn tool_name(agent: &str) -> String {
-    let mut s: String = agent
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    s.truncate(64);
-    s
+    deputy_runtime::mcp::function_name(agent)
 }
 
 #[derive(Clone)]

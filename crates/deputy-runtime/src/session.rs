@@ -71,27 +71,52 @@ pub struct Session {
     pub(crate) todos: crate::todo::TodoList,
 }
 
-/// The handlers a session starts with: the built-in tools and, when the agent has them, the
-/// task-list tools over `todos`.
-fn first_handlers(
-    toolbox: &Toolbox,
-    agent: &AgentSpec,
-    todos: &crate::todo::TodoList,
-) -> Vec<Arc<dyn Handler>> {
-    let mut handlers = toolbox.handlers();
-    let perms = toolbox.permissions();
-    let on = |name: &str| agent.tools.is_enabled(name) && !perms.tool_denied(name);
-    if on("todowrite") {
-        handlers.push(Arc::new(crate::todo::TodoWrite {
-            list: todos.clone(),
-        }));
+/// What a session can call, set up for `agent`: the built-in tools, the task list (starting
+/// from `todos`), the MCP servers it may use, and what could not be given (notices).
+struct Tools {
+    toolbox: Toolbox,
+    router: Router,
+    mcp: crate::mcp::McpView,
+    todos: crate::todo::TodoList,
+    notices: Vec<String>,
+}
+
+impl Tools {
+    fn new(
+        agent: &AgentSpec,
+        opts: &SessionOptions,
+        todos: Vec<crate::todo::Todo>,
+    ) -> Result<Tools, SessionError> {
+        let toolbox = Toolbox::new(agent, opts)?;
+        let todos: crate::todo::TodoList = Arc::new(std::sync::Mutex::new(todos));
+        let mut handlers = toolbox.handlers();
+        let perms = toolbox.permissions();
+        let on = |name: &str| agent.tools.is_enabled(name) && !perms.tool_denied(name);
+        if on("todowrite") {
+            handlers.push(Arc::new(crate::todo::TodoWrite {
+                list: todos.clone(),
+            }));
+        }
+        if on("todoread") {
+            handlers.push(Arc::new(crate::todo::TodoRead {
+                list: todos.clone(),
+            }));
+        }
+        let mcp = crate::mcp::McpView::new(
+            agent,
+            &opts.mcp_servers,
+            opts.mcp_hub.clone(),
+            opts.agent_trusted,
+            &opts.workspace,
+        );
+        Ok(Tools {
+            notices: toolbox.notices.clone(),
+            toolbox,
+            router: Router::new(handlers),
+            mcp,
+            todos,
+        })
     }
-    if on("todoread") {
-        handlers.push(Arc::new(crate::todo::TodoRead {
-            list: todos.clone(),
-        }));
-    }
-    handlers
 }
 
 impl Session {
@@ -108,17 +133,13 @@ impl Session {
             }
             None => (journal::new_session_id(), None),
         };
-        let toolbox = Toolbox::new(&agent, &opts)?;
-        let setup_notices = toolbox.notices.clone();
-        let todos = crate::todo::TodoList::default();
-        let router = Router::new(first_handlers(&toolbox, &agent, &todos));
-        let mcp = crate::mcp::McpView::new(
-            &agent,
-            &opts.mcp_servers,
-            opts.mcp_hub.clone(),
-            opts.agent_trusted,
-            &opts.workspace,
-        );
+        let Tools {
+            toolbox,
+            router,
+            mcp,
+            todos,
+            notices: setup_notices,
+        } = Tools::new(&agent, &opts, Vec::new())?;
         let mut s = Session {
             emitter: Emitter::new(&id, journal, 0),
             id,
@@ -161,17 +182,13 @@ impl Session {
             other => other,
         })?;
         warnings.extend(rebuilt.warnings.iter().cloned());
-        let toolbox = Toolbox::new(&agent, &opts)?;
-        let setup_notices = toolbox.notices.clone();
-        let todos = std::sync::Arc::new(std::sync::Mutex::new(rebuilt.todos.clone()));
-        let router = Router::new(first_handlers(&toolbox, &agent, &todos));
-        let mcp = crate::mcp::McpView::new(
-            &agent,
-            &opts.mcp_servers,
-            opts.mcp_hub.clone(),
-            opts.agent_trusted,
-            &opts.workspace,
-        );
+        let Tools {
+            toolbox,
+            router,
+            mcp,
+            todos,
+            notices: setup_notices,
+        } = Tools::new(&agent, &opts, rebuilt.todos.clone())?;
         let journal = Journal::open(&state, id)?;
         Ok(Session {
             emitter: Emitter::new(id, Some(journal), rebuilt.next_seq),

@@ -27,6 +27,7 @@ use rmcp::model::Tool;
 use rmcp::{Peer, RoleClient};
 
 pub(crate) use sync::McpView;
+pub use tool::function_name;
 
 /// Default limit for starting a server and listing its tools.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,10 +13,10 @@ use crate::router::{Handler, PreparedCall};
 /// The most of one result handed on (the context layer may cut it further).
 const MAX_RESULT_BYTES: usize = 256 * 1024;
 
-/// `mcp__SERVER__TOOL`, with what a provider refuses in a function name replaced by `_`, and
-/// at most 64 characters.
-pub(crate) fn exposed_name(server: &str, tool: &str) -> String {
-    let clean: String = tool
+/// A name providers and MCP accept for a function or tool: `[a-zA-Z0-9_-]` (anything else
+/// becomes `_`), at most 64 characters.
+pub fn function_name(name: &str) -> String {
+    let mut s: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -26,9 +26,13 @@ pub(crate) fn exposed_name(server: &str, tool: &str) -> String {
             }
         })
         .collect();
-    let mut name = format!("mcp__{server}__{clean}");
-    name.truncate(64);
-    name
+    s.truncate(64);
+    s
+}
+
+/// `mcp__SERVER__TOOL`, as a [`function_name`].
+pub(crate) fn exposed_name(server: &str, tool: &str) -> String {
+    function_name(&format!("mcp__{server}__{tool}"))
 }
 
 pub(crate) struct McpTool {
