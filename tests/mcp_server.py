@@ -32,6 +32,21 @@ def env_names() -> str:
     return " ".join(sorted(os.environ))
 
 
+@server.tool(description="The Authorization and X-Client headers of the request (HTTP only).")
+def whoami(ctx: Context) -> str:
+    log("whoami")
+    h = ctx.headers or {}
+    return f"{h.get('authorization', '-')} {h.get('x-client', '-')}"
+
+
+@server.tool(description="Exits the server at once (for crash tests).")
+def crash() -> str:
+    log("crash")
+    sys.stderr.write("fatal: out of coffee\n")
+    sys.stderr.flush()
+    os._exit(7)
+
+
 @server.tool(description="Never returns (for timeout tests).")
 async def hang() -> str:
     log("hang")

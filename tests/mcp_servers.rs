@@ -105,7 +105,7 @@ async fn an_agent_uses_tools_of_a_server_over_streamable_http() {
         return;
     };
     let h = Harness::yaml(
-        "steps:\n  - tool_calls:\n      - {name: mcp__remote__add, arguments: {a: 40, b: 2}}\n  - text: done\n",
+        "steps:\n  - tool_calls:\n      - {name: mcp__remote__add, arguments: {a: 40, b: 2}}\n      - {name: mcp__remote__whoami, arguments: {}}\n  - text: done\n",
     )
     .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -133,14 +133,29 @@ async fn an_agent_uses_tools_of_a_server_over_streamable_http() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.write_user_config(&format!(
-        "[mcp.servers.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ X-Client = \"deputy-test\" }}\n"
+        "[mcp.servers.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ X-Client = \"${{DEPUTY_TEST_CLIENT}}\" }}\nbearer_token_env = \"DEPUTY_TEST_TOKEN\"\n"
     ));
-    let (code, v, stderr) = h.run_json(&["add them"]).await;
+    let out = h
+        .cmd(&["run", "--output-format", "json", "add them"])
+        .env("DEPUTY_TEST_TOKEN", "s3cret")
+        .env("DEPUTY_TEST_CLIENT", "deputy-test")
+        .output()
+        .await
+        .unwrap();
+    let (code, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     ok(code, &v, &stderr);
     h.assert_strict_ok();
     assert!(h.offered(0).contains(&"mcp__remote__add".to_string()));
-    assert_eq!(h.tool_results(), vec!["42"]);
-    assert_eq!(calls_log(&h), vec!["add 40 2"]);
+    assert_eq!(
+        h.tool_results(),
+        vec!["42", "Bearer s3cret deputy-test"],
+        "the token from bearer_token_env, the header with ${{VAR}} expanded"
+    );
+    assert_eq!(calls_log(&h), vec!["add 40 2", "whoami"]);
     server.kill().await.unwrap();
 }
 
@@ -373,4 +388,34 @@ async fn an_opencode_agent_with_an_mcp_block_gets_its_tools() {
         "{tools:?}"
     );
     assert_eq!(h.tool_results(), vec!["42"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_mid_session_is_a_tool_error_then_unavailable() {
+    let Some(py) = common::mcp_python("MCP server (crash mid-session) test") else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: mcp__calc__crash, arguments: {}}\n  - tool_calls:\n      - {name: mcp__calc__add, arguments: {a: 1, b: 1}}\n  - text: carried on\n",
+    )
+    .await;
+    h.write_user_config(&stdio_config(&py, ""));
+    let dir = named_agent(
+        &h,
+        "---\nname: user\ntools: [mcp__calc__crash, mcp__calc__add]\n---\nU\n",
+    );
+    let (code, v, stderr) = h
+        .run_json(&["--agents-dir", &dir, "--agent", "user", "go"])
+        .await;
+    ok(code, &v, &stderr);
+    h.assert_strict_ok();
+    assert_eq!(v["result"], "carried on");
+    let r = h.tool_results();
+    assert!(r[0].starts_with("Error: MCP server `calc`"), "{}", r[0]);
+    assert!(
+        r[1].contains("unavailable") || r[1].contains("exit status: 7"),
+        "the next call says the server is gone: {}",
+        r[1]
+    );
+    assert_eq!(calls_log(&h), vec!["crash"], "add never ran");
 }
