@@ -101,3 +101,15 @@ async fn a_claude_code_agent_naming_todowrite_gets_it() {
     let journal = h.journal(v["session_id"].as_str().unwrap());
     assert_eq!(of_type(&journal, "todo.updated").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_shows_the_list_on_todos() {
+    let h = Harness::yaml(SCRIPT).await;
+    let out = h.chat_piped(&[], b"plan the work\n/todos\n").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 of 3 done:\n[x] Read the code\n[~] Write the fix\n[ ] Run the tests"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

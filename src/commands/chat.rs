@@ -320,6 +320,7 @@ const HELP: &str = "Commands:
   /agent NAME      switch to another agent (a new session)
   /model NAME      switch model (provider/model)
   /tools           the tools the agent may use
+  /todos           the agent's task list
   /cost            tokens and cost so far
   /sessions        recent sessions (continue one with deputy chat --resume ID)
   /clear           forget the conversation so far
@@ -481,6 +482,7 @@ impl Chat<'_> {
                 }
             }
             "/tools" => self.say(&format!("tools: {}", self.session.tool_names().join(", "))),
+            "/todos" => self.say(&deputy_runtime::todo::render(&self.session.todos())),
             "/cost" => {
                 let (usage, cost, turns) = self.session.usage();
                 self.say(&format!(
