@@ -269,3 +269,49 @@ async fn an_untrusted_agent_cannot_allow_itself_the_web() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the listener was reached");
 }
+
+/// `websearch` through a SearXNG-shaped API on loopback (the user's own endpoint: not held to
+/// webfetch's public-address rule), allowed by a rule on the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websearch_through_a_configured_searxng() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let app = Router::new().route(
+        "/search",
+        get(move |uri: axum::http::Uri| {
+            let s2 = s2.clone();
+            async move {
+                s2.lock().unwrap().push(uri.query().unwrap_or("").to_string());
+                axum::Json(serde_json::json!({"results": [
+                    {"title": "deputy docs", "url": "https://example.com/deputy", "content": "A runtime for subagents."},
+                    {"title": "Second", "url": "https://example.com/2", "content": "More."}
+                ]}))
+            }
+        }),
+    );
+    let port = serve(app).await;
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: websearch, arguments: {query: \"deputy runtime\", max_results: 1}}\n      - {name: websearch, arguments: {query: \"my password is hunter2\"}}\n  - text: done\n",
+    )
+    .await;
+    h.write_user_config(&format!(
+        "[websearch]\nprovider = \"searxng\"\nurl = \"http://127.0.0.1:{port}\"\n[permission.websearch]\n\"deputy *\" = \"allow\"\n"
+    ));
+    let (code, v, stderr) = h.run_json(&["search"]).await;
+    assert_eq!(code, Some(0), "{v:#}\n{stderr}");
+    h.assert_strict_ok();
+    assert!(h.offered(0).contains(&"websearch".to_string()));
+    let r = h.tool_results();
+    assert_eq!(
+        r[0],
+        "1. deputy docs\n   https://example.com/deputy\n   A runtime for subagents."
+    );
+    assert!(
+        r[1].contains("headless"),
+        "a query no rule allows asks: {}",
+        r[1]
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "only the allowed query was sent: {seen:?}");
+    assert_eq!(seen[0], "q=deputy+runtime&format=json");
+}
