@@ -73,6 +73,11 @@ pub enum Command {
     Review(ReviewArgs),
     /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
     Mcp(McpArgs),
+    /// Serve the agents over HTTP and server-sent events (for orchestrators anywhere)
+    #[command(
+        after_help = "The API is described at /openapi.json. Tokens: DEPUTY_SERVE_TOKENS=tok1,tok2 (required unless listening on a loopback address).\nExamples:\n  deputy serve                                   # http://127.0.0.1:7070\n  DEPUTY_SERVE_TOKENS=s3cret deputy serve --listen 0.0.0.0:7070 --root /srv/work\n  curl -s localhost:7070/v1/sessions -H 'content-type: application/json' -d '{\"prompt\": \"add a health check\"}'"
+    )]
+    Serve(ServeArgs),
     /// List, show and prune journaled sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -328,6 +333,7 @@ impl Command {
             Command::Chat(a) => Some(&mut a.session),
             Command::Review(a) => Some(&mut a.session),
             Command::Mcp(a) => Some(&mut a.session),
+            Command::Serve(a) => Some(&mut a.session),
             _ => None,
         }
     }
@@ -459,6 +465,30 @@ pub struct McpArgs {
     /// Sessions running at once; further calls wait for a place
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_sessions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Address to listen on (a non-loopback address needs DEPUTY_SERVE_TOKENS)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// A directory sessions' workspaces may be in (repeatable; default: -C, the workspace)
+    #[arg(long = "root", value_name = "DIR")]
+    pub roots: Vec<std::path::PathBuf>,
+    /// Sessions running at once; the rest are queued
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_sessions: usize,
+    /// Sessions queued or running at once per token
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub sessions_per_token: usize,
+    /// Requests a minute per token
+    #[arg(long, value_name = "N", default_value_t = 600)]
+    pub rate_per_minute: u32,
+    /// The largest request body, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
 }
 
 #[derive(Debug, Args)]

@@ -123,6 +123,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run(args) => commands::run::run(&ctx, args),
         Command::Resume(args) => commands::run::resume(&ctx, args),
         Command::Mcp(args) => commands::mcp::run(&ctx, args),
+        Command::Serve(args) => commands::serve::run(&ctx, args),
         Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Review(args) => commands::review::run(&ctx, args),
         Command::Sessions(cmd) => commands::sessions::run(&ctx, cmd),

@@ -167,8 +167,14 @@ routes:
     tmux.wait_for("tokens this session", 1, Duration::from_secs(20));
     let screen = tmux.screen();
     // The status line shows how full the window the server reported is.
+    // (The share depends on the size of the tool list; the window is the server's.)
+    let fill = screen
+        .split("context ")
+        .nth(1)
+        .and_then(|r| r.split_once("% of 64.0k"))
+        .map(|(pct, _)| pct.trim().parse::<u32>());
     assert!(
-        screen.contains("context 3% of 64.0k"),
+        matches!(fill, Some(Ok(1..=9))),
         "context fill shown: {screen}"
     );
     assert!(

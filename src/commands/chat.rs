@@ -229,18 +229,6 @@ impl Approver for TerminalApprover {
     }
 }
 
-/// The "always" pattern offered for a call: the program for bash, the path for file tools.
-fn always_pattern(r: &ApprovalRequest) -> String {
-    match (r.tool.as_str(), &r.subject) {
-        ("bash", Some(cmd)) => {
-            let first = cmd.split_whitespace().next().unwrap_or("*");
-            format!("{first} *")
-        }
-        (_, Some(path)) => path.clone(),
-        _ => "*".to_string(),
-    }
-}
-
 fn ask_at_terminal(r: &ApprovalRequest) -> Option<Approval> {
     let st = Style::detect(std::io::stdout().is_terminal());
     let what = r.subject.clone().unwrap_or_else(|| r.input.to_string());
@@ -258,7 +246,7 @@ fn ask_at_terminal(r: &ApprovalRequest) -> Option<Approval> {
         let _ = out.flush();
     }
     let mut rl = rustyline::DefaultEditor::new().ok()?;
-    let pattern = always_pattern(r);
+    let pattern = r.always_pattern();
     loop {
         let line = match rl.readline(&format!(
             "  allow? [y]es once / [a]lways `{pattern}` / [n]o: "

@@ -9,5 +9,6 @@ pub mod mock;
 pub mod review;
 pub mod run;
 pub mod sandbox;
+pub mod serve;
 pub mod sessions;
 pub mod trust;

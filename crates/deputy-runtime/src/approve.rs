@@ -13,6 +13,8 @@ use crate::event::DecidedBy;
 #[derive(Debug, Clone)]
 pub struct ApprovalRequest {
     pub session_id: String,
+    /// The call waiting for the answer.
+    pub call_id: String,
     pub agent: String,
     pub tool: String,
     pub input: Value,
@@ -20,6 +22,21 @@ pub struct ApprovalRequest {
     pub subject: Option<String>,
     /// Which rule asked.
     pub reason: String,
+}
+
+impl ApprovalRequest {
+    /// The "always" pattern offered for a call: the program for bash (`npm *`), the path for
+    /// file tools, the URL for webfetch; `*` when the call has no subject.
+    pub fn always_pattern(&self) -> String {
+        match (self.tool.as_str(), &self.subject) {
+            ("bash", Some(cmd)) => {
+                let first = cmd.split_whitespace().next().unwrap_or("*");
+                format!("{first} *")
+            }
+            (_, Some(s)) => s.clone(),
+            _ => "*".to_string(),
+        }
+    }
 }
 
 /// The answer.

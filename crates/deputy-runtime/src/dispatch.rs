@@ -352,6 +352,7 @@ impl Session {
     ) -> Result<(bool, DecidedBy, Option<String>), Status> {
         let request = ApprovalRequest {
             session_id: self.id.clone(),
+            call_id: call.id.clone(),
             agent: self.agent.name.clone(),
             tool: call.name.clone(),
             input: call.arguments.clone(),

@@ -153,7 +153,7 @@ impl Handler for Builtin {
         let prepared = self
             .tool
             .prepare(input, &self.ctx)
-            .map_err(|e| ToolOutput::error(e).content)?;
+            .map_err(|e| e.to_string())?;
         let access = prepared.access.clone();
         let ctx = self.ctx.clone();
         Ok(PreparedCall::new(

@@ -121,17 +121,17 @@ impl Handler for TodoWrite {
         };
         let parsed: TodoWriteInput = serde_json::from_value(input).map_err(|e| {
             format!(
-                "Error: invalid input for todowrite: {e}. Expected {{\"todos\": [{{\"content\": \"…\", \"status\": \"pending|in_progress|completed|cancelled\"}}]}}"
+                "invalid input for todowrite: {e}. Expected {{\"todos\": [{{\"content\": \"…\", \"status\": \"pending|in_progress|completed|cancelled\"}}]}}"
             )
         })?;
         if parsed.todos.len() > MAX_ITEMS {
             return Err(format!(
-                "Error: {} items; a task list holds at most {MAX_ITEMS}",
+                "{} items; a task list holds at most {MAX_ITEMS}",
                 parsed.todos.len()
             ));
         }
         if let Some(t) = parsed.todos.iter().find(|t| t.content.trim().is_empty()) {
-            return Err(format!("Error: an item has no content: {t:?}"));
+            return Err(format!("an item has no content: {t:?}"));
         }
         let list = self.list.clone();
         Ok(PreparedCall::new(None, None, move |call| async move {

@@ -253,6 +253,7 @@ pub(crate) async fn connect(
                 })?;
                 config = config.auth_header(token);
             }
+            deputy_llm::install_crypto_provider();
             let mut b = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .user_agent(concat!("deputy/", env!("CARGO_PKG_VERSION")));

@@ -101,7 +101,7 @@ impl Handler for McpTool {
             Value::Null => serde_json::Map::new(),
             other => {
                 return Err(format!(
-                    "Error: the arguments must be a JSON object, found {other}"
+                    "the arguments must be a JSON object, found {other}"
                 ));
             }
         };

@@ -204,6 +204,14 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A client builder for the web tools, with the process's TLS provider in place (a library
+/// user may not have installed one; reqwest panics without it).
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    // Err means one is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 async fn fetch(
     web: &WebSettings,
     start: reqwest::Url,
@@ -211,7 +219,7 @@ async fn fetch(
     timeout: Duration,
 ) -> Result<ToolOutput, String> {
     let started = std::time::Instant::now();
-    let mut b = reqwest::Client::builder()
+    let mut b = client_builder()
         .dns_resolver(Arc::new(GuardedResolver {
             web: Arc::new(web.clone()),
         }))

@@ -149,7 +149,7 @@ impl Tool for WebSearchTool {
 }
 
 async fn search(s: &SearchSettings, query: &str, n: usize) -> Result<ToolOutput, String> {
-    let mut b = reqwest::Client::builder()
+    let mut b = super::webfetch::client_builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .user_agent(concat!(

@@ -1,0 +1,211 @@
+//! `deputy serve`: deputy's agents over HTTP/1.1 and server-sent events, for orchestrators
+//! that cannot spawn deputy (another language, another machine).
+//!
+//! A front-end over deputy-runtime like `deputy mcp`: sessions are made by the same
+//! [`Factory`], run on this process's runtime, and journaled as every session is. This is the
+//! embedded store (one process, sessions in memory and in their journals); errors are RFC 9457
+//! problem details; bearer tokens are compared in constant time, each with a rate limit and a
+//! cap on its running sessions; bodies are capped. The API is described by `/openapi.json`,
+//! built from the request and response types.
+
+mod api;
+mod openapi;
+pub mod problem;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use deputy_agent::AgentSpec;
+use deputy_runtime::{Factory, RunSettings, TaskConfig};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::problem::Problem;
+use crate::store::Registry;
+
+/// What the server needs.
+pub struct ServeOptions {
+    /// Every agent known.
+    pub agents: Vec<AgentSpec>,
+    pub factory: Factory,
+    /// Defaults from the command line (limits, sandbox, rules).
+    pub settings: RunSettings,
+    pub task: TaskConfig,
+    /// Directories a session's workspace may be in (the first is the default).
+    pub roots: Vec<PathBuf>,
+    /// Bearer tokens; empty: no authentication (only allowed on a loopback address).
+    pub tokens: Vec<String>,
+    /// Requests per minute per token (or per server without tokens).
+    pub rate_per_minute: u32,
+    /// Sessions queued or running at once per token.
+    pub sessions_per_token: usize,
+    /// Sessions running at once in this process; the rest are queued.
+    pub max_sessions: usize,
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+}
+
+/// Why the server cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could run agents. \
+         Set DEPUTY_SERVE_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
+    )]
+    NoToken(SocketAddr),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) struct App {
+    pub opts: ServeOptions,
+    pub registry: Registry,
+    pub running: Arc<tokio::sync::Semaphore>,
+    limiter: DefaultKeyedRateLimiter<usize>,
+}
+
+/// Which token a request came with (its index), when tokens are in use.
+#[derive(Clone, Copy)]
+pub(crate) struct TokenId(pub Option<usize>);
+
+/// Check the options against the address before listening.
+pub fn check(addr: SocketAddr, opts: &ServeOptions) -> Result<(), ServeError> {
+    if opts.tokens.is_empty() && !addr.ip().is_loopback() {
+        return Err(ServeError::NoToken(addr));
+    }
+    Ok(())
+}
+
+/// The API on `listener`, until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    opts: ServeOptions,
+) -> Result<(), ServeError> {
+    check(listener.local_addr()?, &opts)?;
+    let app = router(opts);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The router (for tests and embedding).
+pub fn router(opts: ServeOptions) -> Router {
+    let rate = NonZeroU32::new(opts.rate_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let app = Arc::new(App {
+        running: Arc::new(tokio::sync::Semaphore::new(opts.max_sessions.max(1))),
+        limiter: RateLimiter::keyed(Quota::per_minute(rate)),
+        registry: Registry::default(),
+        opts,
+    });
+    let limit = app.opts.body_limit;
+    let v1 = Router::new()
+        .route("/v1/sessions", post(api::create))
+        .route("/v1/sessions/{id}", get(api::status))
+        .route("/v1/sessions/{id}/events", get(api::events))
+        .route("/v1/sessions/{id}/messages", post(api::message))
+        .route("/v1/sessions/{id}/cancel", post(api::cancel))
+        .route("/v1/sessions/{id}/approvals", get(api::approvals))
+        .route("/v1/sessions/{id}/approvals/{call_id}", post(api::answer))
+        .route("/v1/agents", get(api::agents))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint; the API is described at /openapi.json")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method; see /openapi.json",
+    )
+}
+
+/// Equal, in time that does not depend on where the two differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Bearer authentication and the per-token rate limit.
+async fn auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let token = if app.opts.tokens.is_empty() {
+        None
+    } else {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Every token is compared, so the time taken does not say which one nearly matched.
+        let mut found = None;
+        for (i, t) in app.opts.tokens.iter().enumerate() {
+            if same(given.as_bytes(), t.as_bytes()) && !given.is_empty() {
+                found = Some(i);
+            }
+        }
+        match found {
+            Some(i) => Some(i),
+            None => {
+                return Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token is required (Authorization: Bearer TOKEN)",
+                )
+                .into_response();
+            }
+        }
+    };
+    if let Err(not_until) = app.limiter.check_key(&token.unwrap_or(usize::MAX)) {
+        let wait = not_until
+            .wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+            .as_secs()
+            + 1;
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "over the limit of {} requests a minute for this token",
+                app.opts.rate_per_minute
+            ),
+        )
+        .retry_after(wait)
+        .into_response();
+    }
+    req.extensions_mut().insert(TokenId(token));
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn constant_time_equality_is_equality() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+        assert!(same(b"", b""));
+    }
+}

@@ -1,0 +1,187 @@
+//! The embedded store: the sessions of this process, each with its event stream (also in its
+//! journal on disk, as for every deputy session), its outcome, and the approvals it waits for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use deputy_runtime::{Approval, ApprovalRequest, Approver, DecidedBy, Event, Outcome, Session};
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for a free place (the server runs at most `max_sessions` at once).
+    Queued,
+    Running,
+    /// The last run ended; `POST …/messages` continues it.
+    Finished,
+}
+
+/// A call waiting for an answer (an `ask` rule).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PendingApproval {
+    pub call_id: String,
+    pub agent: String,
+    pub tool: String,
+    pub input: serde_json::Value,
+    /// What the rules were matched against (the command, the path, the URL).
+    pub subject: Option<String>,
+    /// Which rule asked.
+    pub reason: String,
+    /// The pattern `always: true` would allow for the rest of the session.
+    pub always_pattern: String,
+}
+
+pub(crate) struct State {
+    pub phase: Phase,
+    /// Every event of the session and its subagents, in order; an event's SSE id is its index.
+    pub events: Vec<Arc<Event>>,
+    pub outcome: Option<Outcome>,
+    pub approvals: Vec<(PendingApproval, oneshot::Sender<Approval>)>,
+}
+
+/// One session of the server.
+pub struct Entry {
+    pub id: String,
+    pub agent: String,
+    /// The token that made it (its index), when tokens are in use.
+    pub owner: Option<usize>,
+    pub(crate) state: Mutex<State>,
+    /// The number of events so far (SSE readers wait on it).
+    pub(crate) count: watch::Sender<usize>,
+    pub(crate) cancel: Mutex<CancellationToken>,
+    /// The session itself, held by its run while it runs.
+    pub(crate) session: tokio::sync::Mutex<Option<Session>>,
+}
+
+impl Entry {
+    pub(crate) fn new(id: String, agent: String, owner: Option<usize>) -> Arc<Entry> {
+        Arc::new(Entry {
+            id,
+            agent,
+            owner,
+            state: Mutex::new(State {
+                phase: Phase::Queued,
+                events: Vec::new(),
+                outcome: None,
+                approvals: Vec::new(),
+            }),
+            count: watch::channel(0).0,
+            cancel: Mutex::new(CancellationToken::new()),
+            session: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Record an event (the session's sink).
+    pub(crate) fn push(&self, e: &Event) {
+        if let Ok(mut st) = self.state.lock() {
+            st.events.push(Arc::new(e.clone()));
+            let n = st.events.len();
+            self.count.send_replace(n);
+        }
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        if let Ok(mut st) = self.state.lock() {
+            st.phase = phase;
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state
+            .lock()
+            .map(|s| s.phase)
+            .unwrap_or(Phase::Finished)
+    }
+
+    /// Events from index `from` on.
+    pub(crate) fn events_from(&self, from: usize) -> Vec<(usize, Arc<Event>)> {
+        self.state
+            .lock()
+            .map(|st| {
+                st.events
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .map(|(i, e)| (i, e.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The sessions of this server.
+#[derive(Default)]
+pub struct Registry {
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        self.entries.lock().ok()?.get(id).cloned()
+    }
+
+    pub fn insert(&self, e: Arc<Entry>) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(e.id.clone(), e);
+        }
+    }
+
+    /// Sessions of `owner` queued or running.
+    pub fn active_of(&self, owner: Option<usize>) -> usize {
+        self.entries
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|e| e.owner == owner && e.phase() != Phase::Finished)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// `ask` rules answered over HTTP: the call waits in `GET …/approvals` until
+/// `POST …/approvals/{call_id}` answers it (or the session is cancelled).
+pub(crate) struct HttpApprover {
+    pub entry: std::sync::Weak<Entry>,
+}
+
+impl Approver for HttpApprover {
+    fn approve<'a>(&'a self, r: &'a ApprovalRequest) -> BoxFuture<'a, Approval> {
+        Box::pin(async move {
+            let Some(entry) = self.entry.upgrade() else {
+                return Approval::Deny {
+                    reason: Some("the session is gone".into()),
+                };
+            };
+            let (tx, rx) = oneshot::channel();
+            if let Ok(mut st) = entry.state.lock() {
+                st.approvals.push((
+                    PendingApproval {
+                        call_id: r.call_id.clone(),
+                        agent: r.agent.clone(),
+                        tool: r.tool.clone(),
+                        input: r.input.clone(),
+                        subject: r.subject.clone(),
+                        reason: r.reason.clone(),
+                        always_pattern: r.always_pattern(),
+                    },
+                    tx,
+                ));
+            }
+            drop(entry);
+            rx.await.unwrap_or(Approval::Deny {
+                reason: Some("no answer was given".into()),
+            })
+        })
+    }
+
+    fn decided_by(&self) -> DecidedBy {
+        DecidedBy::User
+    }
+}

@@ -1,0 +1,62 @@
+//! `deputy serve`: the agents over HTTP and server-sent events.
+
+use deputy_runtime::TaskConfig;
+use deputy_serve::{ServeOptions, check, serve};
+
+use crate::cli::ServeArgs;
+use crate::context::Context;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::output::outln;
+use crate::setup;
+
+pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
+    let settings = setup::settings(&args.session)?;
+    let config = setup::load_config(ctx)?;
+    let task: TaskConfig = config
+        .section("task")
+        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
+    let factory = setup::factory(ctx, config, &args.session);
+    let addr: std::net::SocketAddr = args.listen.parse().map_err(|e| {
+        CliError::usage(anyhow::anyhow!(
+            "--listen {}: {e} (give an address and port, e.g. 127.0.0.1:7070)",
+            args.listen
+        ))
+    })?;
+    let tokens: Vec<String> = std::env::var("DEPUTY_SERVE_TOKENS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut roots = vec![ctx.workspace.clone()];
+    roots.extend(args.roots.iter().cloned());
+    let opts = ServeOptions {
+        agents: ctx.catalog().agents.clone(),
+        factory,
+        settings,
+        task,
+        roots,
+        tokens,
+        rate_per_minute: args.rate_per_minute,
+        sessions_per_token: args.sessions_per_token.max(1),
+        max_sessions: args.max_sessions.max(1),
+        body_limit: args.body_limit,
+    };
+    check(addr, &opts).map_err(CliError::usage)?;
+    let rt = setup::runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::failure(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| CliError::failure(anyhow::anyhow!("{e}")))?;
+        outln(&format!("deputy serve listening on http://{local}"))?;
+        tokio::select! {
+            r = serve(listener, opts) => r.map_err(|e| CliError::failure(anyhow::anyhow!("{e}"))),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(Exit::Ok)
+}

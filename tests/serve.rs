@@ -1,0 +1,341 @@
+//! End-to-end: `deputy serve`, the real binary on loopback, driven over HTTP like an
+//! orchestrator would: a session from start to result, its events over SSE resumed with
+//! Last-Event-ID, approvals, cancel, continue; tokens, rate limit, body cap and roots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+/// A running `deputy serve` and its base URL.
+struct Server {
+    _child: tokio::process::Child,
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+async fn start(h: &Harness, extra: &[&str], token: Option<&str>) -> Server {
+    deputy_llm::install_crypto_provider();
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut cmd = h.cmd(&args);
+    if let Some(t) = token {
+        cmd.env("DEPUTY_SERVE_TOKENS", format!("other-token,{t}"));
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("deputy serve did not start")
+        .unwrap()
+        .unwrap();
+    let url = first
+        .strip_prefix("deputy serve listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    Server {
+        _child: child,
+        url,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        token: token.map(str::to_string),
+    }
+}
+
+impl Server {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Poll until the session's run has finished.
+    async fn finished(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (s, v) = self.get(&format!("/v1/sessions/{id}")).await;
+            assert_eq!(s, 200, "{v}");
+            if v["phase"] == "finished" {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never finished: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The SSE stream as (id, event type, data), read to its end.
+    async fn events(&self, id: &str, last: Option<usize>) -> Vec<(usize, String, Value)> {
+        let mut r = self.req(reqwest::Method::GET, &format!("/v1/sessions/{id}/events"));
+        if let Some(l) = last {
+            r = r.header("Last-Event-ID", l.to_string());
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let text = tokio::time::timeout(Duration::from_secs(30), resp.text())
+            .await
+            .expect("the stream did not end")
+            .unwrap();
+        let mut out = Vec::new();
+        for block in text.split("\n\n") {
+            let (mut i, mut t, mut d) = (None, String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    i = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    t = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    d = serde_json::from_str(v).unwrap();
+                }
+            }
+            if let Some(i) = i {
+                out.push((i, t, d));
+            }
+        }
+        out
+    }
+}
+
+const WRITE: &str = "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: hello.txt, content: hi}}\n  - text: wrote it\nroutes:\n  - when: {last_user_contains: \"and again\"}\n    steps:\n      - text: unused\n      - text: unused\n      - text: again done\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_http_from_start_to_result_with_resumable_events() {
+    let h = Harness::yaml(WRITE).await;
+    let s = start(&h, &[], None).await;
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "write hello"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let done = s.finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"], "wrote it");
+    assert_eq!(done["files_changed"], json!(["hello.txt"]));
+    assert!(done["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("hello.txt")).unwrap(),
+        "hi"
+    );
+    h.assert_strict_ok();
+
+    // The whole stream, then the same stream resumed after event 3: nothing missed or repeated.
+    let all = s.events(&id, None).await;
+    let ids: Vec<usize> = all.iter().map(|e| e.0).collect();
+    assert_eq!(ids, (0..all.len()).collect::<Vec<_>>());
+    assert_eq!(all[0].1, "session.started");
+    assert_eq!(all.last().unwrap().1, "session.finished");
+    assert!(all.iter().all(|(_, t, d)| d["type"] == *t));
+    let rest = s.events(&id, Some(3)).await;
+    assert_eq!(rest.first().map(|e| e.0), Some(4));
+    assert_eq!(rest.len(), all.len() - 4);
+
+    // Continued: another run of the same session.
+    let (st, v) = s
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"prompt": "and again"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = s.finished(&id).await;
+    assert_eq!(done["result"], "again done", "{done}");
+    let (st, v) = s.get("/v1/agents").await;
+    assert_eq!(st, 200);
+    assert!(v.as_array().unwrap().iter().any(|a| a["name"] == "general"));
+    let (st, v) = s.get("/v1/sessions/nope").await;
+    assert_eq!((st, v["status"].as_u64()), (404, Some(404)), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_rule_waits_for_an_answer_over_http() {
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: approved.txt, content: \"yes\"}}\n  - tool_calls:\n      - {name: write, arguments: {path: refused.txt, content: \"no\"}}\n  - text: done\n",
+    )
+    .await;
+    h.write_user_config("[permission]\nedit = \"ask\"\n");
+    let s = start(&h, &[], None).await;
+    let (_, v) = s.post("/v1/sessions", json!({"prompt": "write"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    for (file, approve) in [("approved.txt", true), ("refused.txt", false)] {
+        let started = Instant::now();
+        let pending = loop {
+            let (_, v) = s.get(&format!("/v1/sessions/{id}/approvals")).await;
+            if let Some(p) = v.as_array().and_then(|a| a.first()).cloned() {
+                break p;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no approval asked: {:#} {:?}",
+                s.get(&format!("/v1/sessions/{id}")).await.1,
+                h.tool_results()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(pending["tool"], "write");
+        assert_eq!(pending["subject"], file);
+        let call = pending["call_id"].as_str().unwrap();
+        let (st, v) = s
+            .post(
+                &format!("/v1/sessions/{id}/approvals/{call}"),
+                json!({"approve": approve, "reason": "not that one"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let done = s.finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(h.ws.join("approved.txt").exists());
+    assert!(!h.ws.join("refused.txt").exists(), "a refused call ran");
+    let (st, _) = s
+        .post(
+            &format!("/v1/sessions/{id}/approvals/none"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_session() {
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"sleep 60\"}}\n  - text: slept\n",
+    )
+    .await;
+    let s = start(&h, &[], None).await;
+    let (_, v) = s.post("/v1/sessions", json!({"prompt": "sleep"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (st, _) = s
+        .post(&format!("/v1/sessions/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(st, 202);
+    let done = s.finished(&id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rate_limit_body_cap_and_roots() {
+    let h = Harness::yaml("steps:\n  - text: ok\n").await;
+    // Without a token, a non-loopback address is refused before anything listens.
+    let out = h.run(&["serve", "--listen", "0.0.0.0:0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+
+    let s = start(
+        &h,
+        &["--rate-per-minute", "6", "--body-limit", "200"],
+        Some("s3cret"),
+    )
+    .await;
+    // No token, a wrong one: 401 as problem+json, with the scheme to use.
+    let r = s
+        .http
+        .get(format!("{}/v1/agents", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = s
+        .http
+        .get(format!("{}/v1/agents", s.url))
+        .bearer_auth("s3cres")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // Health, readiness and the document need no token.
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["components"]["schemas"]["CreateSession"]["properties"]["prompt"].is_object());
+
+    // With the token: a body over the cap, a workspace outside the roots.
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "x".repeat(500)}))
+        .await;
+    assert_eq!(st, 413, "{v}");
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "hi", "workspace": "/"}))
+        .await;
+    assert_eq!(st, 403, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("outside"), "{v}");
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "hi", "agent": "nope"}))
+        .await;
+    assert_eq!(st, 404, "{v}");
+    // Three requests so far this minute: three more pass, the seventh is over the limit.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(s.get("/v1/agents").await.0);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+    let r = s
+        .req(reqwest::Method::GET, "/v1/agents")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+}
