@@ -68,3 +68,27 @@ pub fn corpus() -> Option<std::path::PathBuf> {
     );
     None
 }
+
+/// The `schemathesis` program: DEPUTY_TEST_SCHEMATHESIS, else `schemathesis` on PATH. `None`
+/// (after a SKIP line, or a failure where outside things are required) when there is none.
+pub fn schemathesis() -> Option<String> {
+    let candidates = [
+        std::env::var("DEPUTY_TEST_SCHEMATHESIS").ok(),
+        Some("schemathesis".to_string()),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    missing(
+        "schemathesis test",
+        "no schemathesis (DEPUTY_TEST_SCHEMATHESIS)",
+        "python3 -m venv v && v/bin/pip install schemathesis, then set DEPUTY_TEST_SCHEMATHESIS=v/bin/schemathesis (.ci/run does this)",
+    );
+    None
+}

@@ -29,9 +29,11 @@ const DEFAULT_AGENT: &str = "general";
 #[serde(deny_unknown_fields)]
 pub struct LimitsIn {
     pub max_steps: Option<u32>,
-    /// Wall-clock limit in seconds.
+    /// Wall-clock limit in seconds (above 0, at most 30 days).
+    #[schemars(range(max = 2_592_000.0), extend("exclusiveMinimum" = 0))]
     pub timeout_s: Option<f64>,
     pub max_tokens: Option<u64>,
+    #[schemars(range(min = 0.0))]
     pub max_cost_usd: Option<f64>,
 }
 
@@ -42,6 +44,7 @@ pub struct CreateSession {
     /// The agent (default: general).
     pub agent: Option<String>,
     /// The task.
+    #[schemars(length(min = 1))]
     pub prompt: String,
     /// A directory inside one of the server's roots (default: the first root).
     pub workspace: Option<String>,
@@ -91,6 +94,7 @@ pub struct UsageView {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageIn {
+    #[schemars(length(min = 1))]
     pub prompt: String,
 }
 
@@ -185,7 +189,7 @@ pub(crate) async fn create(
             "no agent `{name}`; GET /v1/agents lists them"
         )));
     };
-    if req.prompt.trim().is_empty() {
+    if req.prompt.is_empty() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "prompt is empty",
@@ -217,6 +221,14 @@ pub(crate) async fn create(
                     format!("limits.timeout_s = {t}: must be above 0 and at most 30 days"),
                 )
             })?);
+        }
+        if let Some(c) = l.max_cost_usd
+            && c < 0.0
+        {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("limits.max_cost_usd = {c}: must be 0 or more"),
+            ));
         }
         settings.max_tokens = l.max_tokens.or(settings.max_tokens);
         settings.max_cost_usd = l.max_cost_usd.or(settings.max_cost_usd);
@@ -430,7 +442,7 @@ pub(crate) async fn message(
             "the session is still running; send the next message once it has finished",
         ));
     }
-    if m.prompt.trim().is_empty() {
+    if m.prompt.is_empty() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "prompt is empty",

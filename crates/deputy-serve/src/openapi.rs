@@ -25,7 +25,12 @@ impl Components {
         )
         .unwrap_or_default();
         if let Some(obj) = schema.as_object_mut() {
-            if let Some(Value::Object(defs)) = obj.remove("$defs") {
+            // schemars puts the definitions where `definitions_path` points, in the root.
+            let defs = obj
+                .remove("components")
+                .and_then(|mut c| c.get_mut("schemas").map(Value::take))
+                .or_else(|| obj.remove("$defs"));
+            if let Some(Value::Object(defs)) = defs {
                 for (k, v) in defs {
                     self.0.entry(k).or_insert(v);
                 }
@@ -41,6 +46,26 @@ fn problem(r: &Value, status: &str, why: &str) -> (String, Value) {
     (
         status.to_string(),
         json!({"description": why, "content": {"application/problem+json": {"schema": r}}}),
+    )
+}
+
+/// The 202 of a call that starts a run, with links to what can be done with its id (so a
+/// client, or schemathesis' stateful tests, can follow them).
+fn accepted(schema: Value) -> (String, Value) {
+    let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/id"}});
+    (
+        "202".into(),
+        json!({
+            "description": "accepted: queued or running",
+            "content": {"application/json": {"schema": schema}},
+            "links": {
+                "GetSession": link("getSession"),
+                "SessionEvents": link("sessionEvents"),
+                "CancelSession": link("cancelSession"),
+                "ListApprovals": link("listApprovals"),
+                "ContinueSession": link("continueSession"),
+            }
+        }),
     )
 }
 
@@ -100,7 +125,7 @@ pub fn build() -> Value {
                 "summary": "Start a session of an agent on a task",
                 "requestBody": body(create),
                 "responses": with(vec![
-                    ok("202", "accepted: queued or running", created.clone()),
+                    accepted(created.clone()),
                     problem(&p, "400", "the body is not valid JSON for this schema"),
                     problem(&p, "403", "the workspace is outside the server's roots"),
                     problem(&p, "404", "no such agent"),
@@ -120,7 +145,11 @@ pub fn build() -> Value {
                 "summary": "The session's events as server-sent events, until the run ends",
                 "parameters": [id, {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}, "description": "resume after this event id (an event's id is its index in the stream)"}],
                 "responses": with(vec![
-                    ("200".into(), json!({"description": "event: the event type; data: the event as JSON", "content": {"text/event-stream": {"schema": {"type": "string"}}}})),
+                    ("200".into(), json!({"description": "event: the event type; data: the event as JSON; id: its index in the stream", "content": {"text/event-stream": {"schema": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {"id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}
+                    }}}})),
                     problem(&p, "404", "no such session"),
                 ])
             }},
@@ -130,7 +159,7 @@ pub fn build() -> Value {
                 "parameters": [id],
                 "requestBody": body(message),
                 "responses": with(vec![
-                    ok("202", "accepted", created),
+                    accepted(created),
                     problem(&p, "400", "the body is not valid JSON for this schema"),
                     problem(&p, "404", "no such session"),
                     problem(&p, "409", "the session is still running"),
@@ -162,6 +191,7 @@ pub fn build() -> Value {
                     problem(&p, "404", "no such session, or no such call waiting"),
                     problem(&p, "413", "the body is over the size limit"),
                     problem(&p, "415", "the body is not application/json"),
+                    problem(&p, "422", "the JSON does not match the schema"),
                 ])
             }},
             "/v1/agents": {"get": {
