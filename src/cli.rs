@@ -489,6 +489,9 @@ pub struct ServeArgs {
     /// The largest request body, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Seconds a finished session stays available over the API (its journal stays on disk)
+    #[arg(long = "retention", value_name = "SECONDS", default_value_t = 3600)]
+    pub retention_s: u64,
 }
 
 #[derive(Debug, Args)]

@@ -393,3 +393,45 @@ async fn schemathesis_finds_nothing_against_the_document() {
     );
     assert!(report.contains("Tested: 10"), "{report}");
 }
+
+/// A token sees only the sessions it started: another token cannot read, follow, cancel or
+/// answer them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tokens_sessions_do_not_exist_for_another() {
+    let h = Harness::yaml(WRITE).await;
+    let mine = start(&h, &[], Some("mine")).await;
+    let (st, v) = mine
+        .post("/v1/sessions", json!({"prompt": "write hello"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    mine.finished(&id).await;
+    let theirs = Server {
+        _child: tokio::process::Command::new("true").spawn().unwrap(),
+        url: mine.url.clone(),
+        http: mine.http.clone(),
+        token: Some("other-token".into()),
+    };
+    for path in [
+        format!("/v1/sessions/{id}"),
+        format!("/v1/sessions/{id}/events"),
+        format!("/v1/sessions/{id}/approvals"),
+    ] {
+        assert_eq!(theirs.get(&path).await.0, 404, "{path}");
+    }
+    for (path, body) in [
+        (format!("/v1/sessions/{id}/cancel"), json!({})),
+        (
+            format!("/v1/sessions/{id}/messages"),
+            json!({"prompt": "x"}),
+        ),
+        (
+            format!("/v1/sessions/{id}/approvals/x"),
+            json!({"approve": true}),
+        ),
+    ] {
+        let (st, v) = theirs.post(&path, body).await;
+        assert_eq!(st, 404, "{path}: {v}");
+    }
+    assert_eq!(mine.get(&format!("/v1/sessions/{id}")).await.0, 200);
+}

@@ -42,6 +42,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         sessions_per_token: args.sessions_per_token.max(1),
         max_sessions: args.max_sessions.max(1),
         body_limit: args.body_limit,
+        auto_approve: args.session.auto_approve,
+        retention: std::time::Duration::from_secs(args.retention_s.max(1)),
     };
     check(addr, &opts).map_err(CliError::usage)?;
     let rt = setup::runtime()?;

@@ -123,9 +123,12 @@ pub struct Health {
     pub status: String,
 }
 
-fn entry(app: &App, id: &str) -> Result<Arc<Entry>, Problem> {
+/// The session `id`, if the caller's token made it (another token's sessions do not exist
+/// for it).
+fn entry(app: &App, owner: Option<usize>, id: &str) -> Result<Arc<Entry>, Problem> {
     app.registry
         .get(id)
+        .filter(|e| e.owner == owner)
         .ok_or_else(|| Problem::not_found(format!("no session {id} on this server")))
 }
 
@@ -237,7 +240,9 @@ pub(crate) async fn create(
     let slot: Arc<OnceLock<Weak<Entry>>> = Arc::new(OnceLock::new());
     let mut factory = app.opts.factory.clone();
     factory.workspace = ws;
-    factory.approver = Arc::new(LateApprover(slot.clone()));
+    if !app.opts.auto_approve {
+        factory.approver = Arc::new(LateApprover(slot.clone()));
+    }
     let bad = |e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e);
     let (client, label, warnings) = factory
         .client(&agent, &settings)
@@ -264,6 +269,7 @@ pub(crate) async fn create(
     if let Ok(mut s) = e.session.try_lock() {
         *s = Some(session);
     }
+    app.registry.prune(app.opts.retention);
     app.registry.insert(e.clone());
     start(app.clone(), e.clone(), req.prompt);
     Ok((
@@ -322,15 +328,17 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String) {
             st.approvals.clear();
             st.outcome = Some(outcome);
             st.phase = Phase::Finished;
+            st.finished_at = Some(std::time::Instant::now());
         }
     });
 }
 
 pub(crate) async fn status(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     let st = e
         .state
         .lock()
@@ -363,10 +371,11 @@ fn usage(u: &Usage) -> UsageView {
 /// the stream), then live ones, until the run ends (`session.finished` of this session).
 pub(crate) async fn events(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     let from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -432,10 +441,11 @@ impl Cursor {
 
 pub(crate) async fn message(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
     ApiJson(m): ApiJson<MessageIn>,
 ) -> Result<(StatusCode, Json<Created>), Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     if e.phase() != Phase::Finished {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -461,9 +471,10 @@ pub(crate) async fn message(
 
 pub(crate) async fn cancel(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Health>), Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     if let Ok(c) = e.cancel.lock() {
         c.cancel();
     }
@@ -477,9 +488,10 @@ pub(crate) async fn cancel(
 
 pub(crate) async fn approvals(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<PendingApproval>>, Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     let list = e
         .state
         .lock()
@@ -490,10 +502,11 @@ pub(crate) async fn approvals(
 
 pub(crate) async fn answer(
     State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
     Path((id, call_id)): Path<(String, String)>,
     ApiJson(a): ApiJson<AnswerIn>,
 ) -> Result<Json<Health>, Problem> {
-    let e = entry(&app, &id)?;
+    let e = entry(&app, owner, &id)?;
     let pending = e.state.lock().ok().and_then(|mut st| {
         let i = st
             .approvals

@@ -51,6 +51,10 @@ pub struct ServeOptions {
     pub max_sessions: usize,
     /// The largest request body, in bytes.
     pub body_limit: usize,
+    /// Run every call an `ask` rule holds, without asking (`--auto-approve`).
+    pub auto_approve: bool,
+    /// How long a finished session stays in memory (its journal stays on disk).
+    pub retention: std::time::Duration,
 }
 
 /// Why the server cannot start or stopped.

@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub events: Vec<Arc<Event>>,
     pub outcome: Option<Outcome>,
     pub approvals: Vec<(PendingApproval, oneshot::Sender<Approval>)>,
+    /// When the last run ended.
+    pub finished_at: Option<std::time::Instant>,
 }
 
 /// One session of the server.
@@ -70,6 +72,7 @@ impl Entry {
                 events: Vec::new(),
                 outcome: None,
                 approvals: Vec::new(),
+                finished_at: None,
             }),
             count: watch::channel(0).0,
             cancel: Mutex::new(CancellationToken::new()),
@@ -129,6 +132,18 @@ impl Registry {
     pub fn insert(&self, e: Arc<Entry>) {
         if let Ok(mut m) = self.entries.lock() {
             m.insert(e.id.clone(), e);
+        }
+    }
+
+    /// Forget sessions finished more than `retention` ago (their journals stay on disk).
+    pub fn prune(&self, retention: std::time::Duration) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.retain(|_, e| {
+                e.state.lock().map_or(true, |st| {
+                    st.phase != Phase::Finished
+                        || st.finished_at.is_none_or(|t| t.elapsed() < retention)
+                })
+            });
         }
     }
 
