@@ -435,3 +435,86 @@ async fn one_tokens_sessions_do_not_exist_for_another() {
     }
     assert_eq!(mine.get(&format!("/v1/sessions/{id}")).await.0, 200);
 }
+
+/// `repo`: cloned into a scratch directory of the server; the change comes back as a patch,
+/// the repository itself untouched. URLs outside what a worker may reach are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repo_is_cloned_and_its_change_comes_back_as_a_patch() {
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: hello.txt, content: \"hi\\n\"}}\n      - {name: edit, arguments: {path: README.md, old_string: \"one\", new_string: \"two\"}}\n  - text: changed\n",
+    )
+    .await;
+    let upstream = h.ws.join("upstream");
+    std::fs::create_dir_all(&upstream).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(&upstream)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    std::fs::write(upstream.join("README.md"), "one\n").unwrap();
+    git(&["add", "README.md"]);
+    git(&["commit", "-qm", "first"]);
+    let s = start(&h, &[], None).await;
+    let url = format!("file://{}", upstream.display());
+    let (st, v) = s
+        .post(
+            "/v1/sessions",
+            json!({"prompt": "change it", "repo": {"url": url, "ref": "main"}}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = s.finished(v["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let patch = done["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("+++ b/hello.txt")
+            && patch.contains("+hi")
+            && patch.contains("-one")
+            && patch.contains("+two"),
+        "{patch}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upstream.join("README.md")).unwrap(),
+        "one\n"
+    );
+    assert!(
+        !upstream.join("hello.txt").exists(),
+        "the upstream repository was changed"
+    );
+    h.assert_strict_ok();
+
+    let outside = tempfile::tempdir().unwrap();
+    for (repo, status) in [
+        (
+            json!({"url": format!("file://{}", outside.path().display())}),
+            403,
+        ),
+        (json!({"url": "https://127.0.0.1/x.git"}), 403),
+        (json!({"url": "ssh://git@example.com/x.git"}), 422),
+        (
+            json!({"url": url, "ref": "--upload-pack=touch /tmp/x"}),
+            422,
+        ),
+    ] {
+        let (st, v) = s
+            .post("/v1/sessions", json!({"prompt": "x", "repo": repo}))
+            .await;
+        assert_eq!(st, status, "{repo}: {v}");
+    }
+}

@@ -48,6 +48,9 @@ pub struct CreateSession {
     pub prompt: String,
     /// A directory inside one of the server's roots (default: the first root).
     pub workspace: Option<String>,
+    /// Instead of `workspace`: a repository to clone into a scratch directory of the server;
+    /// the session's change comes back as `patch`.
+    pub repo: Option<crate::repo::RepoIn>,
     /// `provider/model` or an alias (default: the agent's, else the server's).
     pub model: Option<String>,
     pub limits: Option<LimitsIn>,
@@ -82,6 +85,8 @@ pub struct SessionView {
     pub errors: Vec<String>,
     /// Calls waiting for an answer.
     pub pending_approvals: usize,
+    /// For a `repo` session: its change as a unified diff, after each run.
+    pub patch: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -198,7 +203,26 @@ pub(crate) async fn create(
             "prompt is empty",
         ));
     }
-    let ws = workspace(&app, req.workspace.as_deref())?;
+    let (ws, repo_dir) = match (&req.repo, &req.workspace) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give `workspace` or `repo`, not both",
+            ));
+        }
+        (Some(r), None) => {
+            let scratch = app
+                .opts
+                .factory
+                .state_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("scratch");
+            let dir = crate::repo::clone(r, &app.opts.roots, &scratch).await?;
+            (dir.clone(), Some(Scratch(Some(dir))))
+        }
+        (None, w) => (workspace(&app, w.as_deref())?, None),
+    };
     if app.registry.active_of(owner) >= app.opts.sessions_per_token {
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -258,7 +282,12 @@ pub(crate) async fn create(
     factory
         .task_runner(app.opts.agents.clone(), &settings, app.opts.task)
         .attach(&mut session, 0);
-    let e = Entry::new(session.id().to_string(), agent.name.clone(), owner);
+    let e = Entry::new(
+        session.id().to_string(),
+        agent.name.clone(),
+        owner,
+        repo_dir.and_then(Scratch::keep),
+    );
     let _ = slot.set(Arc::downgrade(&e));
     let sink = Arc::downgrade(&e);
     session.set_sink(Arc::new(move |ev: &deputy_runtime::Event| {
@@ -280,6 +309,24 @@ pub(crate) async fn create(
             status: e.phase(),
         }),
     ))
+}
+
+/// A scratch clone, removed if the session it was made for is not created after all.
+struct Scratch(Option<PathBuf>);
+
+impl Scratch {
+    /// The session owns it now.
+    fn keep(mut self) -> Option<PathBuf> {
+        self.0.take()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 /// The approver of a session made before its entry: it answers through the entry once there.
@@ -323,12 +370,22 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String) {
         }
         let outcome = session.run(Some(prompt)).await;
         drop(permit);
+        let patch = match e.repo_dir.clone() {
+            Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         if let Ok(mut st) = e.state.lock() {
             // Calls left waiting are answered no by the end of the run; forget them.
             st.approvals.clear();
             st.outcome = Some(outcome);
             st.phase = Phase::Finished;
             st.finished_at = Some(std::time::Instant::now());
+            if patch.is_some() {
+                st.patch = patch;
+            }
         }
     });
 }
@@ -357,6 +414,7 @@ pub(crate) async fn status(
         files_changed: o.map(|o| o.files_changed.clone()).unwrap_or_default(),
         errors: o.map(|o| o.errors.clone()).unwrap_or_default(),
         pending_approvals: st.approvals.len(),
+        patch: st.patch.clone(),
     }))
 }
 

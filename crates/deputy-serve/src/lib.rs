@@ -11,6 +11,7 @@
 mod api;
 mod openapi;
 pub mod problem;
+mod repo;
 pub mod store;
 
 use std::net::SocketAddr;

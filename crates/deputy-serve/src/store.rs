@@ -45,6 +45,8 @@ pub(crate) struct State {
     pub approvals: Vec<(PendingApproval, oneshot::Sender<Approval>)>,
     /// When the last run ended.
     pub finished_at: Option<std::time::Instant>,
+    /// For a cloned repository: its change after the last run, as a unified diff.
+    pub patch: Option<String>,
 }
 
 /// One session of the server.
@@ -53,6 +55,8 @@ pub struct Entry {
     pub agent: String,
     /// The token that made it (its index), when tokens are in use.
     pub owner: Option<usize>,
+    /// The scratch clone the session works in (`repo`), removed with the entry.
+    pub repo_dir: Option<std::path::PathBuf>,
     pub(crate) state: Mutex<State>,
     /// The number of events so far (SSE readers wait on it).
     pub(crate) count: watch::Sender<usize>,
@@ -62,17 +66,24 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new(id: String, agent: String, owner: Option<usize>) -> Arc<Entry> {
+    pub(crate) fn new(
+        id: String,
+        agent: String,
+        owner: Option<usize>,
+        repo_dir: Option<std::path::PathBuf>,
+    ) -> Arc<Entry> {
         Arc::new(Entry {
             id,
             agent,
             owner,
+            repo_dir,
             state: Mutex::new(State {
                 phase: Phase::Queued,
                 events: Vec::new(),
                 outcome: None,
                 approvals: Vec::new(),
                 finished_at: None,
+                patch: None,
             }),
             count: watch::channel(0).0,
             cancel: Mutex::new(CancellationToken::new()),
@@ -139,10 +150,14 @@ impl Registry {
     pub fn prune(&self, retention: std::time::Duration) {
         if let Ok(mut m) = self.entries.lock() {
             m.retain(|_, e| {
-                e.state.lock().map_or(true, |st| {
+                let keep = e.state.lock().map_or(true, |st| {
                     st.phase != Phase::Finished
                         || st.finished_at.is_none_or(|t| t.elapsed() < retention)
-                })
+                });
+                if !keep && let Some(dir) = &e.repo_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                keep
             });
         }
     }
