@@ -278,7 +278,13 @@ pub(crate) async fn create(
     let opts = factory
         .options(&agent, &settings, label)
         .map_err(|e| bad(e.to_string()))?;
-    let mut session = Session::new(agent.clone(), client, opts).map_err(|e| bad(e.to_string()))?;
+    // Making a session opens its journal (an fsync) and looks over the workspace: file system
+    // work, kept off the threads that answer requests.
+    let made = agent.clone();
+    let mut session = tokio::task::spawn_blocking(move || Session::new(made, client, opts))
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| bad(e.to_string()))?;
     factory
         .task_runner(app.opts.agents.clone(), &settings, app.opts.task)
         .attach(&mut session, 0);

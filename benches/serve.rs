@@ -1,0 +1,128 @@
+//! `deputy serve` under load: 100 sessions submitted at once to one server (the release
+//! binary) against deputy-mockllm, each two model turns with a file write between them.
+//! Prints sessions per second (submission to the last result) and API latency p50/p99 for
+//! the submissions and for the status polls made meanwhile.
+//!
+//! Run with `bench/serve.sh` (builds the release binary first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use deputy_mockllm::{MockServer, Script, ServeOptions};
+use tokio::io::AsyncBufReadExt;
+
+const SESSIONS: usize = 100;
+const SCRIPT: &str = "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: out.txt, content: done}}\n  - text: finished\n";
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn main() {
+    let bin = support::deputy_bin();
+    let rt = support::runtime();
+    deputy_llm::install_crypto_provider();
+    rt.block_on(async {
+        let mock = MockServer::start(Script::parse(SCRIPT, false).unwrap(), ServeOptions::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        let mut child = tokio::process::Command::new(&bin)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-sessions",
+                "16",
+                "--sessions-per-token",
+                "1000",
+                "--rate-per-minute",
+                "1000000",
+            ])
+            .current_dir(&ws)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("DEPUTY_HOME", dir.path().join("state"))
+            .env("OPENAI_BASE_URL", mock.url())
+            .env("DEPUTY_MODEL", "mock")
+            .env("DEPUTY_LOCAL_PORTS", "none")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().unwrap();
+        let url = first.trim_start_matches("deputy serve listening on ").to_string();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        println!("binary: {bin}");
+        println!("{SESSIONS} sessions at once, one server, at most 16 running; each 2 model turns and a write");
+
+        let started = Instant::now();
+        let submits = (0..SESSIONS).map(|i| {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{url}/v1/sessions"))
+                    .header("content-type", "application/json")
+                    .body(format!("{{\"prompt\": \"task {i}\"}}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+                let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                (v["id"].as_str().unwrap().to_string(), t.elapsed().as_secs_f64() * 1000.0)
+            }
+        });
+        let created: Vec<(String, f64)> = futures::future::join_all(submits).await;
+        let submit_ms: Vec<f64> = created.iter().map(|c| c.1).collect();
+        let polls = created.iter().map(|(id, _)| {
+            let http = http.clone();
+            let url = url.clone();
+            let id = id.clone();
+            async move {
+                let mut lat = Vec::new();
+                loop {
+                    let t = Instant::now();
+                    let r = http.get(format!("{url}/v1/sessions/{id}")).send().await.unwrap();
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if v["phase"] == "finished" {
+                        assert_eq!(v["status"], "completed", "{v}");
+                        return lat;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        let poll_ms: Vec<f64> = futures::future::join_all(polls).await.concat();
+        let total = started.elapsed().as_secs_f64();
+        println!(
+            "all {SESSIONS} completed in {total:.2} s: {:.1} sessions/s",
+            SESSIONS as f64 / total
+        );
+        println!(
+            "POST /v1/sessions: p50 {:.1} ms, p99 {:.1} ms",
+            percentile(submit_ms.clone(), 0.5),
+            percentile(submit_ms, 0.99)
+        );
+        println!(
+            "GET /v1/sessions/ID ({} polls meanwhile): p50 {:.1} ms, p99 {:.1} ms",
+            poll_ms.len(),
+            percentile(poll_ms.clone(), 0.5),
+            percentile(poll_ms, 0.99)
+        );
+        let _ = child.kill().await;
+    });
+}
