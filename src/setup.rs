@@ -132,6 +132,20 @@ pub fn factory(ctx: &Context, config: Config, args: &SessionArgs) -> Factory {
     f
 }
 
+/// What a front-end serving many sessions needs (`deputy mcp`, `deputy serve`): the run
+/// settings from the flags, `[task]`, and the factory.
+pub fn front_end(
+    ctx: &Context,
+    args: &SessionArgs,
+) -> CliResult<(RunSettings, deputy_runtime::TaskConfig, Factory)> {
+    let settings = settings(args)?;
+    let config = load_config(ctx)?;
+    let task = config
+        .section("task")
+        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
+    Ok((settings, task, factory(ctx, config, args)))
+}
+
 /// What the factory trusts: the project if the user trusts it, the agent directories the
 /// user named, the user's own agents.
 pub fn trust(ctx: &Context, f: &mut Factory) {

@@ -1,7 +1,6 @@
 //! `deputy mcp`: serve the agents over MCP on stdio.
 
 use deputy_mcp::{McpOptions, serve_stdio};
-use deputy_runtime::TaskConfig;
 
 use crate::cli::McpArgs;
 use crate::context::Context;
@@ -9,12 +8,7 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::setup;
 
 pub fn run(ctx: &Context, args: McpArgs) -> CliResult {
-    let settings = setup::settings(&args.session)?;
-    let config = setup::load_config(ctx)?;
-    let task: TaskConfig = config
-        .section("task")
-        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
-    let factory = setup::factory(ctx, config, &args.session);
+    let (settings, task, factory) = setup::front_end(ctx, &args.session)?;
     let agents = ctx.catalog().agents.clone();
     if agents
         .iter()

@@ -1,6 +1,5 @@
 //! `deputy serve`: the agents over HTTP and server-sent events.
 
-use deputy_runtime::TaskConfig;
 use deputy_serve::{ServeOptions, check, serve};
 
 use crate::cli::ServeArgs;
@@ -10,12 +9,7 @@ use crate::output::outln;
 use crate::setup;
 
 pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
-    let settings = setup::settings(&args.session)?;
-    let config = setup::load_config(ctx)?;
-    let task: TaskConfig = config
-        .section("task")
-        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
-    let factory = setup::factory(ctx, config, &args.session);
+    let (settings, task, factory) = setup::front_end(ctx, &args.session)?;
     let addr: std::net::SocketAddr = args.listen.parse().map_err(|e| {
         CliError::usage(anyhow::anyhow!(
             "--listen {}: {e} (give an address and port, e.g. 127.0.0.1:7070)",

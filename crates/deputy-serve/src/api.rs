@@ -1,136 +1,26 @@
 //! The endpoints.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::StatusCode;
 use deputy_llm::Usage;
-use deputy_runtime::{Approval, Approver, EventKind, Session};
-use futures::Stream;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use deputy_runtime::{Approval, Approver, Session};
 
 use crate::problem::{ApiJson, Problem};
 use crate::store::{Entry, HttpApprover, PendingApproval, Phase};
+pub use crate::types::*;
 use crate::{App, TokenId};
 
 /// The agent used when a request names none.
 const DEFAULT_AGENT: &str = "general";
 
-/// Limits for one session (each bounded as on the command line).
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsIn {
-    pub max_steps: Option<u32>,
-    /// Wall-clock limit in seconds (above 0, at most 30 days).
-    #[schemars(range(max = 2_592_000.0), extend("exclusiveMinimum" = 0))]
-    pub timeout_s: Option<f64>,
-    pub max_tokens: Option<u64>,
-    #[schemars(range(min = 0.0))]
-    pub max_cost_usd: Option<f64>,
-}
-
-/// A new session.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    /// The agent (default: general).
-    pub agent: Option<String>,
-    /// The task.
-    #[schemars(length(min = 1))]
-    pub prompt: String,
-    /// A directory inside one of the server's roots (default: the first root).
-    pub workspace: Option<String>,
-    /// Instead of `workspace`: a repository to clone into a scratch directory of the server;
-    /// the session's change comes back as `patch`.
-    pub repo: Option<crate::repo::RepoIn>,
-    /// `provider/model` or an alias (default: the agent's, else the server's).
-    pub model: Option<String>,
-    pub limits: Option<LimitsIn>,
-    /// A JSON Schema the final answer must match.
-    pub output_schema: Option<Value>,
-}
-
-/// A session was accepted.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Created {
-    pub id: String,
-    pub status: Phase,
-    /// Where to follow it (`GET`, server-sent events).
-    pub events: String,
-}
-
-/// A session as it is now.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct SessionView {
-    pub id: String,
-    pub agent: String,
-    pub phase: Phase,
-    /// How the last run ended (`completed`, `max_steps`, `timeout`, `budget`, `denied`,
-    /// `cancelled`, `error`), once it has.
-    pub status: Option<String>,
-    pub result: Option<String>,
-    pub structured_output: Option<Value>,
-    pub usage: Option<UsageView>,
-    pub cost_usd: Option<f64>,
-    pub num_turns: Option<u32>,
-    pub files_changed: Vec<String>,
-    pub errors: Vec<String>,
-    /// Calls waiting for an answer.
-    pub pending_approvals: usize,
-    /// For a `repo` session: its change as a unified diff, after each run.
-    pub patch: Option<String>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct UsageView {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-/// A further prompt for a finished session.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageIn {
-    #[schemars(length(min = 1))]
-    pub prompt: String,
-}
-
-/// The answer to a pending call.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerIn {
-    pub approve: bool,
-    /// With `approve`: allow calls matching the call's `always_pattern` for the rest of the
-    /// session.
-    #[serde(default)]
-    pub always: bool,
-    /// With a refusal: told to the model.
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct AgentView {
-    pub name: String,
-    pub description: Option<String>,
-    pub mode: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Health {
-    pub status: String,
-}
-
 /// The session `id`, if the caller's token made it (another token's sessions do not exist
 /// for it).
-fn entry(app: &App, owner: Option<usize>, id: &str) -> Result<Arc<Entry>, Problem> {
+pub(crate) fn entry(app: &App, owner: Option<usize>, id: &str) -> Result<Arc<Entry>, Problem> {
     app.registry
         .get(id)
         .filter(|e| e.owner == owner)
@@ -428,78 +318,6 @@ fn usage(u: &Usage) -> UsageView {
     UsageView {
         input_tokens: u.input_tokens,
         output_tokens: u.output_tokens,
-    }
-}
-
-/// The event stream: every event so far after `Last-Event-ID` (an event's id is its index in
-/// the stream), then live ones, until the run ends (`session.finished` of this session).
-pub(crate) async fn events(
-    State(app): State<Arc<App>>,
-    Extension(TokenId(owner)): Extension<TokenId>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
-    let e = entry(&app, owner, &id)?;
-    let from = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .map_or(0, |n| n + 1);
-    let cursor = Cursor {
-        rx: e.count.subscribe(),
-        e,
-        next: from,
-        queue: std::collections::VecDeque::new(),
-        done: false,
-    };
-    let stream = futures::stream::unfold(cursor, |mut c| async move {
-        let ev = c.next_event().await?;
-        Some((Ok(ev), c))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// A reader's place in a session's event stream.
-struct Cursor {
-    e: Arc<Entry>,
-    rx: tokio::sync::watch::Receiver<usize>,
-    /// The index of the next event to send.
-    next: usize,
-    queue: std::collections::VecDeque<(usize, Arc<deputy_runtime::Event>)>,
-    /// This session's `session.finished` was sent: the stream ends.
-    done: bool,
-}
-
-impl Cursor {
-    async fn next_event(&mut self) -> Option<SseEvent> {
-        loop {
-            if let Some((i, ev)) = self.queue.pop_front() {
-                self.next = i + 1;
-                if matches!(ev.kind, EventKind::SessionFinished { .. })
-                    && ev.session_id == self.e.id
-                {
-                    self.done = true;
-                }
-                let data = serde_json::to_string(&*ev).unwrap_or_default();
-                return Some(
-                    SseEvent::default()
-                        .id(i.to_string())
-                        .event(ev.kind.type_name())
-                        .data(data),
-                );
-            }
-            if self.done {
-                return None;
-            }
-            self.queue = self.e.events_from(self.next).into();
-            if self.queue.is_empty() {
-                if self.e.phase() == Phase::Finished && self.next >= *self.rx.borrow() {
-                    return None;
-                }
-                // Wait for more (or, at worst, look again in a second).
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.changed()).await;
-            }
-        }
     }
 }
 

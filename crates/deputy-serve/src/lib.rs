@@ -9,10 +9,12 @@
 //! built from the request and response types.
 
 mod api;
+mod events;
 mod openapi;
 pub mod problem;
 mod repo;
 pub mod store;
+mod types;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -113,7 +115,7 @@ pub fn router(opts: ServeOptions) -> Router {
     let v1 = Router::new()
         .route("/v1/sessions", post(api::create))
         .route("/v1/sessions/{id}", get(api::status))
-        .route("/v1/sessions/{id}/events", get(api::events))
+        .route("/v1/sessions/{id}/events", get(events::events))
         .route("/v1/sessions/{id}/messages", post(api::message))
         .route("/v1/sessions/{id}/cancel", post(api::cancel))
         .route("/v1/sessions/{id}/approvals", get(api::approvals))

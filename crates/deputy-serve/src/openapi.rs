@@ -76,6 +76,20 @@ fn ok(status: &str, why: &str, schema: Value) -> (String, Value) {
     )
 }
 
+/// What any endpoint taking a JSON body may answer about the body itself.
+fn body_problems(p: &Value) -> [(String, Value); 4] {
+    [
+        problem(p, "400", "the body is not valid JSON for this schema"),
+        problem(p, "413", "the body is over the size limit"),
+        problem(p, "415", "the body is not application/json"),
+        problem(
+            p,
+            "422",
+            "the JSON does not match the schema, or a value is not usable",
+        ),
+    ]
+}
+
 fn responses(list: Vec<(String, Value)>) -> Value {
     Value::Object(list.into_iter().collect())
 }
@@ -126,13 +140,9 @@ pub fn build() -> Value {
                 "requestBody": body(create),
                 "responses": with(vec![
                     accepted(created.clone()),
-                    problem(&p, "400", "the body is not valid JSON for this schema"),
-                    problem(&p, "403", "the workspace is outside the server's roots"),
+                    problem(&p, "403", "the workspace or repository is outside what the server may reach"),
                     problem(&p, "404", "no such agent"),
-                    problem(&p, "413", "the body is over the size limit"),
-                    problem(&p, "415", "the body is not application/json"),
-                    problem(&p, "422", "a value is not usable (empty prompt, bad limits, unknown model)"),
-                ])
+                ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}": {"get": {
                 "operationId": "getSession",
@@ -160,13 +170,9 @@ pub fn build() -> Value {
                 "requestBody": body(message),
                 "responses": with(vec![
                     accepted(created),
-                    problem(&p, "400", "the body is not valid JSON for this schema"),
                     problem(&p, "404", "no such session"),
                     problem(&p, "409", "the session is still running"),
-                    problem(&p, "413", "the body is over the size limit"),
-                    problem(&p, "415", "the body is not application/json"),
-                    problem(&p, "422", "the prompt is empty"),
-                ])
+                ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}/cancel": {"post": {
                 "operationId": "cancelSession",
@@ -187,12 +193,8 @@ pub fn build() -> Value {
                 "requestBody": body(answer),
                 "responses": with(vec![
                     ok("200", "answered", health.clone()),
-                    problem(&p, "400", "the body is not valid JSON for this schema"),
                     problem(&p, "404", "no such session, or no such call waiting"),
-                    problem(&p, "413", "the body is over the size limit"),
-                    problem(&p, "415", "the body is not application/json"),
-                    problem(&p, "422", "the JSON does not match the schema"),
-                ])
+                ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/agents": {"get": {
                 "operationId": "listAgents",

@@ -1,0 +1,89 @@
+//! `GET /v1/sessions/{id}/events`: a session's events as server-sent events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use deputy_runtime::EventKind;
+use futures::Stream;
+
+use crate::api::entry;
+use crate::problem::Problem;
+use crate::store::{Entry, Phase};
+use crate::{App, TokenId};
+
+/// The event stream: every event so far after `Last-Event-ID` (an event's id is its index in
+/// the stream), then live ones, until the run ends (`session.finished` of this session).
+pub(crate) async fn events(
+    State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
+    let e = entry(&app, owner, &id)?;
+    let from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |n| n + 1);
+    let cursor = Cursor {
+        rx: e.count.subscribe(),
+        e,
+        next: from,
+        queue: std::collections::VecDeque::new(),
+        done: false,
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        let ev = c.next_event().await?;
+        Some((Ok(ev), c))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A reader's place in a session's event stream.
+struct Cursor {
+    e: Arc<Entry>,
+    rx: tokio::sync::watch::Receiver<usize>,
+    /// The index of the next event to send.
+    next: usize,
+    queue: std::collections::VecDeque<(usize, Arc<deputy_runtime::Event>)>,
+    /// This session's `session.finished` was sent: the stream ends.
+    done: bool,
+}
+
+impl Cursor {
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some((i, ev)) = self.queue.pop_front() {
+                self.next = i + 1;
+                if matches!(ev.kind, EventKind::SessionFinished { .. })
+                    && ev.session_id == self.e.id
+                {
+                    self.done = true;
+                }
+                let data = serde_json::to_string(&*ev).unwrap_or_default();
+                return Some(
+                    SseEvent::default()
+                        .id(i.to_string())
+                        .event(ev.kind.type_name())
+                        .data(data),
+                );
+            }
+            if self.done {
+                return None;
+            }
+            self.queue = self.e.events_from(self.next).into();
+            if self.queue.is_empty() {
+                if self.e.phase() == Phase::Finished && self.next >= *self.rx.borrow() {
+                    return None;
+                }
+                // Wait for more (or, at worst, look again in a second).
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.changed()).await;
+            }
+        }
+    }
+}
