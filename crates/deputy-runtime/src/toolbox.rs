@@ -51,6 +51,49 @@ pub fn agent_rules(agent: &AgentSpec, trusted: bool) -> Vec<Rule> {
         .collect()
 }
 
+/// The rules of a session, in the order they apply (the last match wins): config, the
+/// agent's, flags. Without the network, webfetch and websearch ask first (a URL or a query is a
+/// way to carry data out). An agent file the user has not trusted cannot loosen the user's
+/// rules: those (and the network rule) apply again after its own — no sandbox stands behind a
+/// web fetch or an MCP tool, so the rules are all there is.
+fn session_rules(agent: &AgentSpec, opts: &SessionOptions, network: bool) -> Vec<Rule> {
+    let network_ask: Vec<Rule> = if network {
+        Vec::new()
+    } else {
+        ["webfetch", "websearch"]
+            .iter()
+            .map(|tool| Rule::new(tool, "*", Action::Ask, Origin::Default))
+            .collect()
+    };
+    let mut rules = network_ask.clone();
+    rules.extend(opts.config_rules.iter().cloned());
+    rules.extend(agent_rules(agent, opts.agent_trusted));
+    if !opts.agent_trusted {
+        rules.extend(network_ask);
+        rules.extend(opts.config_rules.iter().cloned());
+    }
+    rules.extend(opts.flag_rules.iter().cloned());
+    rules
+}
+
+/// A redirect goes only where the rules allow without asking (nobody approved that URL).
+fn redirect_check(permissions: Arc<Mutex<Permissions>>) -> deputy_tools::tools::UrlCheck {
+    Arc::new(move |url: &str| {
+        let decision = permissions
+            .lock()
+            .map(|p| p.decide("webfetch", Some(url)))
+            .unwrap_or(deputy_tools::Decision::Deny {
+                reason: "the rules cannot be read".into(),
+            });
+        match decision {
+            deputy_tools::Decision::Allow => Ok(()),
+            deputy_tools::Decision::Ask { reason } | deputy_tools::Decision::Deny { reason } => {
+                Err(reason)
+            }
+        }
+    })
+}
+
 impl Toolbox {
     /// Start the session's kept sandbox in the background, when bash is offered.
     pub fn warm_sandbox(&self) {
@@ -79,29 +122,7 @@ impl Toolbox {
         if let Some(parent) = &opts.sandbox_ceiling {
             policy = policy.within(parent);
         }
-        let mut rules = Vec::new();
-        // Without the network, what the web tools send out (a URL, a query: a way to carry
-        // data away) needs a yes each time, or a rule that allows it.
-        let network_ask: Vec<Rule> = if policy.network {
-            Vec::new()
-        } else {
-            ["webfetch", "websearch"]
-                .iter()
-                .map(|tool| Rule::new(tool, "*", Action::Ask, Origin::Default))
-                .collect()
-        };
-        rules.extend(network_ask.iter().cloned());
-        rules.extend(opts.config_rules.iter().cloned());
-        rules.extend(agent_rules(agent, opts.agent_trusted));
-        if !opts.agent_trusted {
-            // An agent file the user has not trusted cannot loosen the user's rules: theirs
-            // (and the network rule) apply again after it. No sandbox stands behind a web
-            // fetch or an MCP tool, so its rules are all there is.
-            rules.extend(network_ask);
-            rules.extend(opts.config_rules.iter().cloned());
-        }
-        rules.extend(opts.flag_rules.iter().cloned());
-        let mut permissions = Permissions::new(rules);
+        let mut permissions = Permissions::new(session_rules(agent, opts, policy.network));
         if let Some(parent) = &opts.ceiling {
             permissions = permissions.under(parent);
         }
@@ -154,20 +175,7 @@ impl Toolbox {
         };
         let reader = permissions.clone();
         let mut web = opts.web.clone();
-        // A redirect goes where the rules allow, as the first URL did.
-        let fetcher = permissions.clone();
-        web.may_fetch = Some(Arc::new(move |url: &str| {
-            match fetcher
-                .lock()
-                .map(|p| p.decide("webfetch", Some(url)))
-                .unwrap_or(deputy_tools::Decision::Deny {
-                    reason: "the rules cannot be read".into(),
-                }) {
-                deputy_tools::Decision::Allow => Ok(()),
-                deputy_tools::Decision::Ask { reason }
-                | deputy_tools::Decision::Deny { reason } => Err(reason),
-            }
-        }));
+        web.may_fetch = Some(redirect_check(permissions.clone()));
         let ctx = ToolContext {
             workspace: Arc::new(ws),
             sandbox,

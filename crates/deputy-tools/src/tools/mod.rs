@@ -28,7 +28,7 @@ pub use glob::GlobTool;
 pub use grep::GrepTool;
 pub use list::ListTool;
 pub use read::ReadTool;
-pub use webfetch::{Format, WebFetchConfig, WebFetchTool, WebSettings, check_url};
+pub use webfetch::{Format, UrlCheck, WebFetchConfig, WebFetchTool, WebSettings, check_url};
 pub use websearch::{Provider, SearchSettings, WebSearchConfig, WebSearchTool};
 pub use write::WriteTool;
 
