@@ -492,6 +492,20 @@ pub struct ServeArgs {
     /// Seconds a finished session stays available over the API (its journal stays on disk)
     #[arg(long = "retention", value_name = "SECONDS", default_value_t = 3600)]
     pub retention_s: u64,
+    /// Where sessions and the job queue live: `embedded` (this process, journals on disk) or
+    /// `postgres://…`, shared by every worker started with it (see "Scaling out" in the README)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DEPUTY_SERVE_STORE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// Seconds a worker's lease on a running session lasts without a heartbeat; another worker
+    /// takes the session over once it runs out (PostgreSQL store)
+    #[arg(long = "lease", value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease_s: f64,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! `deputy serve`: the agents over HTTP and server-sent events.
 
+use deputy_serve::cluster::{Cluster, Lease};
 use deputy_serve::{ServeOptions, check, serve};
 
 use crate::cli::ServeArgs;
@@ -38,10 +39,41 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         body_limit: args.body_limit,
         auto_approve: args.session.auto_approve,
         retention: std::time::Duration::from_secs(args.retention_s.max(1)),
+        cluster: None,
     };
     check(addr, &opts).map_err(CliError::usage)?;
+    let store = match args.store.as_str() {
+        "embedded" | "" => None,
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(url.to_string())
+        }
+        other => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--store {}: give `embedded` or a postgres://USER:PASSWORD@HOST/DB URL",
+                other.split('@').next_back().unwrap_or(other)
+            )));
+        }
+    };
+    let lease = std::time::Duration::try_from_secs_f64(args.lease_s)
+        .ok()
+        .filter(|d| d.as_secs_f64() >= 1.0 && d.as_secs() <= 3600)
+        .ok_or_else(|| {
+            CliError::usage(anyhow::anyhow!(
+                "--lease {}: give seconds between 1 and 3600",
+                args.lease_s
+            ))
+        })?;
+    let mut opts = opts;
     let rt = setup::runtime()?;
     rt.block_on(async move {
+        if let Some(url) = store {
+            let c = Cluster::connect(&url, Lease(lease)).await.map_err(|e| {
+                CliError::failure(anyhow::anyhow!(
+                    "--store: cannot use the PostgreSQL store: {e}"
+                ))
+            })?;
+            opts.cluster = Some(std::sync::Arc::new(c));
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| CliError::failure(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;

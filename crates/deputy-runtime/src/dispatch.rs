@@ -115,6 +115,11 @@ impl Session {
     async fn execute(&mut self, plan: Vec<Planned>) -> Option<Status> {
         let mut rest = plan.into_iter().peekable();
         while let Some(first) = rest.next() {
+            // A cancel that came while the calls were decided (or a record of them that could
+            // not be kept: see `EventMirror`) starts nothing.
+            if self.cancel.is_cancelled() {
+                return Some(Status::Cancelled);
+            }
             let mut batch = vec![first];
             if is_concurrent(&batch[0]) {
                 while let Some(next) = rest.next_if(is_concurrent) {

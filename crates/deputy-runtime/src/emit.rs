@@ -17,6 +17,12 @@ use crate::journal::Journal;
 /// a thread of its own, one event at a time, in order.
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// A second ledger kept in step with the journal (a shared store that another worker resumes
+/// the session from): called with every event but deltas of the session and its subagents,
+/// in order, *before* emitting returns — so a call is on record before it runs. It must not
+/// block for long; one that cannot record the event cancels the session itself.
+pub type EventMirror = Arc<dyn Fn(&Event) + Send + Sync>;
+
 enum SinkMsg {
     Event(Box<Event>),
     /// Answer when every event sent before this one has been handed to the sink.
@@ -70,6 +76,7 @@ enum Sink {
 struct State {
     seq: u64,
     journal: Option<Journal>,
+    mirror: Option<EventMirror>,
     sink: Sink,
 }
 
@@ -87,6 +94,7 @@ impl Emitter {
             state: Arc::new(Mutex::new(State {
                 seq,
                 journal,
+                mirror: None,
                 sink: Sink::None,
             })),
         }
@@ -116,11 +124,15 @@ impl Emitter {
         {
             event = e;
         }
-        if !matches!(event.kind, EventKind::MessageDelta { .. })
-            && let Some(j) = &mut st.journal
-            && let Err(e) = j.append(&event)
-        {
-            tracing::error!("cannot write the journal: {e}");
+        if !matches!(event.kind, EventKind::MessageDelta { .. }) {
+            if let Some(j) = &mut st.journal
+                && let Err(e) = j.append(&event)
+            {
+                tracing::error!("cannot write the journal: {e}");
+            }
+            if let Some(m) = &st.mirror {
+                m(&event);
+            }
         }
         match &st.sink {
             Sink::Own(tx) | Sink::Forward(tx) => tx.send(event),
@@ -134,13 +146,25 @@ impl Emitter {
         self.lock().sink = new;
     }
 
-    /// Send events to whatever `parent` sends them to (a subagent's events, for observers).
+    /// Keep `mirror` in step with the journal from now on.
+    pub(crate) fn set_mirror(&self, mirror: EventMirror) {
+        self.lock().mirror = Some(mirror);
+    }
+
+    /// Send events to whatever `parent` sends them to (a subagent's events, for observers),
+    /// its mirror included.
     pub(crate) fn forward_to(&self, parent: &Emitter) {
-        let sink = match &parent.lock().sink {
-            Sink::Own(tx) | Sink::Forward(tx) => Sink::Forward(tx.clone()),
-            Sink::None => Sink::None,
+        let (sink, mirror) = {
+            let p = parent.lock();
+            let sink = match &p.sink {
+                Sink::Own(tx) | Sink::Forward(tx) => Sink::Forward(tx.clone()),
+                Sink::None => Sink::None,
+            };
+            (sink, p.mirror.clone())
         };
-        self.lock().sink = sink;
+        let mut st = self.lock();
+        st.sink = sink;
+        st.mirror = mirror;
     }
 
     /// Stop sending events anywhere but the journal (an own sink's thread ends once it has

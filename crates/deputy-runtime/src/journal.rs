@@ -111,6 +111,26 @@ impl Journal {
         }
     }
 
+    /// Start the journal of a new session whose id was chosen beforehand; an id already on
+    /// disk (or one that is not a plain name) is refused.
+    pub fn create_named(state: &Path, id: &str) -> Result<Journal, JournalError> {
+        let sessions = state.join("sessions");
+        let io = |path: PathBuf| move |source| JournalError::Io { path, source };
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(io(sessions.join(id))(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a session id is letters, digits, `-` and `_`",
+            )));
+        }
+        std::fs::create_dir_all(&sessions).map_err(io(sessions.clone()))?;
+        std::fs::create_dir(sessions.join(id)).map_err(io(sessions.join(id)))?;
+        Journal::open(state, id)
+    }
+
     /// Open (creating as needed) the journal of session `id` for appending.
     pub fn open(state: &Path, id: &str) -> Result<Journal, JournalError> {
         let dir = session_dir(state, id);

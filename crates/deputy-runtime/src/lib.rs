@@ -44,7 +44,7 @@ pub use builder::{Running, SessionBuilder};
 pub use compact::CompactReport;
 pub use config::{Config, ConfigError, config_dir, config_paths};
 pub use conversation::{Conversation, ConversationError};
-pub use emit::EventSink;
+pub use emit::{EventMirror, EventSink};
 pub use engine::summary_grace;
 pub use error::SessionError;
 pub use event::{CompactTrigger, DecidedBy, Event, EventKind, Metrics, SCHEMA_VERSION, Status};

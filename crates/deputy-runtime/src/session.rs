@@ -126,12 +126,36 @@ impl Session {
         client: Arc<dyn ModelClient>,
         opts: SessionOptions,
     ) -> Result<Session, SessionError> {
-        let (id, journal) = match &opts.state_dir {
-            Some(state) => {
+        Session::open_new(None, agent, client, opts)
+    }
+
+    /// A new session with the id `id`, chosen beforehand (a server names a session when it
+    /// queues it). Refused if a journal of that id exists here.
+    pub fn named(
+        id: &str,
+        agent: AgentSpec,
+        client: Arc<dyn ModelClient>,
+        opts: SessionOptions,
+    ) -> Result<Session, SessionError> {
+        Session::open_new(Some(id), agent, client, opts)
+    }
+
+    fn open_new(
+        id: Option<&str>,
+        agent: AgentSpec,
+        client: Arc<dyn ModelClient>,
+        opts: SessionOptions,
+    ) -> Result<Session, SessionError> {
+        let (id, journal) = match (&opts.state_dir, id) {
+            (Some(state), None) => {
                 let (id, j) = Journal::create(state)?;
                 (id, Some(j))
             }
-            None => (journal::new_session_id(), None),
+            (Some(state), Some(id)) => (id.to_string(), Some(Journal::create_named(state, id)?)),
+            (None, id) => (
+                id.map_or_else(journal::new_session_id, str::to_string),
+                None,
+            ),
         };
         let Tools {
             toolbox,
@@ -261,6 +285,12 @@ impl Session {
     /// returns only once the sink has been handed all of that run's events.
     pub fn set_sink(&mut self, sink: EventSink) {
         self.emitter.set_sink(sink);
+    }
+
+    /// Record every event (but deltas) in `mirror` too, before emitting returns; subagents
+    /// started from now on share it.
+    pub fn set_mirror(&mut self, mirror: crate::emit::EventMirror) {
+        self.emitter.set_mirror(mirror);
     }
 
     /// Send events to the journal only (an own sink ends once it has what it was sent).

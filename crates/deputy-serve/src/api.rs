@@ -70,11 +70,23 @@ fn workspace(app: &App, wanted: Option<&str>) -> Result<PathBuf, Problem> {
     Ok(p)
 }
 
-pub(crate) async fn create(
-    State(app): State<Arc<App>>,
-    Extension(TokenId(owner)): Extension<TokenId>,
-    ApiJson(req): ApiJson<CreateSession>,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+/// A request checked: the agent, its settings, and where it works.
+pub(crate) struct Prepared {
+    pub agent: deputy_agent::AgentSpec,
+    pub settings: deputy_runtime::RunSettings,
+    pub place: Place,
+}
+
+/// Where a session works.
+pub(crate) enum Place {
+    Dir(PathBuf),
+    /// To be cloned by the worker that runs it.
+    Repo(crate::repo::RepoIn),
+}
+
+/// Check a request against this server: the agent, the prompt, the workspace (or the
+/// repository's address), the limits. Done where it is received and again where it runs.
+pub(crate) async fn prepare(app: &App, req: &CreateSession) -> Result<Prepared, Problem> {
     let name = req.agent.as_deref().unwrap_or(DEFAULT_AGENT);
     let Some(agent) = app
         .opts
@@ -93,7 +105,7 @@ pub(crate) async fn create(
             "prompt is empty",
         ));
     }
-    let (ws, repo_dir) = match (&req.repo, &req.workspace) {
+    let place = match (&req.repo, &req.workspace) {
         (Some(_), Some(_)) => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -101,28 +113,11 @@ pub(crate) async fn create(
             ));
         }
         (Some(r), None) => {
-            let scratch = app
-                .opts
-                .factory
-                .state_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("scratch");
-            let dir = crate::repo::clone(r, &app.opts.roots, &scratch).await?;
-            (dir.clone(), Some(Scratch(Some(dir))))
+            crate::repo::check(r, &app.opts.roots).await?;
+            Place::Repo(r.clone())
         }
-        (None, w) => (workspace(&app, w.as_deref())?, None),
+        (None, w) => Place::Dir(workspace(app, w.as_deref())?),
     };
-    if app.registry.active_of(owner) >= app.opts.sessions_per_token {
-        return Err(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{} sessions are already queued or running for this token; wait for one to finish",
-                app.opts.sessions_per_token
-            ),
-        )
-        .retry_after(5));
-    }
     let mut settings = app.opts.settings.clone();
     if req.model.is_some() {
         settings.model = req.model.clone();
@@ -151,36 +146,105 @@ pub(crate) async fn create(
         settings.max_cost_usd = l.max_cost_usd.or(settings.max_cost_usd);
     }
     settings.output_schema = req.output_schema.clone();
-    let slot: Arc<OnceLock<Weak<Entry>>> = Arc::new(OnceLock::new());
+    Ok(Prepared {
+        agent,
+        settings,
+        place,
+    })
+}
+
+/// The scratch directory repositories are cloned into.
+pub(crate) fn scratch(app: &App) -> PathBuf {
+    app.opts
+        .factory
+        .state_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("scratch")
+}
+
+/// How a session comes to be.
+pub(crate) enum Start<'a> {
+    /// A new session with a fresh id.
+    New,
+    /// A new session with the id it was queued under.
+    Named(&'a str),
+    /// Session `id`, from its journal.
+    Resume(&'a str),
+}
+
+/// Make the session of a prepared request, working in `ws` and asking `approver` (unless the
+/// server approves everything).
+pub(crate) async fn make_session(
+    app: &App,
+    p: &Prepared,
+    ws: PathBuf,
+    approver: Arc<dyn Approver>,
+    start: Start<'_>,
+) -> Result<Session, Problem> {
     let mut factory = app.opts.factory.clone();
     factory.workspace = ws;
     if !app.opts.auto_approve {
-        factory.approver = Arc::new(LateApprover(slot.clone()));
+        factory.approver = approver;
     }
     let bad = |e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e);
     let (client, label, warnings) = factory
-        .client(&agent, &settings)
+        .client(&p.agent, &p.settings)
         .await
         .map_err(|e| bad(e.to_string()))?;
     for w in warnings {
         tracing::warn!("{w}");
     }
     let opts = factory
-        .options(&agent, &settings, label)
+        .options(&p.agent, &p.settings, label)
         .map_err(|e| bad(e.to_string()))?;
     // Making a session opens its journal (an fsync) and looks over the workspace: file system
     // work, kept off the threads that answer requests.
-    let made = agent.clone();
-    let mut session = tokio::task::spawn_blocking(move || Session::new(made, client, opts))
-        .await
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| bad(e.to_string()))?;
+    let made = p.agent.clone();
+    let start = match start {
+        Start::New => None,
+        Start::Named(id) => Some((id.to_string(), false)),
+        Start::Resume(id) => Some((id.to_string(), true)),
+    };
+    let mut session = tokio::task::spawn_blocking(move || match start {
+        None => Session::new(made, client, opts),
+        Some((id, false)) => Session::named(&id, made, client, opts),
+        Some((id, true)) => Session::resume(&id, made, client, opts),
+    })
+    .await
+    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| bad(e.to_string()))?;
     factory
-        .task_runner(app.opts.agents.clone(), &settings, app.opts.task)
+        .task_runner(app.opts.agents.clone(), &p.settings, app.opts.task)
         .attach(&mut session, 0);
+    Ok(session)
+}
+
+pub(crate) async fn create(
+    State(app): State<Arc<App>>,
+    Extension(TokenId(owner)): Extension<TokenId>,
+    ApiJson(req): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<Created>), Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::create(&app, c, owner, req).await;
+    }
+    let p = prepare(&app, &req).await?;
+    if app.registry.active_of(owner) >= app.opts.sessions_per_token {
+        return Err(too_many(&app));
+    }
+    let (ws, repo_dir) = match &p.place {
+        Place::Repo(r) => {
+            let dir = crate::repo::clone(r, &app.opts.roots, &scratch(&app)).await?;
+            (dir.clone(), Some(Scratch(Some(dir))))
+        }
+        Place::Dir(d) => (d.clone(), None),
+    };
+    let slot: Arc<OnceLock<Weak<Entry>>> = Arc::new(OnceLock::new());
+    let approver = Arc::new(LateApprover(slot.clone()));
+    let mut session = make_session(&app, &p, ws, approver, Start::New).await?;
     let e = Entry::new(
         session.id().to_string(),
-        agent.name.clone(),
+        p.agent.name.clone(),
         owner,
         repo_dir.and_then(Scratch::keep),
     );
@@ -197,14 +261,28 @@ pub(crate) async fn create(
     app.registry.prune(app.opts.retention);
     app.registry.insert(e.clone());
     start(app.clone(), e.clone(), req.prompt);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Created {
-            events: format!("/v1/sessions/{}/events", e.id),
-            id: e.id.clone(),
-            status: e.phase(),
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(created(&e.id, e.phase()))))
+}
+
+/// The answer to a session accepted.
+pub(crate) fn created(id: &str, status: Phase) -> Created {
+    Created {
+        events: format!("/v1/sessions/{id}/events"),
+        id: id.to_string(),
+        status,
+    }
+}
+
+/// The token has as many sessions going as it may.
+pub(crate) fn too_many(app: &App) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "{} sessions are already queued or running for this token; wait for one to finish",
+            app.opts.sessions_per_token
+        ),
+    )
+    .retry_after(5)
 }
 
 /// A scratch clone, removed if the session it was made for is not created after all.
@@ -291,16 +369,37 @@ pub(crate) async fn status(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::status(&app, c, owner, &id).await;
+    }
     let e = entry(&app, owner, &id)?;
     let st = e
         .state
         .lock()
         .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
-    let o = st.outcome.as_ref();
-    Ok(Json(SessionView {
-        id: e.id.clone(),
-        agent: e.agent.clone(),
-        phase: st.phase,
+    Ok(Json(view(
+        &e.id,
+        &e.agent,
+        st.phase,
+        st.outcome.as_ref(),
+        st.approvals.len(),
+        st.patch.clone(),
+    )))
+}
+
+/// A session as the API shows it.
+pub(crate) fn view(
+    id: &str,
+    agent: &str,
+    phase: Phase,
+    o: Option<&deputy_runtime::Outcome>,
+    pending_approvals: usize,
+    patch: Option<String>,
+) -> SessionView {
+    SessionView {
+        id: id.to_string(),
+        agent: agent.to_string(),
+        phase,
         status: o.map(|o| o.status.as_str().to_string()),
         result: o.map(|o| o.result.clone()),
         structured_output: o.and_then(|o| o.structured_output.clone()),
@@ -309,9 +408,9 @@ pub(crate) async fn status(
         num_turns: o.map(|o| o.num_turns),
         files_changed: o.map(|o| o.files_changed.clone()).unwrap_or_default(),
         errors: o.map(|o| o.errors.clone()).unwrap_or_default(),
-        pending_approvals: st.approvals.len(),
-        patch: st.patch.clone(),
-    }))
+        pending_approvals,
+        patch,
+    }
 }
 
 fn usage(u: &Usage) -> UsageView {
@@ -327,6 +426,9 @@ pub(crate) async fn message(
     Path(id): Path<String>,
     ApiJson(m): ApiJson<MessageIn>,
 ) -> Result<(StatusCode, Json<Created>), Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::message(&app, c, owner, &id, m).await;
+    }
     let e = entry(&app, owner, &id)?;
     if e.phase() != Phase::Finished {
         return Err(Problem::new(
@@ -341,14 +443,7 @@ pub(crate) async fn message(
         ));
     }
     start(app.clone(), e.clone(), m.prompt);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Created {
-            events: format!("/v1/sessions/{}/events", e.id),
-            id: e.id.clone(),
-            status: Phase::Queued,
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(created(&e.id, Phase::Queued))))
 }
 
 pub(crate) async fn cancel(
@@ -356,6 +451,9 @@ pub(crate) async fn cancel(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Health>), Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::cancel(&app, c, owner, &id).await;
+    }
     let e = entry(&app, owner, &id)?;
     if let Ok(c) = e.cancel.lock() {
         c.cancel();
@@ -373,6 +471,9 @@ pub(crate) async fn approvals(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<PendingApproval>>, Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::approvals(&app, c, owner, &id).await;
+    }
     let e = entry(&app, owner, &id)?;
     let list = e
         .state
@@ -388,6 +489,9 @@ pub(crate) async fn answer(
     Path((id, call_id)): Path<(String, String)>,
     ApiJson(a): ApiJson<AnswerIn>,
 ) -> Result<Json<Health>, Problem> {
+    if let Some(c) = &app.cluster {
+        return crate::cluster::api::answer(&app, c, owner, &id, &call_id, a).await;
+    }
     let e = entry(&app, owner, &id)?;
     let pending = e.state.lock().ok().and_then(|mut st| {
         let i = st
@@ -401,19 +505,24 @@ pub(crate) async fn answer(
             "no call {call_id} is waiting for an answer in session {id}"
         )));
     };
-    let answer = match (a.approve, a.always) {
+    let approve = a.approve;
+    let _ = tx.send(approval(a, &p.always_pattern));
+    Ok(Json(Health {
+        status: if approve { "approved" } else { "denied" }.into(),
+    }))
+}
+
+/// What an answer means for the call.
+pub(crate) fn approval(a: AnswerIn, always_pattern: &str) -> Approval {
+    match (a.approve, a.always) {
         (true, false) => Approval::Once,
         (true, true) => Approval::Always {
-            pattern: p.always_pattern.clone(),
+            pattern: always_pattern.to_string(),
         },
         (false, _) => Approval::Deny {
             reason: a.reason.or(Some("refused over the API".into())),
         },
-    };
-    let _ = tx.send(answer);
-    Ok(Json(Health {
-        status: if a.approve { "approved" } else { "denied" }.into(),
-    }))
+    }
 }
 
 pub(crate) async fn agents(State(app): State<Arc<App>>) -> Json<Vec<AgentView>> {
@@ -441,6 +550,11 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// (unless the server runs with the sandbox off).
 pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, Problem> {
     let unready = |why: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, why).retry_after(10);
+    if let Some(c) = &app.cluster {
+        c.ping()
+            .await
+            .map_err(|e| unready(format!("the store does not answer: {e}")))?;
+    }
     if let Some(dir) = &app.opts.factory.state_dir {
         let probe = dir.join(".readyz");
         std::fs::create_dir_all(dir)

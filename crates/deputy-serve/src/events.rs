@@ -23,11 +23,26 @@ pub(crate) async fn events(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
-    let e = entry(&app, owner, &id)?;
-    let from = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    if let Some(c) = app.cluster.clone() {
+        return Ok(crate::cluster::events(&app, c, owner, id, last)
+            .await?
+            .into_response());
+    }
+    Ok(local(&app, owner, &id, last)?.into_response())
+}
+
+/// The stream of a session of this process.
+fn local(
+    app: &App,
+    owner: Option<usize>,
+    id: &str,
+    last: Option<&str>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, Problem> {
+    let e = entry(app, owner, id)?;
+    let from = last
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(0, |n| n + 1);
     let cursor = Cursor {

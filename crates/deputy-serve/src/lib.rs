@@ -9,6 +9,7 @@
 //! built from the request and response types.
 
 mod api;
+pub mod cluster;
 mod events;
 mod openapi;
 pub mod problem;
@@ -56,8 +57,11 @@ pub struct ServeOptions {
     pub body_limit: usize,
     /// Run every call an `ask` rule holds, without asking (`--auto-approve`).
     pub auto_approve: bool,
-    /// How long a finished session stays in memory (its journal stays on disk).
+    /// How long a finished session stays in memory (its journal stays on disk), or in the
+    /// shared store.
     pub retention: std::time::Duration,
+    /// The shared store (`--store postgres://…`); `None`: the embedded one.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Why the server cannot start or stopped.
@@ -75,6 +79,8 @@ pub enum ServeError {
 pub(crate) struct App {
     pub opts: ServeOptions,
     pub registry: Registry,
+    /// The shared store, when there is one (the same as `opts.cluster`).
+    pub cluster: Option<Arc<cluster::Cluster>>,
     pub running: Arc<tokio::sync::Semaphore>,
     limiter: DefaultKeyedRateLimiter<usize>,
 }
@@ -82,6 +88,15 @@ pub(crate) struct App {
 /// Which token a request came with (its index), when tokens are in use.
 #[derive(Clone, Copy)]
 pub(crate) struct TokenId(pub Option<usize>);
+
+impl App {
+    /// The owner of the sessions a token makes, in the shared store.
+    pub(crate) fn owner_key(&self, token: Option<usize>) -> Option<String> {
+        token
+            .and_then(|i| self.opts.tokens.get(i))
+            .map(|t| cluster::owner_key(t))
+    }
+}
 
 /// Check the options against the address before listening.
 pub fn check(addr: SocketAddr, opts: &ServeOptions) -> Result<(), ServeError> {
@@ -97,18 +112,27 @@ pub async fn serve(
     opts: ServeOptions,
 ) -> Result<(), ServeError> {
     check(listener.local_addr()?, &opts)?;
-    let app = router(opts);
+    let (app, state) = build(opts);
+    cluster::spawn_workers(state);
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-/// The router (for tests and embedding).
+/// The router (for tests and embedding); with a shared store, this process works on the
+/// queue too.
 pub fn router(opts: ServeOptions) -> Router {
+    let (router, app) = build(opts);
+    cluster::spawn_workers(app);
+    router
+}
+
+fn build(opts: ServeOptions) -> (Router, Arc<App>) {
     let rate = NonZeroU32::new(opts.rate_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     let app = Arc::new(App {
         running: Arc::new(tokio::sync::Semaphore::new(opts.max_sessions.max(1))),
         limiter: RateLimiter::keyed(Quota::per_minute(rate)),
         registry: Registry::default(),
+        cluster: opts.cluster.clone(),
         opts,
     });
     let limit = app.opts.body_limit;
@@ -122,7 +146,7 @@ pub fn router(opts: ServeOptions) -> Router {
         .route("/v1/sessions/{id}/approvals/{call_id}", post(api::answer))
         .route("/v1/agents", get(api::agents))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
-    Router::new()
+    let router = Router::new()
         .merge(v1)
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
@@ -130,7 +154,8 @@ pub fn router(opts: ServeOptions) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .with_state(app.clone());
+    (router, app)
 }
 
 async fn not_found() -> Problem {

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
 
 /// A repository to work on.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepoIn {
     /// `https://…` (a public host) or `file:///…` (inside the server's roots).
@@ -120,12 +120,9 @@ async fn git(dir: &Path, protocol: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Clone `repo` into a new directory under `scratch`; the directory is the workspace.
-pub(crate) async fn clone(
-    repo: &RepoIn,
-    roots: &[PathBuf],
-    scratch: &Path,
-) -> Result<PathBuf, Problem> {
+/// Check a repository request without cloning it (the server that queues it; the worker that
+/// clones it checks again).
+pub(crate) async fn check(repo: &RepoIn, roots: &[PathBuf]) -> Result<&'static str, Problem> {
     if let Some(r) = &repo.git_ref
         && !valid_ref(r)
     {
@@ -134,7 +131,16 @@ pub(crate) async fn clone(
             format!("ref `{r}` is not a branch, tag or commit name"),
         ));
     }
-    let protocol = protocol_for(&repo.url, roots).await?;
+    protocol_for(&repo.url, roots).await
+}
+
+/// Clone `repo` into a new directory under `scratch`; the directory is the workspace.
+pub(crate) async fn clone(
+    repo: &RepoIn,
+    roots: &[PathBuf],
+    scratch: &Path,
+) -> Result<PathBuf, Problem> {
+    let protocol = check(repo, roots).await?;
     std::fs::create_dir_all(scratch).map_err(|e| {
         refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -189,6 +195,40 @@ pub(crate) async fn clone(
         })?;
     }
     Ok(dir)
+}
+
+/// Apply a change recorded by `patch` (a checkpoint of a session that another worker ran).
+pub(crate) async fn apply(dir: &Path, patch: &str) -> Result<(), String> {
+    let dir = dir.to_path_buf();
+    let patch = patch.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = deputy_runtime::review::hardened_git(&dir)
+            .args(["apply", "--whitespace=nowarn", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("git apply: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(patch.as_bytes())
+                .map_err(|e| format!("git apply: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("git apply: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the session's recorded change does not apply to a new clone: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// The change in `dir` against the commit it was cloned at, new files included, as a unified

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use deputy_runtime::{Approval, ApprovalRequest, Approver, DecidedBy, Event, Outcome, Session};
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Where a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Waiting for a free place (the server runs at most `max_sessions` at once).
@@ -23,7 +23,7 @@ pub enum Phase {
 }
 
 /// A call waiting for an answer (an `ask` rule).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PendingApproval {
     pub call_id: String,
     pub agent: String,

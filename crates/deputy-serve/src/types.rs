@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::store::Phase;
 
 /// Limits for one session (each bounded as on the command line).
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsIn {
     pub max_steps: Option<u32>,
@@ -20,7 +20,7 @@ pub struct LimitsIn {
 }
 
 /// A new session.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// The agent (default: general).
@@ -50,7 +50,7 @@ pub struct Created {
 }
 
 /// A session as it is now.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SessionView {
     pub id: String,
     pub agent: String,
@@ -71,7 +71,7 @@ pub struct SessionView {
     pub patch: Option<String>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct UsageView {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -86,7 +86,7 @@ pub struct MessageIn {
 }
 
 /// The answer to a pending call.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerIn {
     pub approve: bool,

@@ -1,0 +1,168 @@
+//! The endpoints on the PostgreSQL store: whichever worker a request reaches answers it from
+//! the store, and work is queued there for whichever worker is free.
+
+use axum::Json;
+use axum::http::StatusCode;
+
+use super::{Cluster, StoreError};
+use crate::App;
+use crate::api::{AnswerIn, CreateSession, Created, Health, MessageIn, SessionView};
+use crate::problem::Problem;
+use crate::store::{PendingApproval, Phase};
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        tracing::error!("{e}");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(5)
+    }
+}
+
+fn gone(id: &str) -> Problem {
+    Problem::not_found(format!("no session {id} on this server"))
+}
+
+pub(crate) fn phase_of(s: &str) -> Phase {
+    match s {
+        "queued" => Phase::Queued,
+        "running" => Phase::Running,
+        _ => Phase::Finished,
+    }
+}
+
+pub(crate) async fn create(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    req: CreateSession,
+) -> Result<(StatusCode, Json<Created>), Problem> {
+    // Checked here so a bad request is told at once; the worker that runs it checks again.
+    let p = crate::api::prepare(app, &req).await?;
+    let owner = app.owner_key(owner);
+    if c.active_of(owner.as_deref()).await? >= app.opts.sessions_per_token as i64 {
+        return Err(crate::api::too_many(app));
+    }
+    let mut stored = req;
+    if let crate::api::Place::Dir(d) = &p.place {
+        stored.workspace = Some(d.display().to_string());
+    }
+    stored.agent = Some(p.agent.name.clone());
+    let prompt = std::mem::take(&mut stored.prompt);
+    let body = serde_json::to_value(&stored).map_err(|e| StoreError::Other(e.to_string()))?;
+    loop {
+        let id = deputy_runtime::journal::new_session_id();
+        if c.enqueue(&id, owner.as_deref(), &p.agent.name, &body, &prompt)
+            .await?
+        {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(crate::api::created(&id, Phase::Queued)),
+            ));
+        }
+    }
+}
+
+pub(crate) async fn status(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    id: &str,
+) -> Result<Json<SessionView>, Problem> {
+    let owner = app.owner_key(owner);
+    let row = c.row(id, owner.as_deref()).await?.ok_or_else(|| gone(id))?;
+    let mut v = row
+        .outcome
+        .and_then(|o| serde_json::from_value::<SessionView>(o).ok())
+        .unwrap_or_else(|| crate::api::view(id, &row.agent, Phase::Queued, None, 0, None));
+    v.phase = phase_of(&row.phase);
+    v.pending_approvals = usize::try_from(row.pending).unwrap_or(0);
+    v.patch = row.patch;
+    Ok(Json(v))
+}
+
+pub(crate) async fn message(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    id: &str,
+    m: MessageIn,
+) -> Result<(StatusCode, Json<Created>), Problem> {
+    if m.prompt.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "prompt is empty",
+        ));
+    }
+    let key = app.owner_key(owner);
+    if c.continue_with(id, key.as_deref(), &m.prompt).await? {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(crate::api::created(id, Phase::Queued)),
+        ));
+    }
+    c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "the session is still running; send the next message once it has finished",
+    ))
+}
+
+pub(crate) async fn cancel(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    id: &str,
+) -> Result<(StatusCode, Json<Health>), Problem> {
+    let key = app.owner_key(owner);
+    if !c.cancel(id, key.as_deref()).await? {
+        // Finished already (nothing to cancel), or not there.
+        c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Health {
+            status: "cancelling".into(),
+        }),
+    ))
+}
+
+pub(crate) async fn approvals(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    id: &str,
+) -> Result<Json<Vec<PendingApproval>>, Problem> {
+    let key = app.owner_key(owner);
+    c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    let list = c
+        .pending(id)
+        .await?
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    Ok(Json(list))
+}
+
+pub(crate) async fn answer(
+    app: &App,
+    c: &Cluster,
+    owner: Option<usize>,
+    id: &str,
+    call_id: &str,
+    a: AnswerIn,
+) -> Result<Json<Health>, Problem> {
+    let key = app.owner_key(owner);
+    c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    let stored = serde_json::json!({
+        "approve": a.approve,
+        "always": a.always,
+        "reason": a.reason,
+    });
+    if c.answer(id, call_id, &stored).await?.is_none() {
+        return Err(Problem::not_found(format!(
+            "no call {call_id} is waiting for an answer in session {id}"
+        )));
+    }
+    Ok(Json(Health {
+        status: if a.approve { "approved" } else { "denied" }.into(),
+    }))
+}

@@ -1,0 +1,199 @@
+//! Writing events to the store before emitting returns.
+//!
+//! A session's events are its journal: the one that records a model's tool calls must be in
+//! the store before the calls run, or a worker that resumes the session after a crash would not
+//! know they started and could run them twice. So the session's [`EventMirror`] hands each
+//! event to this worker's writer thread and waits until it is committed. The thread commits
+//! whatever is waiting in one transaction (a group commit: many sessions, one fsync), and only
+//! for sessions whose epoch is still the one their worker claimed, under a share lock on the
+//! row, so a claim by another worker waits for the write and then sees it — and a worker whose
+//! lease was taken over cannot add a word. An event that cannot be recorded cancels its session
+//! (nothing more runs) and the session is left to the worker that holds it now.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use deputy_runtime::{Event, EventMirror};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::StoreError;
+
+/// The most events one transaction takes.
+const BATCH: usize = 512;
+
+struct Write {
+    /// The session whose row the event goes under (the root of a subagent tree).
+    session: String,
+    epoch: i64,
+    event: String,
+    done: mpsc::SyncSender<bool>,
+}
+
+/// The handle of this worker's writer thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Write>,
+}
+
+impl Writer {
+    /// Start the thread (its own runtime and connection) and wait until it is connected.
+    pub(crate) fn start(url: &str) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel::<Write>();
+        let (ready_tx, ready) = mpsc::sync_channel::<Result<(), String>>(1);
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("deputy-store-writer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let pool = rt.block_on(
+                    PgPoolOptions::new()
+                        .max_connections(1)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect(&url),
+                );
+                let pool = match pool {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                run(&rt, &pool, &rx);
+            })
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        match ready.recv() {
+            Ok(Ok(())) => Ok(Writer { tx }),
+            Ok(Err(e)) => Err(StoreError::Other(e)),
+            Err(_) => Err(StoreError::Other("the writer thread stopped".into())),
+        }
+    }
+
+    /// Record one event of `session` (claimed at `epoch`); `false` if it could not be.
+    fn record(&self, session: &str, epoch: i64, event: String) -> bool {
+        let (done, rx) = mpsc::sync_channel(1);
+        let w = Write {
+            session: session.to_string(),
+            epoch,
+            event,
+            done,
+        };
+        self.tx.send(w).is_ok() && rx.recv().unwrap_or(false)
+    }
+
+    /// The mirror of session `session`, claimed at `epoch`: a failure to record sets `lost`
+    /// and cancels the session through `cancel`.
+    pub(crate) fn mirror(
+        &self,
+        session: String,
+        epoch: i64,
+        cancel: CancellationToken,
+        lost: Arc<AtomicBool>,
+    ) -> EventMirror {
+        let w = self.clone();
+        Arc::new(move |e: &Event| {
+            if lost.load(Ordering::Acquire) {
+                return;
+            }
+            let json = match serde_json::to_string(e) {
+                Ok(j) => j,
+                Err(err) => {
+                    tracing::error!("cannot encode an event of {session}: {err}");
+                    return;
+                }
+            };
+            if !w.record(&session, epoch, json) {
+                tracing::error!(
+                    "session {session}: an event could not be recorded in the store (the lease \
+                     was lost or the store is unreachable); stopping it here"
+                );
+                lost.store(true, Ordering::Release);
+                cancel.cancel();
+            }
+        })
+    }
+}
+
+fn run(rt: &tokio::runtime::Runtime, pool: &PgPool, rx: &mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut result = Err(String::new());
+        for wait in [0, 200, 1000, 3000] {
+            if wait > 0 {
+                std::thread::sleep(Duration::from_millis(wait));
+            }
+            result = rt.block_on(write(pool, &batch)).map_err(|e| e.to_string());
+            match &result {
+                Ok(_) => break,
+                Err(e) => tracing::warn!("writing {} events to the store: {e}", batch.len()),
+            }
+        }
+        let refused = result.unwrap_or_else(|_| batch.iter().map(|w| w.session.clone()).collect());
+        for w in batch {
+            let _ = w.done.send(!refused.contains(&w.session));
+        }
+    }
+}
+
+/// Write a batch in one transaction; the sessions whose writes were refused (their epoch is
+/// no longer current).
+async fn write(pool: &PgPool, batch: &[Write]) -> Result<Vec<String>, sqlx::Error> {
+    let mut groups: Vec<(&str, i64, Vec<&str>)> = Vec::new();
+    for w in batch {
+        match groups
+            .iter_mut()
+            .find(|(s, e, _)| *s == w.session && *e == w.epoch)
+        {
+            Some(g) => g.2.push(&w.event),
+            None => groups.push((&w.session, w.epoch, vec![&w.event])),
+        }
+    }
+    let mut refused = Vec::new();
+    let mut tx = pool.begin().await?;
+    for (session, epoch, events) in groups {
+        let current: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM deputy_sessions WHERE id = $1 AND epoch = $2 AND phase = 'running' \
+             FOR SHARE",
+        )
+        .bind(session)
+        .bind(epoch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.is_none() {
+            refused.push(session.to_string());
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO deputy_events (session_id, event) \
+             SELECT $1, e::json FROM unnest($2::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n",
+        )
+        .bind(session)
+        .bind(events)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify('deputy_events', $1)")
+            .bind(session)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(refused)
+}
