@@ -16,6 +16,8 @@ use deputy_mockllm::{MockServer, Script, ServeOptions};
 
 #[path = "../support/outside.rs"]
 pub mod outside;
+pub mod postgres;
+pub mod serve;
 use serde_json::Value;
 
 pub struct Harness {

@@ -1,0 +1,167 @@
+//! `deputy serve` driven over HTTP, as an orchestrator would.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+use super::Harness;
+
+/// A running `deputy serve` and its base URL.
+pub struct Server {
+    /// The server process (`None` for another client of a server started elsewhere).
+    pub child: Option<tokio::process::Child>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+pub async fn start(h: &Harness, extra: &[&str], token: Option<&str>) -> Server {
+    start_with(h, extra, token, &[]).await
+}
+
+/// [`start`] with more environment (another state directory, a store).
+pub async fn start_with(
+    h: &Harness,
+    extra: &[&str],
+    token: Option<&str>,
+    env: &[(&str, String)],
+) -> Server {
+    deputy_llm::install_crypto_provider();
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut cmd = h.cmd(&args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(t) = token {
+        cmd.env("DEPUTY_SERVE_TOKENS", format!("other-token,{t}"));
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("deputy serve did not start")
+        .unwrap()
+        .unwrap();
+    let url = first
+        .strip_prefix("deputy serve listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    Server {
+        child: Some(child),
+        url,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        token: token.map(str::to_string),
+    }
+}
+
+impl Server {
+    /// Another client of the same server, with `token`.
+    pub fn as_token(&self, token: &str) -> Server {
+        Server {
+            child: None,
+            url: self.url.clone(),
+            http: self.http.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    /// Kill the server process (SIGKILL) and wait for it.
+    pub async fn kill(&mut self) {
+        if let Some(c) = &mut self.child {
+            c.start_kill().unwrap();
+            c.wait().await.unwrap();
+        }
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Poll until the session's run has finished.
+    pub async fn finished(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (s, v) = self.get(&format!("/v1/sessions/{id}")).await;
+            assert_eq!(s, 200, "{v}");
+            if v["phase"] == "finished" {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never finished: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The SSE stream as (id, event type, data), read to its end.
+    pub async fn events(&self, id: &str, last: Option<usize>) -> Vec<(usize, String, Value)> {
+        let mut r = self.req(reqwest::Method::GET, &format!("/v1/sessions/{id}/events"));
+        if let Some(l) = last {
+            r = r.header("Last-Event-ID", l.to_string());
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let text = tokio::time::timeout(Duration::from_secs(30), resp.text())
+            .await
+            .expect("the stream did not end")
+            .unwrap();
+        let mut out = Vec::new();
+        for block in text.split("\n\n") {
+            let (mut i, mut t, mut d) = (None, String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    i = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    t = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    d = serde_json::from_str(v).unwrap();
+                }
+            }
+            if let Some(i) = i {
+                out.push((i, t, d));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,472 @@
+//! End-to-end: several `deputy serve` workers sharing one real PostgreSQL store (the real
+//! binary, a real server started for each test, the strict mock model): every session runs
+//! exactly once whichever worker takes it; a worker killed with SIGKILL mid-session loses no
+//! session and no tool runs twice; an SSE client moves between workers without missing an
+//! event; approvals, cancel, messages and tokens work across workers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use common::serve::{Server, start_with};
+use serde_json::{Value, json};
+
+/// A worker on `store`, with a state directory of its own (`name`).
+async fn worker(
+    h: &Harness,
+    store: &str,
+    name: &str,
+    extra: &[&str],
+    token: Option<&str>,
+) -> Server {
+    let mut args = vec!["--store", store];
+    args.extend_from_slice(extra);
+    let home = h.home.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    start_with(
+        h,
+        &args,
+        token,
+        &[("DEPUTY_HOME", home.display().to_string())],
+    )
+    .await
+}
+
+/// The ids of the sessions whose journals a worker holds.
+fn journals(h: &Harness, name: &str) -> HashSet<String> {
+    std::fs::read_dir(h.home.join(name).join("sessions"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until every session in `ids` has finished, asking any of `servers`.
+async fn all_finished(servers: &[&Server], ids: &[String], limit: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    let mut done = BTreeMap::new();
+    let mut turn = 0;
+    while done.len() < ids.len() {
+        let waiting: Vec<&String> = ids.iter().filter(|i| !done.contains_key(*i)).collect();
+        for id in waiting {
+            let s = servers[turn % servers.len()];
+            turn += 1;
+            let (st, v) = s.get(&format!("/v1/sessions/{id}")).await;
+            assert_eq!(st, 200, "{v}");
+            if v["phase"] == "finished" {
+                done.insert(id.clone(), v);
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} of {} sessions finished in {limit:?}",
+            done.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ids.iter().map(|i| done.remove(i).unwrap()).collect()
+}
+
+/// Every tool result the model was sent, per session (its first prompt) and call id, from the
+/// mock's request log. A call run once and answered once shows up once per later request of
+/// its conversation.
+fn results_per_call(h: &Harness) -> BTreeMap<(String, String), Vec<String>> {
+    let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in h.mock.requests() {
+        let messages = r.body["messages"].as_array().unwrap();
+        let prompt = messages
+            .iter()
+            .find(|m| m["role"] == "user")
+            .map(|m| m["content"].to_string())
+            .unwrap_or_default();
+        for m in messages {
+            if m["role"] == "tool" {
+                let call = m["tool_call_id"].as_str().unwrap().to_string();
+                seen.entry((prompt.clone(), call))
+                    .or_default()
+                    .push(m["content"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    seen
+}
+
+const ONCE: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo once >> ran.log\"}}\n  - text: done\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_run_a_hundred_sessions_each_exactly_once() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(ONCE).await;
+    let a = worker(
+        &h,
+        &pg.url,
+        "w1",
+        &[
+            "--max-sessions",
+            "8",
+            "--sessions-per-token",
+            "200",
+            "--auto-approve",
+        ],
+        None,
+    )
+    .await;
+    let b = worker(
+        &h,
+        &pg.url,
+        "w2",
+        &[
+            "--max-sessions",
+            "8",
+            "--sessions-per-token",
+            "200",
+            "--auto-approve",
+        ],
+        None,
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        std::fs::create_dir_all(h.ws.join(format!("s{i}"))).unwrap();
+        // Submitted to either worker: any of them may run it.
+        let s = if i % 2 == 0 { &a } else { &b };
+        let (st, v) = s
+            .post(
+                "/v1/sessions",
+                json!({"prompt": format!("session {i}"), "workspace": format!("s{i}")}),
+            )
+            .await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let done = all_finished(&[&a, &b], &ids, Duration::from_secs(240)).await;
+    for (i, v) in done.iter().enumerate() {
+        assert_eq!(v["status"], "completed", "{v}");
+        assert_eq!(v["result"], "done", "{v}");
+        assert_eq!(
+            std::fs::read_to_string(h.ws.join(format!("s{i}/ran.log"))).unwrap(),
+            "once\n",
+            "session {i} ran its command other than once"
+        );
+    }
+    // Two model requests per session, no more; every call answered exactly once per request
+    // that carried it (a call's result appears once in each later request of its session).
+    assert_eq!(h.mock.requests().len(), 200);
+    h.assert_strict_ok();
+    let results = results_per_call(&h);
+    assert_eq!(results.len(), 100);
+    assert!(results.values().all(|r| r.len() == 1), "{results:?}");
+    // Both workers took some of the work, and no session ran on both.
+    let (j1, j2) = (journals(&h, "w1"), journals(&h, "w2"));
+    assert!(
+        !j1.is_empty() && !j2.is_empty(),
+        "{} / {}",
+        j1.len(),
+        j2.len()
+    );
+    assert_eq!(j1.len() + j2.len(), 100, "a session ran on both workers");
+    assert!(j1.is_disjoint(&j2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_session_loses_nothing_and_runs_no_tool_twice() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    // Each session's command notes that it ran, then takes long enough to be cut off.
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep 5; echo slept >> ran.log\"}}\n  - text: finished after all\n",
+    )
+    .await;
+    let flags = ["--max-sessions", "4", "--lease", "2", "--auto-approve"];
+    let mut a = worker(&h, &pg.url, "w1", &flags, None).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        std::fs::create_dir_all(h.ws.join(format!("s{i}"))).unwrap();
+        let (st, v) = a
+            .post(
+                "/v1/sessions",
+                json!({"prompt": format!("session {i}"), "workspace": format!("s{i}")}),
+            )
+            .await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    // Four are running their command on the first worker, six wait in the queue.
+    let started = Instant::now();
+    while (0..10)
+        .filter(|i| h.ws.join(format!("s{i}/ran.log")).exists())
+        .count()
+        < 4
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the commands never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = worker(&h, &pg.url, "w2", &flags, None).await;
+    a.kill().await;
+    let killed_at = Instant::now();
+
+    let done = all_finished(&[&b], &ids, Duration::from_secs(120)).await;
+    let mut interrupted = 0;
+    for (i, v) in done.iter().enumerate() {
+        assert_eq!(v["status"], "completed", "{v}");
+        assert_eq!(v["result"], "finished after all", "{v}");
+        let log = std::fs::read_to_string(h.ws.join(format!("s{i}/ran.log"))).unwrap();
+        // Run once, to its end or cut off by the kill — never a second time.
+        assert_eq!(log.matches("ran").count(), 1, "session {i}: {log:?}");
+        if !log.contains("slept") {
+            interrupted += 1;
+        }
+    }
+    assert!(interrupted >= 4, "only {interrupted} sessions were cut off");
+    // The model was told the cut-off calls were interrupted, and was never asked to make them
+    // again: one call per session, and its one result is either the output or the notice.
+    h.assert_strict_ok();
+    let results = results_per_call(&h);
+    assert_eq!(results.len(), 10, "{results:?}");
+    let notices = results
+        .values()
+        .filter(|r| r.iter().all(|c| c.contains("interrupted")))
+        .count();
+    assert_eq!(notices, interrupted, "{results:?}");
+    assert_eq!(h.mock.requests().len(), 20);
+    // The cut-off sessions waited for the lease to run out (2 s), not much more.
+    assert!(killed_at.elapsed() < Duration::from_secs(60));
+    // Nothing the killed worker started is still running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = common::processes_with("echo slept >> ran.log");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_stream_moves_between_workers_without_missing_an_event() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: a.txt, content: a}}\n  - tool_calls:\n      - {name: bash, arguments: {command: \"sleep 1; cat a.txt\"}}\n  - tool_calls:\n      - {name: write, arguments: {path: b.txt, content: b}}\n  - text: three steps\n",
+    )
+    .await;
+    let a = worker(&h, &pg.url, "w1", &["--auto-approve"], None).await;
+    let b = worker(&h, &pg.url, "w2", &["--auto-approve"], None).await;
+    let (_, v) = a.post("/v1/sessions", json!({"prompt": "go"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Read the first few events live from one worker, then drop the connection.
+    let resp = a
+        .req(reqwest::Method::GET, &format!("/v1/sessions/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    let mut resp = resp;
+    let mut text = String::new();
+    while text.matches("\n\n").count() < 4 {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
+            .await
+            .expect("no events")
+            .unwrap()
+            .expect("the stream ended early");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    let first: Vec<(usize, String)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let ev = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            Some((id.parse().unwrap(), ev.to_string()))
+        })
+        .collect();
+    let last = first.last().unwrap().0;
+    // Reconnect to the other worker from there, to the end of the run.
+    let rest = b.events(&id, Some(last)).await;
+    let whole = b.events(&id, None).await;
+    let mut joined: Vec<(usize, String)> = first.clone();
+    joined.extend(rest.iter().map(|(i, t, _)| (*i, t.clone())));
+    let all: Vec<(usize, String)> = whole.iter().map(|(i, t, _)| (*i, t.clone())).collect();
+    assert_eq!(joined, all, "the resumed stream missed or repeated events");
+    assert_eq!(all.last().unwrap().1, "session.finished");
+    // The session's own events are its journal, every one (streamed deltas are in neither).
+    let own: Vec<u64> = whole
+        .iter()
+        .filter(|(_, _, d)| d["session_id"] == id.as_str())
+        .map(|(_, _, d)| d["seq"].as_u64().unwrap())
+        .collect();
+    let journal = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            h.home
+                .join(w)
+                .join("sessions")
+                .join(&id)
+                .join("events.jsonl")
+        })
+        .find(|p| p.exists())
+        .unwrap();
+    let journaled: Vec<u64> = std::fs::read_to_string(journal)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(own, journaled);
+    let done = b.finished(&id).await;
+    assert_eq!(done["result"], "three steps", "{done}");
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approvals_cancel_messages_and_tokens_work_across_workers() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: asked.txt, content: \"ok\"}}\n  - text: wrote it\nroutes:\n  - when: {last_user_contains: \"sleep\"}\n    steps:\n      - tool_calls:\n          - {name: bash, arguments: {command: \"sleep 60\"}}\n      - text: slept\n  - when: {last_user_contains: \"once more\"}\n    steps:\n      - text: unused\n      - text: unused\n      - text: continued\n",
+    )
+    .await;
+    h.write_user_config("[permission]\nedit = \"ask\"\n");
+    // The same tokens, listed in another order: a token is the same owner on every worker.
+    let a = worker(&h, &pg.url, "w1", &[], Some("mine")).await;
+    std::fs::create_dir_all(h.home.join("w2")).unwrap();
+    let b = start_with(
+        &h,
+        &["--store", &pg.url],
+        Some("mine"),
+        &[
+            ("DEPUTY_HOME", h.home.join("w2").display().to_string()),
+            ("DEPUTY_SERVE_TOKENS", "mine,other-token".into()),
+        ],
+    )
+    .await;
+    let (st, v) = a.post("/v1/sessions", json!({"prompt": "write it"})).await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Another token does not see it, on either worker.
+    let stranger = b.as_token("other-token");
+    let (st, _) = stranger.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(st, 404);
+
+    // The call waits for an answer, listed and answered through either worker.
+    let started = Instant::now();
+    let pending = loop {
+        let (st, v) = b.get(&format!("/v1/sessions/{id}/approvals")).await;
+        assert_eq!(st, 200, "{v}");
+        if let Some(p) = v.as_array().and_then(|a| a.first()).cloned() {
+            break p;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "nothing asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(pending["subject"], "asked.txt");
+    let (st, v) = stranger.get(&format!("/v1/sessions/{id}/approvals")).await;
+    assert_eq!(st, 404, "{v}");
+    let call = pending["call_id"].as_str().unwrap();
+    let (st, v) = b
+        .post(
+            &format!("/v1/sessions/{id}/approvals/{call}"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let done = a.finished(&id).await;
+    assert_eq!(done["result"], "wrote it", "{done}");
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("asked.txt")).unwrap(),
+        "ok"
+    );
+    let (st, _) = b
+        .post(
+            &format!("/v1/sessions/{id}/approvals/{call}"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // Continued through the other worker.
+    let (st, v) = b
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"prompt": "once more"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = a.finished(&id).await;
+    assert_eq!(done["result"], "continued", "{done}");
+
+    // A running session is cancelled from the worker that does not run it.
+    let (_, v) = a.post("/v1/sessions", json!({"prompt": "sleep"})).await;
+    let long = v["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let (_, v) = a.get(&format!("/v1/sessions/{long}")).await;
+        if v["phase"] == "running" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (st, v) = b
+        .post(
+            &format!("/v1/sessions/{long}/messages"),
+            json!({"prompt": "x"}),
+        )
+        .await;
+    assert_eq!(st, 409, "{v}");
+    let asked = Instant::now();
+    for s in [&a, &b] {
+        let (st, _) = s
+            .post(&format!("/v1/sessions/{long}/cancel"), json!({}))
+            .await;
+        assert_eq!(st, 202);
+    }
+    let done = b.finished(&long).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_used_is_a_clear_error() {
+    let h = Harness::yaml("steps:\n  - text: x\n").await;
+    let out = h.run(&["serve", "--store", "mysql://u:secret@db/x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--store") && err.contains("postgres://"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "the password was printed: {err}");
+    // Nothing listens on port 9 of loopback.
+    let out = h
+        .run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "postgres://u:secret@127.0.0.1:9/x",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PostgreSQL store"), "{err}");
+    assert!(!err.contains("secret"), "the password was printed: {err}");
+    let out = h.run(&["serve", "--lease", "0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
