@@ -312,32 +312,7 @@ async fn a_repo_is_cloned_and_its_change_comes_back_as_a_patch() {
         "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: hello.txt, content: \"hi\\n\"}}\n      - {name: edit, arguments: {path: README.md, old_string: \"one\", new_string: \"two\"}}\n  - text: changed\n",
     )
     .await;
-    let upstream = h.ws.join("upstream");
-    std::fs::create_dir_all(&upstream).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&upstream)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q"]);
-    std::fs::write(upstream.join("README.md"), "one\n").unwrap();
-    git(&["add", "README.md"]);
-    git(&["commit", "-qm", "first"]);
+    let upstream = common::serve::upstream(&h.ws, &[("README.md", "one\n")]);
     let s = start(&h, &[], None).await;
     let url = format!("file://{}", upstream.display());
     let (st, v) = s

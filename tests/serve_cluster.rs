@@ -470,3 +470,72 @@ async fn a_store_that_cannot_be_used_is_a_clear_error() {
     let out = h.run(&["serve", "--lease", "0"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repo_session_taken_over_keeps_its_change_and_continues_from_it() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: hello.txt, content: \"hi\\n\"}}\n  - tool_calls:\n      - {name: bash, arguments: {command: \"sleep 8\"}}\n  - text: changed\nroutes:\n  - when: {last_user_contains: \"more\"}\n    steps:\n      - text: unused\n      - text: unused\n      - text: unused\n      - tool_calls:\n          - {name: edit, arguments: {path: README.md, old_string: \"one\", new_string: \"two\"}}\n      - text: more done\n",
+    )
+    .await;
+    let upstream = common::serve::upstream(&h.ws, &[("README.md", "one\n")]);
+    let flags = ["--lease", "2", "--auto-approve"];
+    let mut a = worker(&h, &pg.url, "w1", &flags, None).await;
+    let url = format!("file://{}", upstream.display());
+    let (st, v) = a
+        .post(
+            "/v1/sessions",
+            json!({"prompt": "change it", "repo": {"url": url}}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    // Once the file is written and the long command runs, the change is checkpointed with
+    // the next heartbeat; then the worker dies.
+    let started = Instant::now();
+    // The second request is answered with the long command.
+    while h.mock.requests().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never got to the command"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = worker(&h, &pg.url, "w2", &flags, None).await;
+    a.kill().await;
+    let done = all_finished(&[&b], std::slice::from_ref(&id), Duration::from_secs(60))
+        .await
+        .remove(0);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"], "changed", "{done}");
+    // The new worker cloned afresh and started from the checkpoint: the file is in the patch.
+    let patch = done["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("+++ b/hello.txt") && patch.contains("+hi"),
+        "{patch}"
+    );
+
+    // The next run starts from the change so far, on whichever worker takes it.
+    let (st, v) = b
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"prompt": "more"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = b.finished(&id).await;
+    assert_eq!(done["result"], "more done", "{done}");
+    let patch = done["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("+hi") && patch.contains("-one") && patch.contains("+two"),
+        "{patch}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upstream.join("README.md")).unwrap(),
+        "one\n"
+    );
+    h.assert_strict_ok();
+}

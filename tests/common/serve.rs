@@ -165,3 +165,36 @@ impl Server {
         out
     }
 }
+
+/// A git repository at `WS/upstream` with `files` in one commit on `main`, for `repo` sessions.
+pub fn upstream(ws: &std::path::Path, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = ws.join("upstream");
+    std::fs::create_dir_all(&dir).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+        git(&["add", name]);
+    }
+    git(&["commit", "-qm", "first"]);
+    dir
+}
