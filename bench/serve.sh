@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `deputy serve` under load: 100 sessions at once to one server against deputy-mockllm.
+# `deputy serve` under load: 100 sessions at once against deputy-mockllm, to one worker on the
+# embedded store, then to two workers sharing a PostgreSQL store (needs PostgreSQL installed).
 # Prints sessions per second and API latency p50/p99.
 set -euo pipefail
 cd "$(dirname "$0")/.."

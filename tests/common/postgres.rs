@@ -72,7 +72,17 @@ fn as_pg(program: &Path) -> Command {
 }
 
 /// Start a server, or `None` after a SKIP line (a failure under CI) when PostgreSQL is missing.
+/// It does not sync to disk (a test's data need not survive a power cut).
 pub fn start() -> Option<Postgres> {
+    start_opts(false)
+}
+
+/// [`start`], syncing to disk as a production server does (for benchmarks).
+pub fn start_durable() -> Option<Postgres> {
+    start_opts(true)
+}
+
+fn start_opts(fsync: bool) -> Option<Postgres> {
     let Some(bin) = bin_dir() else {
         outside::missing(
             "PostgreSQL",
@@ -123,8 +133,8 @@ pub fn start() -> Option<Postgres> {
         .arg("-k")
         .arg(dir.path())
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        // A test's data need not survive a power cut; 200 connections for many workers.
-        .args(["-c", "fsync=off", "-c", "max_connections=200"])
+        .args(["-c", if fsync { "fsync=on" } else { "fsync=off" }])
+        .args(["-c", "max_connections=200"])
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()

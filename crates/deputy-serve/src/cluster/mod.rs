@@ -124,21 +124,21 @@ impl Cluster {
         request: &Value,
         prompt: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO deputy_sessions (id, owner, agent, request, prompt) \
-             VALUES ($1, $2, $3, $4::text::json, $5) ON CONFLICT (id) DO NOTHING",
+        // Queued and announced to every worker in one statement.
+        let queued: Option<String> = sqlx::query_scalar(
+            "WITH queued AS ( \
+               INSERT INTO deputy_sessions (id, owner, agent, request, prompt) \
+               VALUES ($1, $2, $3, $4::text::json, $5) ON CONFLICT (id) DO NOTHING RETURNING id) \
+             SELECT id FROM queued, LATERAL (SELECT pg_notify('deputy_jobs', id)) AS n",
         )
         .bind(id)
         .bind(owner)
         .bind(agent)
         .bind(request.to_string())
         .bind(prompt)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if done.rows_affected() == 1 {
-            self.notify("deputy_jobs", id).await;
-        }
-        Ok(done.rows_affected() == 1)
+        Ok(queued.is_some())
     }
 
     pub(crate) async fn notify(&self, channel: &str, payload: &str) {

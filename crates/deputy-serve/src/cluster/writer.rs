@@ -153,47 +153,38 @@ fn run(rt: &tokio::runtime::Runtime, pool: &PgPool, rx: &mpsc::Receiver<Write>) 
     }
 }
 
-/// Write a batch in one transaction; the sessions whose writes were refused (their epoch is
-/// no longer current).
+/// Write a batch in one statement (one round trip, one commit); the sessions whose writes
+/// were refused (their epoch is no longer current). The share lock on each session's row makes
+/// a claim that raises the epoch wait for this write — and this write, if it comes second,
+/// see the raised epoch and add nothing.
 async fn write(pool: &PgPool, batch: &[Write]) -> Result<Vec<String>, sqlx::Error> {
-    let mut groups: Vec<(&str, i64, Vec<&str>)> = Vec::new();
-    for w in batch {
-        match groups
-            .iter_mut()
-            .find(|(s, e, _)| *s == w.session && *e == w.epoch)
-        {
-            Some(g) => g.2.push(&w.event),
-            None => groups.push((&w.session, w.epoch, vec![&w.event])),
-        }
-    }
-    let mut refused = Vec::new();
-    let mut tx = pool.begin().await?;
-    for (session, epoch, events) in groups {
-        let current: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM deputy_sessions WHERE id = $1 AND epoch = $2 AND phase = 'running' \
-             FOR SHARE",
-        )
-        .bind(session)
-        .bind(epoch)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if current.is_none() {
-            refused.push(session.to_string());
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO deputy_events (session_id, event) \
-             SELECT $1, e::json FROM unnest($2::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n",
-        )
-        .bind(session)
-        .bind(events)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify('deputy_events', $1)")
-            .bind(session)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    let sessions: Vec<&str> = batch.iter().map(|w| w.session.as_str()).collect();
+    let epochs: Vec<i64> = batch.iter().map(|w| w.epoch).collect();
+    let events: Vec<&str> = batch.iter().map(|w| w.event.as_str()).collect();
+    let accepted: Vec<String> = sqlx::query_scalar(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY \
+               AS t(sid, epoch, ev, n)), \
+           current AS ( \
+             SELECT s.id FROM deputy_sessions s \
+             JOIN (SELECT DISTINCT sid, epoch FROM input) i ON s.id = i.sid AND s.epoch = i.epoch \
+             WHERE s.phase = 'running' FOR SHARE OF s), \
+           written AS ( \
+             INSERT INTO deputy_events (session_id, event) \
+             SELECT sid, ev::json FROM input WHERE sid IN (SELECT id FROM current) ORDER BY n \
+             RETURNING session_id) \
+         SELECT id FROM current, LATERAL (SELECT pg_notify('deputy_events', id)) AS n",
+    )
+    .bind(&sessions)
+    .bind(&epochs)
+    .bind(&events)
+    .fetch_all(pool)
+    .await?;
+    let mut refused: Vec<String> = sessions
+        .iter()
+        .filter(|s| !accepted.iter().any(|a| a == *s))
+        .map(|s| s.to_string())
+        .collect();
+    refused.dedup();
     Ok(refused)
 }
