@@ -153,9 +153,9 @@ pub fn build() -> Value {
             "/v1/sessions/{id}/events": {"get": {
                 "operationId": "sessionEvents",
                 "summary": "The session's events as server-sent events, until the run ends",
-                "parameters": [id, {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}, "description": "resume after this event id (an event's id is its index in the stream)"}],
+                "parameters": [id, {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}, "description": "resume after this event id (ids increase: an event's index in the stream on the embedded store, its row id on PostgreSQL)"}],
                 "responses": with(vec![
-                    ("200".into(), json!({"description": "event: the event type; data: the event as JSON; id: its index in the stream", "content": {"text/event-stream": {"schema": {
+                    ("200".into(), json!({"description": "event: the event type; data: the event as JSON; id: increasing (the index in the stream on the embedded store, the row id on PostgreSQL)", "content": {"text/event-stream": {"schema": {
                         "type": "object",
                         "required": ["data"],
                         "properties": {"id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}

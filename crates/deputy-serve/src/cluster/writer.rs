@@ -90,7 +90,18 @@ impl Writer {
             event,
             done,
         };
-        self.tx.send(w).is_ok() && rx.recv().unwrap_or(false)
+        if self.tx.send(w).is_err() {
+            return false;
+        }
+        let wait = || rx.recv().unwrap_or(false);
+        // Emitting runs on the server's runtime: let its other tasks (requests, other
+        // sessions) move to another thread while this one waits for the commit.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// The mirror of session `session`, claimed at `epoch`: a failure to record sets `lost`
