@@ -249,4 +249,36 @@ mod tests {
         ];
         assert_eq!(got, want);
     }
+
+    #[test]
+    fn the_mirror_sees_every_event_but_deltas_before_emit_returns_and_a_child_shares_it() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let e = Emitter::new("s1", None, 0);
+        e.set_mirror(Arc::new(move |ev: &Event| {
+            s2.lock()
+                .unwrap()
+                .push((ev.session_id.clone(), ev.kind.type_name()));
+        }));
+        let child = Emitter::new("c1", None, 0);
+        child.forward_to(&e);
+        e.emit(EventKind::Warning {
+            message: "x".into(),
+        });
+        // Recorded synchronously: no flush needed.
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        e.emit(EventKind::MessageDelta {
+            turn: 1,
+            text: "partial".into(),
+            reasoning: false,
+        });
+        child.emit(EventKind::Warning {
+            message: "y".into(),
+        });
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![("s1".to_string(), "warning"), ("c1".to_string(), "warning")]
+        );
+    }
 }

@@ -387,6 +387,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_named_journal_is_new_and_its_id_a_plain_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create_named(dir.path(), "20261128-120000-abcdef").unwrap();
+        assert!(
+            j.path()
+                .ends_with("sessions/20261128-120000-abcdef/events.jsonl")
+        );
+        assert!(Journal::create_named(dir.path(), "20261128-120000-abcdef").is_err());
+        for bad in ["", "../x", "a/b", ".", "a b"] {
+            assert!(Journal::create_named(dir.path(), bad).is_err(), "{bad:?}");
+        }
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_419), (2025, 11, 27));

@@ -75,7 +75,7 @@ pub(crate) struct Job {
 }
 
 /// A session's row, as the API shows it.
-pub(crate) struct Row_ {
+pub(crate) struct SessionRow {
     pub agent: String,
     pub phase: String,
     pub outcome: Option<Value>,
@@ -168,7 +168,7 @@ impl Cluster {
         &self,
         id: &str,
         owner: Option<&str>,
-    ) -> Result<Option<Row_>, StoreError> {
+    ) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
             "SELECT agent, phase, outcome::text AS outcome, patch, \
                (SELECT count(*) FROM deputy_approvals a WHERE a.session_id = s.id AND a.answer IS NULL) AS pending \
@@ -180,7 +180,7 @@ impl Cluster {
         .await?;
         let Some(r) = row else { return Ok(None) };
         let outcome: Option<String> = r.try_get("outcome")?;
-        Ok(Some(Row_ {
+        Ok(Some(SessionRow {
             agent: r.try_get("agent")?,
             phase: r.try_get("phase")?,
             outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
