@@ -36,6 +36,24 @@ async fn worker(
     .await
 }
 
+/// Submit `n` sessions to `s`, each in a directory of its own (`WS/sN`); their ids.
+async fn submit(h: &Harness, s: &[&Server], n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        std::fs::create_dir_all(h.ws.join(format!("s{i}"))).unwrap();
+        // Spread over the workers given: any of them may run it.
+        let (st, v) = s[i % s.len()]
+            .post(
+                "/v1/sessions",
+                json!({"prompt": format!("session {i}"), "workspace": format!("s{i}")}),
+            )
+            .await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
 /// The ids of the sessions whose journals a worker holds.
 fn journals(h: &Harness, name: &str) -> HashSet<String> {
     std::fs::read_dir(h.home.join(name).join("sessions"))
@@ -134,20 +152,7 @@ async fn two_workers_run_a_hundred_sessions_each_exactly_once() {
         None,
     )
     .await;
-    let mut ids = Vec::new();
-    for i in 0..100 {
-        std::fs::create_dir_all(h.ws.join(format!("s{i}"))).unwrap();
-        // Submitted to either worker: any of them may run it.
-        let s = if i % 2 == 0 { &a } else { &b };
-        let (st, v) = s
-            .post(
-                "/v1/sessions",
-                json!({"prompt": format!("session {i}"), "workspace": format!("s{i}")}),
-            )
-            .await;
-        assert_eq!(st, 202, "{v}");
-        ids.push(v["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit(&h, &[&a, &b], 100).await;
     let done = all_finished(&[&a, &b], &ids, Duration::from_secs(240)).await;
     for (i, v) in done.iter().enumerate() {
         assert_eq!(v["status"], "completed", "{v}");
@@ -189,18 +194,7 @@ async fn a_worker_killed_mid_session_loses_nothing_and_runs_no_tool_twice() {
     .await;
     let flags = ["--max-sessions", "4", "--lease", "2", "--auto-approve"];
     let mut a = worker(&h, &pg.url, "w1", &flags, None).await;
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        std::fs::create_dir_all(h.ws.join(format!("s{i}"))).unwrap();
-        let (st, v) = a
-            .post(
-                "/v1/sessions",
-                json!({"prompt": format!("session {i}"), "workspace": format!("s{i}")}),
-            )
-            .await;
-        assert_eq!(st, 202, "{v}");
-        ids.push(v["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit(&h, &[&a], 10).await;
     // Four are running their command on the first worker, six wait in the queue.
     let started = Instant::now();
     while (0..10)

@@ -37,6 +37,20 @@ pub struct PendingApproval {
     pub always_pattern: String,
 }
 
+impl From<&ApprovalRequest> for PendingApproval {
+    fn from(r: &ApprovalRequest) -> PendingApproval {
+        PendingApproval {
+            call_id: r.call_id.clone(),
+            agent: r.agent.clone(),
+            tool: r.tool.clone(),
+            input: r.input.clone(),
+            subject: r.subject.clone(),
+            reason: r.reason.clone(),
+            always_pattern: r.always_pattern(),
+        }
+    }
+}
+
 pub(crate) struct State {
     pub phase: Phase,
     /// Every event of the session and its subagents, in order; an event's SSE id is its index.
@@ -191,18 +205,7 @@ impl Approver for HttpApprover {
             };
             let (tx, rx) = oneshot::channel();
             if let Ok(mut st) = entry.state.lock() {
-                st.approvals.push((
-                    PendingApproval {
-                        call_id: r.call_id.clone(),
-                        agent: r.agent.clone(),
-                        tool: r.tool.clone(),
-                        input: r.input.clone(),
-                        subject: r.subject.clone(),
-                        reason: r.reason.clone(),
-                        always_pattern: r.always_pattern(),
-                    },
-                    tx,
-                ));
+                st.approvals.push((PendingApproval::from(r), tx));
             }
             drop(entry);
             rx.await.unwrap_or(Approval::Deny {

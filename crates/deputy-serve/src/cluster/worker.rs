@@ -285,15 +285,7 @@ struct StoreApprover {
 impl Approver for StoreApprover {
     fn approve<'a>(&'a self, r: &'a ApprovalRequest) -> BoxFuture<'a, Approval> {
         Box::pin(async move {
-            let pending = PendingApproval {
-                call_id: r.call_id.clone(),
-                agent: r.agent.clone(),
-                tool: r.tool.clone(),
-                input: r.input.clone(),
-                subject: r.subject.clone(),
-                reason: r.reason.clone(),
-                always_pattern: r.always_pattern(),
-            };
+            let pending = PendingApproval::from(r);
             let request = serde_json::to_value(&pending).unwrap_or_default();
             let mut rx = self.c.notices.subscribe();
             let mut asked = false;
