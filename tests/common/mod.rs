@@ -279,6 +279,25 @@ pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
 }
 
 /// The command lines of the running processes that contain `needle`.
+/// The command lines of processes whose working directory is `dir` and whose command line
+/// contains `needle`: what a test itself started there, not what parallel tests started.
+pub fn processes_in(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if std::fs::read_link(e.path().join("cwd")).ok().as_deref() != Some(dir.as_path()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
 pub fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
