@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Harness;
-use common::serve::start;
+use common::serve::{self, start};
 use serde_json::{Value, json};
 
 const WRITE: &str = "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: hello.txt, content: hi}}\n  - text: wrote it\nroutes:\n  - when: {last_user_contains: \"and again\"}\n    steps:\n      - text: unused\n      - text: unused\n      - text: again done\n";
@@ -302,6 +302,15 @@ async fn one_tokens_sessions_do_not_exist_for_another() {
         assert_eq!(st, 404, "{path}: {v}");
     }
     assert_eq!(mine.get(&format!("/v1/sessions/{id}")).await.0, 200);
+}
+
+/// The per-token cap on sessions queued or running holds when the requests arrive all at
+/// once (not only one after another), counts a continued session, and is per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_gets_no_more_sessions_than_the_tokens_cap() {
+    let h = Harness::yaml(serve::SLOW).await;
+    let s = start(&h, &["--sessions-per-token", "2"], Some("mine")).await;
+    serve::the_cap_holds(&[&s]).await;
 }
 
 /// `repo`: cloned into a scratch directory of the server; the change comes back as a patch,

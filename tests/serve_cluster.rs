@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::Harness;
-use common::serve::{Server, start_with};
+use common::serve::{self, Server, start_with};
 use serde_json::{Value, json};
 
 /// A worker on `store`, with a state directory of its own (`name`).
@@ -180,6 +180,20 @@ async fn two_workers_run_a_hundred_sessions_each_exactly_once() {
     );
     assert_eq!(j1.len() + j2.len(), 100, "a session ran on both workers");
     assert!(j1.is_disjoint(&j2));
+}
+
+/// The per-token cap is counted in the store: a burst spread over two workers gets no more
+/// sessions than one worker would give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_over_two_workers_gets_no_more_sessions_than_the_tokens_cap() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(serve::SLOW).await;
+    let flags = ["--sessions-per-token", "2"];
+    let a = worker(&h, &pg.url, "w1", &flags, Some("mine")).await;
+    let b = worker(&h, &pg.url, "w2", &flags, Some("mine")).await;
+    serve::the_cap_holds(&[&a, &b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

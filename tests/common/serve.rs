@@ -2,10 +2,58 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use super::Harness;
+
+/// Each step takes long enough that no session ends while a burst is being answered.
+pub const SLOW: &str =
+    "steps:\n  - text: slow\n    delay_ms: 4000\n  - text: slower\n    delay_ms: 4000\n";
+
+/// With `--sessions-per-token 2` and [`SLOW`], on one server or several sharing a store: a
+/// burst of requests gets two sessions, another token has its own seats, and a continued
+/// session takes a seat like a new one.
+pub async fn the_cap_holds(servers: &[&Server]) {
+    let s = servers[0];
+    let answers = Server::burst(servers, 12, "/v1/sessions", json!({"prompt": "go"})).await;
+    let ids = accepted(&answers, 2);
+    let (st, v) = s
+        .as_token("other-token")
+        .post("/v1/sessions", json!({"prompt": "go"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    for id in &ids {
+        s.finished(id).await;
+    }
+    let more = json!({"prompt": "more"});
+    let (st, v) = s
+        .post(&format!("/v1/sessions/{}/messages", ids[0]), more.clone())
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let answers = Server::burst(servers, 4, "/v1/sessions", json!({"prompt": "go"})).await;
+    accepted(&answers, 1);
+    let (st, v) = s
+        .post(&format!("/v1/sessions/{}/messages", ids[1]), more)
+        .await;
+    assert_eq!(st, 429, "{v}");
+}
+
+/// Exactly `n` of `answers` were accepted, the rest refused as over the cap; the ids accepted.
+fn accepted(answers: &[(u16, Value)], n: usize) -> Vec<String> {
+    let ok: Vec<String> = answers
+        .iter()
+        .filter(|(st, _)| *st == 202)
+        .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ok.len(), n, "{answers:?}");
+    for (st, v) in answers.iter().filter(|(st, _)| *st != 202) {
+        assert_eq!(*st, 429, "{v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains("already queued or running"), "{v}");
+    }
+    ok
+}
 
 /// A running `deputy serve` and its base URL.
 pub struct Server {
@@ -111,6 +159,28 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// `n` POSTs of `body` to `path` sent all at once, spread over `servers` (same token);
+    /// their answers.
+    pub async fn burst(
+        servers: &[&Server],
+        n: usize,
+        path: &str,
+        body: Value,
+    ) -> Vec<(u16, Value)> {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let s = &servers[i % servers.len()];
+            let s = s.as_token(s.token.as_deref().unwrap_or_default());
+            let (path, body) = (path.to_string(), body.clone());
+            tasks.push(tokio::spawn(async move { s.post(&path, body).await }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
     }
 
     /// Poll until the session's run has finished.

@@ -11,7 +11,7 @@ use deputy_llm::Usage;
 use deputy_runtime::{Approval, Approver, Session};
 
 use crate::problem::{ApiJson, Problem};
-use crate::store::{Entry, HttpApprover, PendingApproval, Phase};
+use crate::store::{Entry, HttpApprover, PendingApproval, Phase, Seat};
 pub use crate::types::*;
 use crate::{App, TokenId};
 
@@ -229,9 +229,7 @@ pub(crate) async fn create(
         return crate::cluster::api::create(&app, c, owner, req).await;
     }
     let p = prepare(&app, &req).await?;
-    if app.registry.active_of(owner) >= app.opts.sessions_per_token {
-        return Err(too_many(&app));
-    }
+    let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
     let (ws, repo_dir) = match &p.place {
         Place::Repo(r) => {
             let dir = crate::repo::clone(r, &app.opts.roots, &scratch(&app)).await?;
@@ -260,7 +258,7 @@ pub(crate) async fn create(
     }
     app.registry.prune(app.opts.retention);
     app.registry.insert(e.clone());
-    start(app.clone(), e.clone(), req.prompt);
+    start(app.clone(), e.clone(), req.prompt, seat);
     Ok((StatusCode::ACCEPTED, Json(created(&e.id, e.phase()))))
 }
 
@@ -321,7 +319,8 @@ impl Approver for LateApprover {
 }
 
 /// Run `prompt` in the entry's session on a task of its own, once a place is free.
-fn start(app: Arc<App>, e: Arc<Entry>, prompt: String) {
+/// Run the session's next prompt; it holds its token's `seat` until the run ends.
+fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
     e.set_phase(Phase::Queued);
     let cancel = tokio_util::sync::CancellationToken::new();
     if let Ok(mut c) = e.cancel.lock() {
@@ -361,6 +360,7 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String) {
                 st.patch = patch;
             }
         }
+        drop(seat);
     });
 }
 
@@ -430,19 +430,28 @@ pub(crate) async fn message(
         return crate::cluster::api::message(&app, c, owner, &id, m).await;
     }
     let e = entry(&app, owner, &id)?;
-    if e.phase() != Phase::Finished {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "the session is still running; send the next message once it has finished",
-        ));
-    }
     if m.prompt.is_empty() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "prompt is empty",
         ));
     }
-    start(app.clone(), e.clone(), m.prompt);
+    let running = || {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "the session is still running; send the next message once it has finished",
+        )
+    };
+    if e.phase() != Phase::Finished {
+        return Err(running());
+    }
+    // A continued session runs again: it takes a seat like a new one. Two messages at once:
+    // one begins, the other is told the session is running.
+    let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
+    if !e.begin_next() {
+        return Err(running());
+    }
+    start(app.clone(), e.clone(), m.prompt, seat);
     Ok((StatusCode::ACCEPTED, Json(created(&e.id, Phase::Queued))))
 }
 

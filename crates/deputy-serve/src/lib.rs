@@ -82,6 +82,8 @@ pub(crate) struct App {
     /// The shared store, when there is one (the same as `opts.cluster`).
     pub cluster: Option<Arc<cluster::Cluster>>,
     pub running: Arc<tokio::sync::Semaphore>,
+    /// Each token's seats (the embedded store; the shared one counts its rows).
+    pub(crate) quotas: store::Quotas,
     limiter: DefaultKeyedRateLimiter<usize>,
 }
 
@@ -132,6 +134,7 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         running: Arc::new(tokio::sync::Semaphore::new(opts.max_sessions.max(1))),
         limiter: RateLimiter::keyed(Quota::per_minute(rate)),
         registry: Registry::default(),
+        quotas: store::Quotas::new(opts.sessions_per_token),
         cluster: opts.cluster.clone(),
         opts,
     });

@@ -115,7 +115,16 @@ pub fn build() -> Value {
         json!({"name": "call_id", "in": "path", "required": true, "schema": {"type": "string"}});
     let auth = [
         problem(&p, "401", "no valid bearer token"),
-        problem(&p, "429", "over the token's rate limit"),
+        problem(
+            &p,
+            "429",
+            "over the token's rate limit, or (starting a run) its cap on sessions queued or running",
+        ),
+        problem(
+            &p,
+            "503",
+            "the shared store (--store postgres://…) cannot be reached; retry after Retry-After",
+        ),
     ];
     let with = |mut v: Vec<(String, Value)>| {
         v.extend(auth.iter().cloned());

@@ -114,6 +114,17 @@ impl Entry {
         }
     }
 
+    /// Queue the next run if the last one has finished; `false` if a run is queued or going.
+    pub(crate) fn begin_next(&self) -> bool {
+        self.state.lock().is_ok_and(|mut st| {
+            let finished = st.phase == Phase::Finished;
+            if finished {
+                st.phase = Phase::Queued;
+            }
+            finished
+        })
+    }
+
     pub(crate) fn set_phase(&self, phase: Phase) {
         if let Ok(mut st) = self.state.lock() {
             st.phase = phase;
@@ -175,17 +186,37 @@ impl Registry {
             });
         }
     }
+}
 
-    /// Sessions of `owner` queued or running.
-    pub fn active_of(&self, owner: Option<usize>) -> usize {
-        self.entries
+/// Each token's seats: a session holds one from the request that queues a run until the run
+/// ends, so a token never has more than its cap of sessions queued or running, however many
+/// requests arrive together.
+pub(crate) struct Quotas {
+    cap: usize,
+    per: Mutex<HashMap<Option<usize>, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A token's seat, held by one run.
+pub(crate) type Seat = tokio::sync::OwnedSemaphorePermit;
+
+impl Quotas {
+    pub(crate) fn new(cap: usize) -> Quotas {
+        Quotas {
+            cap: cap.max(1),
+            per: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A seat for one more run of `owner`, if it has one left.
+    pub(crate) fn take(&self, owner: Option<usize>) -> Option<Seat> {
+        let sem = self
+            .per
             .lock()
-            .map(|m| {
-                m.values()
-                    .filter(|e| e.owner == owner && e.phase() != Phase::Finished)
-                    .count()
-            })
-            .unwrap_or(0)
+            .ok()?
+            .entry(owner)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.cap)))
+            .clone();
+        sem.try_acquire_owned().ok()
     }
 }
 

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 
-use super::{Cluster, StoreError};
+use super::{Cluster, Queued, StoreError};
 use crate::App;
 use crate::api::{AnswerIn, CreateSession, Created, Health, MessageIn, SessionView};
 use crate::problem::Problem;
@@ -38,9 +38,6 @@ pub(crate) async fn create(
     // Checked here so a bad request is told at once; the worker that runs it checks again.
     let p = crate::api::prepare(app, &req).await?;
     let owner = app.owner_key(owner);
-    if c.active_of(owner.as_deref()).await? >= app.opts.sessions_per_token as i64 {
-        return Err(crate::api::too_many(app));
-    }
     let mut stored = req;
     if let crate::api::Place::Dir(d) = &p.place {
         stored.workspace = Some(d.display().to_string());
@@ -50,13 +47,19 @@ pub(crate) async fn create(
     let body = serde_json::to_value(&stored).map_err(|e| StoreError::Other(e.to_string()))?;
     loop {
         let id = deputy_runtime::journal::new_session_id();
-        if c.enqueue(&id, owner.as_deref(), &p.agent.name, &body, &prompt)
+        let cap = app.opts.sessions_per_token;
+        match c
+            .enqueue(&id, owner.as_deref(), cap, &p.agent.name, &body, &prompt)
             .await?
         {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(crate::api::created(&id, Phase::Queued)),
-            ));
+            Queued::Yes => {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(crate::api::created(&id, Phase::Queued)),
+                ));
+            }
+            Queued::Full => return Err(crate::api::too_many(app)),
+            Queued::IdTaken => {}
         }
     }
 }
@@ -93,13 +96,19 @@ pub(crate) async fn message(
         ));
     }
     let key = app.owner_key(owner);
-    if c.continue_with(id, key.as_deref(), &m.prompt).await? {
+    let cap = app.opts.sessions_per_token;
+    let queued = c.continue_with(id, key.as_deref(), cap, &m.prompt).await?;
+    if queued == Queued::Yes {
         return Ok((
             StatusCode::ACCEPTED,
             Json(crate::api::created(id, Phase::Queued)),
         ));
     }
-    c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    // Not there, or still running, whatever the count; else over the count.
+    let row = c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+    if queued == Queued::Full && row.phase == "finished" {
+        return Err(crate::api::too_many(app));
+    }
     Err(Problem::new(
         StatusCode::CONFLICT,
         "the session is still running; send the next message once it has finished",

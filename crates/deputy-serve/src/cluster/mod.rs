@@ -83,6 +83,40 @@ pub(crate) struct SessionRow {
     pub pending: i64,
 }
 
+/// What became of a request to queue a session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    Yes,
+    /// A new session's id is taken (pick another); a continued one is not there or not
+    /// finished.
+    IdTaken,
+    /// Its owner has as many sessions queued or running as it may.
+    Full,
+}
+
+/// Whether `owner` has fewer than `cap` sessions queued or running. The count and the write
+/// that follows it are serialized per owner by a transaction-scoped advisory lock, so
+/// requests arriving together on several workers cannot all pass on the same count.
+async fn has_place(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: Option<&str>,
+    cap: usize,
+) -> Result<bool, StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('deputy_owner:' || coalesce($1, ''), 0))",
+    )
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deputy_sessions WHERE phase <> 'finished' AND owner IS NOT DISTINCT FROM $1",
+    )
+    .bind(owner)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX) < cap)
+}
+
 impl Cluster {
     /// Connect, and create the tables if they are missing.
     pub async fn connect(url: &str, lease: Lease) -> Result<Cluster, StoreError> {
@@ -115,16 +149,23 @@ impl Cluster {
         })
     }
 
-    /// Queue a new session; `false` if the id is taken (the caller picks another).
+    /// Queue a new session if its owner has a place left (fewer than `cap` sessions queued or
+    /// running, on every worker).
     pub(crate) async fn enqueue(
         &self,
         id: &str,
         owner: Option<&str>,
+        cap: usize,
         agent: &str,
         request: &Value,
         prompt: &str,
-    ) -> Result<bool, StoreError> {
-        // Queued and announced to every worker in one statement.
+    ) -> Result<Queued, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !has_place(&mut tx, owner, cap).await? {
+            return Ok(Queued::Full);
+        }
+        // Queued and announced to every worker in one statement (the notice goes out when
+        // the transaction commits).
         let queued: Option<String> = sqlx::query_scalar(
             "WITH queued AS ( \
                INSERT INTO deputy_sessions (id, owner, agent, request, prompt) \
@@ -136,9 +177,14 @@ impl Cluster {
         .bind(agent)
         .bind(request.to_string())
         .bind(prompt)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(queued.is_some())
+        tx.commit().await?;
+        Ok(if queued.is_some() {
+            Queued::Yes
+        } else {
+            Queued::IdTaken
+        })
     }
 
     pub(crate) async fn notify(&self, channel: &str, payload: &str) {
@@ -150,17 +196,6 @@ impl Cluster {
         {
             tracing::warn!("cannot notify the other workers: {e}");
         }
-    }
-
-    /// Sessions of `owner` queued or running, on every worker.
-    pub(crate) async fn active_of(&self, owner: Option<&str>) -> Result<i64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deputy_sessions WHERE phase <> 'finished' AND owner IS NOT DISTINCT FROM $1",
-        )
-        .bind(owner)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
     }
 
     /// The session `id` if `owner` made it.
@@ -274,12 +309,18 @@ impl Cluster {
     }
 
     /// A further prompt for a finished session. `Ok(false)`: it is not finished.
+    /// Queue the next message of a finished session, if its owner has a place left.
     pub(crate) async fn continue_with(
         &self,
         id: &str,
         owner: Option<&str>,
+        cap: usize,
         prompt: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Queued, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !has_place(&mut tx, owner, cap).await? {
+            return Ok(Queued::Full);
+        }
         let done = sqlx::query(
             "UPDATE deputy_sessions SET phase = 'queued', prompt = $3, cancel_requested = false, \
                finished_at = NULL \
@@ -288,12 +329,17 @@ impl Cluster {
         .bind(id)
         .bind(owner)
         .bind(prompt)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            self.notify("deputy_jobs", id).await;
+        if done.rows_affected() == 0 {
+            return Ok(Queued::IdTaken);
         }
-        Ok(done.rows_affected() == 1)
+        sqlx::query("SELECT pg_notify('deputy_jobs', $1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Queued::Yes)
     }
 
     /// Ask the worker running `id` (or the next to claim it) to cancel it.
