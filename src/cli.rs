@@ -506,6 +506,11 @@ pub struct ServeArgs {
     /// takes the session over once it runs out (PostgreSQL store)
     #[arg(long = "lease", value_name = "SECONDS", default_value_t = 30.0)]
     pub lease_s: f64,
+    /// On SIGTERM or Ctrl-C: seconds the sessions running here get to finish before they are
+    /// handed over to another worker (PostgreSQL store) or cancelled (embedded store).
+    /// Keep it under the grace period of what stops the process (Kubernetes: 30 s).
+    #[arg(long = "drain", value_name = "SECONDS", default_value_t = 20.0)]
+    pub drain_s: f64,
 }
 
 #[derive(Debug, Args)]

@@ -313,6 +313,46 @@ async fn a_burst_of_requests_gets_no_more_sessions_than_the_tokens_cap() {
     serve::the_cap_holds(&[&s]).await;
 }
 
+/// SIGTERM: the server stops taking work at once, lets what runs finish within `--drain`,
+/// cancels the rest (no process of theirs survives, their journals are kept), and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_cancels_what_is_still_running() {
+    let h = Harness::yaml(serve::DELAYED).await;
+    let mut s = start(&h, &["--drain", "3"], None).await;
+    let ids = serve::delayed(&h, &s, &[("quick", "1.47"), ("slow", "61.73")]).await;
+    s.terminate();
+    let stopped = Instant::now();
+    // Draining: not ready, no new run; the API still answers.
+    let v = s.until_status("/readyz", 503).await;
+    assert!(
+        v["detail"].as_str().unwrap().contains("shutting down"),
+        "{v}"
+    );
+    let (st, v) = s.post("/v1/sessions", json!({"prompt": "more"})).await;
+    assert_eq!(st, 503, "{v}");
+    let quick = s.finished(&ids[0]).await;
+    assert_eq!(quick["status"], "completed", "{quick}");
+    assert_eq!(quick["result"], "finished", "{quick}");
+    assert_eq!(s.exited(Duration::from_secs(20)).await, Some(0));
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    // The slow one was cancelled: its command killed, its end on record.
+    assert!(
+        common::processes_with("sleep 61.73").is_empty(),
+        "the slow command survived"
+    );
+    assert!(!h.ws.join("slow/slept.txt").exists());
+    assert!(h.ws.join("quick/slept.txt").exists());
+    let events = h.journal(&ids[1]);
+    let end = common::of_type(&events, "session.finished");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "cancelled", "{events:?}");
+    h.assert_strict_ok();
+}
+
 /// `repo`: cloned into a scratch directory of the server; the change comes back as a patch,
 /// the repository itself untouched. URLs outside what a worker may reach are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,61 @@ async fn two_workers_run_a_hundred_sessions_each_exactly_once() {
     assert!(j1.is_disjoint(&j2));
 }
 
+/// SIGTERM to a worker: what finishes within `--drain` finishes there; what does not is handed
+/// over at once (not when its 60 s lease runs out) and resumed by the other worker, its
+/// interrupted command not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_hands_running_sessions_over_without_waiting_for_the_lease() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(serve::DELAYED).await;
+    let flags = ["--drain", "2", "--lease", "60"];
+    let mut a = worker(&h, &pg.url, "w1", &flags, None).await;
+    let ids = serve::delayed(&h, &a, &[("quick", "1.25"), ("slow", "62.41")]).await;
+    let b = worker(&h, &pg.url, "w2", &flags, None).await;
+    a.terminate();
+    let stopped = Instant::now();
+    assert_eq!(a.exited(Duration::from_secs(20)).await, Some(0));
+    let done = all_finished(&[&b], &ids, Duration::from_secs(20)).await;
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "{took:?}: waited for the lease"
+    );
+    for v in &done {
+        assert_eq!(v["status"], "completed", "{v}");
+        assert_eq!(v["result"], "finished", "{v}");
+    }
+    for dir in ["quick", "slow"] {
+        assert_eq!(
+            std::fs::read_to_string(h.ws.join(dir).join("ran.log")).unwrap(),
+            "ran\n",
+            "{dir}"
+        );
+    }
+    assert!(h.ws.join("quick/slept.txt").exists());
+    assert!(!h.ws.join("slow/slept.txt").exists());
+    assert!(
+        common::processes_with("sleep 62.41").is_empty(),
+        "the slow command survived"
+    );
+    // The quick one ended on the first worker; the slow one was resumed on the second, its
+    // interrupted call answered as such.
+    let (j1, j2) = (journals(&h, "w1"), journals(&h, "w2"));
+    assert!(
+        j1.contains(&ids[0]) && !j2.contains(&ids[0]),
+        "{j1:?} {j2:?}"
+    );
+    assert!(j2.contains(&ids[1]), "{j2:?}");
+    let results = h.tool_results();
+    assert!(
+        results.iter().any(|r| r.contains("interrupted")),
+        "{results:?}"
+    );
+    h.assert_strict_ok();
+}
+
 /// The per-token cap is counted in the store: a burst spread over two workers gets no more
 /// sessions than one worker would give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -40,6 +40,15 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         auto_approve: args.session.auto_approve,
         retention: std::time::Duration::from_secs(args.retention_s.max(1)),
         cluster: None,
+        drain: std::time::Duration::try_from_secs_f64(args.drain_s)
+            .ok()
+            .filter(|d| d.as_secs() <= 3600)
+            .ok_or_else(|| {
+                CliError::usage(anyhow::anyhow!(
+                    "--drain {}: give seconds between 0 and 3600",
+                    args.drain_s
+                ))
+            })?,
     };
     check(addr, &opts).map_err(CliError::usage)?;
     let store = match args.store.as_str() {
@@ -81,10 +90,38 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
             .local_addr()
             .map_err(|e| CliError::failure(anyhow::anyhow!("{e}")))?;
         outln(&format!("deputy serve listening on http://{local}"))?;
-        tokio::select! {
-            r = serve(listener, opts) => r.map_err(|e| CliError::failure(anyhow::anyhow!("{e}"))),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
+        serve(listener, opts, stop_signal())
+            .await
+            .map_err(|e| CliError::failure(anyhow::anyhow!("{e}")))
     })?;
     Ok(Exit::Ok)
+}
+
+/// SIGTERM (Kubernetes, Docker, systemd) or SIGINT (Ctrl-C): the server drains and exits 0.
+/// A second signal stops it at once (exit 130; sessions on the shared store are taken over
+/// when their leases run out).
+async fn stop_signal() {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn either(term: &mut Signal, int: &mut Signal) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    let (term, int) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    let (Ok(mut term), Ok(mut int)) = (term, int) else {
+        tracing::warn!("cannot watch for SIGTERM; only Ctrl-C stops the server cleanly");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    either(&mut term, &mut int).await;
+    tracing::info!("stopping: no new runs start here (a second signal stops at once)");
+    tokio::spawn(async move {
+        either(&mut term, &mut int).await;
+        tracing::warn!("stopping at once");
+        std::process::exit(Exit::Cancelled as i32);
+    });
 }

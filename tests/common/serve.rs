@@ -55,6 +55,37 @@ fn accepted(answers: &[(u16, Value)], n: usize) -> Vec<String> {
     ok
 }
 
+/// Each session notes that its command ran, sleeps as long as its workspace's `delay` file
+/// says, then notes it slept.
+pub const DELAYED: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep $(cat delay) && echo slept > slept.txt\"}}\n  - text: finished\n";
+
+/// With [`DELAYED`]: a session in each of `dirs` (name, delay), once every command is running;
+/// their ids. Each delay must be unique among the running processes of the machine.
+pub async fn delayed(h: &Harness, s: &Server, dirs: &[(&str, &str)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (dir, delay) in dirs {
+        std::fs::create_dir_all(h.ws.join(dir)).unwrap();
+        std::fs::write(h.ws.join(dir).join("delay"), delay).unwrap();
+        let (st, v) = s
+            .post("/v1/sessions", json!({"prompt": "go", "workspace": dir}))
+            .await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    while dirs
+        .iter()
+        .any(|(_, d)| super::processes_with(&format!("sleep {d}")).is_empty())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the commands never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ids
+}
+
 /// A running `deputy serve` and its base URL.
 pub struct Server {
     /// The server process (`None` for another client of a server started elsewhere).
@@ -124,6 +155,38 @@ impl Server {
         if let Some(c) = &mut self.child {
             c.start_kill().unwrap();
             c.wait().await.unwrap();
+        }
+    }
+
+    /// Send the server SIGTERM, as Kubernetes or Docker would to stop it.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    }
+
+    /// Wait up to `limit` for the server process to exit; its exit code.
+    pub async fn exited(&mut self, limit: Duration) -> Option<i32> {
+        let c = self.child.as_mut().unwrap();
+        let status = tokio::time::timeout(limit, c.wait())
+            .await
+            .unwrap_or_else(|_| panic!("deputy serve still running after {limit:?}"))
+            .unwrap();
+        status.code()
+    }
+
+    /// Poll until `path` answers `status` (within 10 s).
+    pub async fn until_status(&self, path: &str, status: u16) -> Value {
+        let started = Instant::now();
+        loop {
+            let (st, v) = self.get(path).await;
+            if st == status {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{path}: {st} {v}, never {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

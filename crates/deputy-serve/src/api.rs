@@ -228,6 +228,7 @@ pub(crate) async fn create(
     if let Some(c) = &app.cluster {
         return crate::cluster::api::create(&app, c, owner, req).await;
     }
+    refuse_if_stopping(&app)?;
     let p = prepare(&app, &req).await?;
     let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
     let (ws, repo_dir) = match &p.place {
@@ -260,6 +261,18 @@ pub(crate) async fn create(
     app.registry.insert(e.clone());
     start(app.clone(), e.clone(), req.prompt, seat);
     Ok((StatusCode::ACCEPTED, Json(created(&e.id, e.phase()))))
+}
+
+/// No run starts on a server that is stopping (the embedded store: nobody else would run it).
+fn refuse_if_stopping(app: &App) -> Result<(), Problem> {
+    if app.drain.stopping.is_cancelled() {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; start the session on another one",
+        )
+        .retry_after(10));
+    }
+    Ok(())
 }
 
 /// The answer to a session accepted.
@@ -445,6 +458,7 @@ pub(crate) async fn message(
     if e.phase() != Phase::Finished {
         return Err(running());
     }
+    refuse_if_stopping(&app)?;
     // A continued session runs again: it takes a seat like a new one. Two messages at once:
     // one begins, the other is told the session is running.
     let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
@@ -559,6 +573,11 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// (unless the server runs with the sandbox off).
 pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, Problem> {
     let unready = |why: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, why).retry_after(10);
+    if app.drain.stopping.is_cancelled() {
+        return Err(unready(
+            "shutting down: the runs in flight are finishing or being handed over".into(),
+        ));
+    }
     if let Some(c) = &app.cluster {
         c.ping()
             .await

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod cluster;
+mod drain;
 mod events;
 mod openapi;
 pub mod problem;
@@ -62,6 +63,9 @@ pub struct ServeOptions {
     pub retention: std::time::Duration,
     /// The shared store (`--store postgres://…`); `None`: the embedded one.
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// How long runs in flight get to end once the server is told to stop, before they are
+    /// handed over (shared store) or cancelled (embedded).
+    pub drain: std::time::Duration,
 }
 
 /// Why the server cannot start or stopped.
@@ -84,6 +88,7 @@ pub(crate) struct App {
     pub running: Arc<tokio::sync::Semaphore>,
     /// Each token's seats (the embedded store; the shared one counts its rows).
     pub(crate) quotas: store::Quotas,
+    pub(crate) drain: drain::Drain,
     limiter: DefaultKeyedRateLimiter<usize>,
 }
 
@@ -108,15 +113,31 @@ pub fn check(addr: SocketAddr, opts: &ServeOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The API on `listener`, until the process ends.
+/// The API on `listener` until `stop` completes; then drain (see [`drain`]): the API keeps
+/// answering while the runs in flight end or are handed over, and returns once they have.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     opts: ServeOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     check(listener.local_addr()?, &opts)?;
-    let (app, state) = build(opts);
-    cluster::spawn_workers(state);
-    axum::serve(listener, app).await?;
+    let (router, app) = build(opts);
+    cluster::spawn_workers(app.clone());
+    let closed = tokio_util::sync::CancellationToken::new();
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(closed.clone().cancelled_owned());
+    let stopping = async {
+        stop.await;
+        drain::drain(&app, app.opts.drain).await;
+        closed.cancel();
+        // Open event streams of sessions handed over would keep the server up: they get a
+        // moment to end, no more.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        () = stopping => {}
+    }
     Ok(())
 }
 
@@ -135,6 +156,7 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         limiter: RateLimiter::keyed(Quota::per_minute(rate)),
         registry: Registry::default(),
         quotas: store::Quotas::new(opts.sessions_per_token),
+        drain: drain::Drain::default(),
         cluster: opts.cluster.clone(),
         opts,
     });

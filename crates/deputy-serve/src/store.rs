@@ -171,6 +171,19 @@ impl Registry {
         }
     }
 
+    /// Sessions queued or running.
+    pub(crate) fn unfinished(&self) -> Vec<Arc<Entry>> {
+        self.entries
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|e| e.phase() != Phase::Finished)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Forget sessions finished more than `retention` ago (their journals stay on disk).
     pub fn prune(&self, retention: std::time::Duration) {
         if let Ok(mut m) = self.entries.lock() {

@@ -309,6 +309,30 @@ impl Cluster {
     }
 
     /// A further prompt for a finished session. `Ok(false)`: it is not finished.
+    /// Give a running session back to the queue now (this worker is stopping): its lease
+    /// ends, the claim is not counted against it, and the workers are told. `false` if
+    /// another worker holds it already.
+    pub(crate) async fn release(
+        &self,
+        id: &str,
+        epoch: i64,
+        patch: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done: Option<String> = sqlx::query_scalar(
+            "WITH released AS ( \
+               UPDATE deputy_sessions SET lease_until = now() - interval '1 second', worker = NULL, \
+                 attempts = greatest(attempts - 1, 0), patch = COALESCE($3, patch) \
+               WHERE id = $1 AND epoch = $2 AND phase = 'running' RETURNING id) \
+             SELECT id FROM released, LATERAL (SELECT pg_notify('deputy_jobs', id)) AS n",
+        )
+        .bind(id)
+        .bind(epoch)
+        .bind(patch)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(done.is_some())
+    }
+
     /// Queue the next message of a finished session, if its owner has a place left.
     pub(crate) async fn continue_with(
         &self,

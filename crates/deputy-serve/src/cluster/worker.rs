@@ -30,8 +30,13 @@ pub(crate) fn spawn_workers(app: Arc<App>) {
 async fn claim_loop(app: Arc<App>, c: Arc<Cluster>) {
     let mut rx = c.notices.subscribe();
     let mut pruned = Instant::now();
+    let stopping = app.drain.stopping.clone();
     loop {
-        let Ok(permit) = app.running.clone().acquire_owned().await else {
+        let permit = tokio::select! {
+            p = app.running.clone().acquire_owned() => p,
+            () = stopping.cancelled() => return,
+        };
+        let Ok(permit) = permit else {
             return;
         };
         match c.claim().await {
@@ -57,7 +62,29 @@ async fn claim_loop(app: Arc<App>, c: Arc<Cluster>) {
             }
         }
         // New work is announced; a lease that ran out is not, so look every second anyway.
-        wait(&mut rx, "deputy_jobs", None, Duration::from_secs(1)).await;
+        tokio::select! {
+            () = wait(&mut rx, "deputy_jobs", None, Duration::from_secs(1)) => {}
+            () = stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Give a session this worker stopped running back to the queue, with its change so far.
+async fn release(c: &Cluster, job: &Job, repo: Option<&Path>) {
+    let patch = match repo.map(Path::to_path_buf) {
+        Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    match c.release(&job.id, job.epoch, patch.as_deref()).await {
+        Ok(true) => tracing::info!(session = %job.id, "handed over"),
+        Ok(false) => tracing::warn!(session = %job.id, "taken over before it was handed over"),
+        Err(e) => tracing::error!(
+            session = %job.id,
+            "cannot hand the session over (another worker takes it when its lease runs out): {e}"
+        ),
     }
 }
 
@@ -68,8 +95,28 @@ async fn run_job(app: &App, c: &Arc<Cluster>, job: Job) {
         cancel.cancel();
     }
     let lost = Arc::new(AtomicBool::new(false));
+    // Stopping, out of time: nothing more is recorded (so the run's end is not taken for the
+    // session's), the run stops, and the session is released to another worker.
+    let handover = app.drain.handover.clone();
+    let watch = {
+        let (lost, cancel) = (lost.clone(), cancel.clone());
+        tokio::spawn(async move {
+            handover.cancelled().await;
+            lost.store(true, Ordering::Release);
+            cancel.cancel();
+        })
+    };
     let mut scratch = None;
-    let (view, patch) = match run_claimed(app, c, &job, &cancel, &lost, &mut scratch).await {
+    let ran = run_claimed(app, c, &job, &cancel, &lost, &mut scratch).await;
+    watch.abort();
+    if app.drain.handover.is_cancelled() {
+        release(c, &job, scratch.as_deref()).await;
+        if let Some(dir) = scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return;
+    }
+    let (view, patch) = match ran {
         Ok(done) => done,
         Err(p) => {
             let agent = job
