@@ -76,6 +76,33 @@ impl Tmux {
         .into_owned()
     }
 
+    /// Wait until the line editor is reading: the screen's last line is the empty prompt, and
+    /// a moment later still is.
+    fn wait_for_prompt(&self, timeout: Duration) {
+        let start = Instant::now();
+        let at_prompt = |t: &Tmux| {
+            t.screen()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim() == "›")
+        };
+        loop {
+            if at_prompt(self) {
+                std::thread::sleep(Duration::from_millis(200));
+                if at_prompt(self) {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no prompt after {timeout:?}; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
     /// Wait until the screen shows `needle` (after `skip` occurrences), or fail with the screen.
     fn wait_for(&self, needle: &str, times: usize, timeout: Duration) -> Duration {
         let start = Instant::now();
@@ -296,7 +323,10 @@ routes:
     tmux.send(&["new agent", "Enter"]);
     tmux.wait_for("A new session answers.", 1, Duration::from_secs(20));
 
-    // Ctrl-D exits 0.
+    // Ctrl-D at the prompt exits 0. Only at the prompt: a ^D typed while the answer is still
+    // printing reaches a terminal in cooked mode, whose line discipline takes it as end of
+    // input for nobody (as in any shell).
+    tmux.wait_for_prompt(Duration::from_secs(20));
     tmux.send(&["C-d"]);
     let t0 = Instant::now();
     while !exit_file.exists() {

@@ -221,50 +221,8 @@ async fn schemathesis_finds_nothing_against_the_document() {
         return;
     };
     let h = Harness::new(deputy_mockllm::Script::text("ok")).await;
-    let s = start(
-        &h,
-        &[
-            "--rate-per-minute",
-            "1000000",
-            "--sessions-per-token",
-            "1000000",
-            "--max-sessions",
-            "4",
-        ],
-        Some("tok"),
-    )
-    .await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new(&st)
-            .args([
-                "run",
-                &format!("{}/openapi.json", s.url),
-                "-H",
-                "Authorization: Bearer tok",
-                "--max-examples",
-                "25",
-                "--seed",
-                "7",
-                // Schema-valid data may still be refused for what a schema cannot say (an
-                // unknown model, a workspace that does not exist): those are documented 4xx.
-                "--exclude-checks",
-                "positive_data_acceptance",
-            ])
-            .current_dir(h.dir.path())
-            .env("NO_COLOR", "1")
-            .output(),
-    )
-    .await
-    .expect("schemathesis did not finish in 10 minutes")
-    .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains("Tested: 10"), "{report}");
+    let s = start(&h, serve::UNLIMITED, Some("tok")).await;
+    serve::schemathesis(&st, &h, &s).await;
 }
 
 /// A token sees only the sessions it started: another token cannot read, follow, cancel or
@@ -302,6 +260,14 @@ async fn one_tokens_sessions_do_not_exist_for_another() {
         assert_eq!(st, 404, "{path}: {v}");
     }
     assert_eq!(mine.get(&format!("/v1/sessions/{id}")).await.0, 200);
+    let (st, v) = mine
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"prompt": "\u{0}"}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    serve::nul_is_refused(&mine).await;
 }
 
 /// The per-token cap on sessions queued or running holds when the requests arrive all at

@@ -237,6 +237,21 @@ async fn sigterm_hands_running_sessions_over_without_waiting_for_the_lease() {
     h.assert_strict_ok();
 }
 
+/// schemathesis against a worker on the shared store: its handlers are other code than the
+/// embedded store's, held to the same document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_against_a_worker_on_postgres() {
+    let Some(st) = common::outside::schemathesis() else {
+        return;
+    };
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::new(deputy_mockllm::Script::text("ok")).await;
+    let s = worker(&h, &pg.url, "w1", serve::UNLIMITED, Some("tok")).await;
+    serve::schemathesis(&st, &h, &s).await;
+}
+
 /// The per-token cap is counted in the store: a burst spread over two workers gets no more
 /// sessions than one worker would give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -249,6 +264,7 @@ async fn a_burst_over_two_workers_gets_no_more_sessions_than_the_tokens_cap() {
     let a = worker(&h, &pg.url, "w1", &flags, Some("mine")).await;
     let b = worker(&h, &pg.url, "w2", &flags, Some("mine")).await;
     serve::the_cap_holds(&[&a, &b]).await;
+    serve::nul_is_refused(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

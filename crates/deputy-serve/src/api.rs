@@ -99,12 +99,7 @@ pub(crate) async fn prepare(app: &App, req: &CreateSession) -> Result<Prepared, 
             "no agent `{name}`; GET /v1/agents lists them"
         )));
     };
-    if req.prompt.is_empty() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "prompt is empty",
-        ));
-    }
+    check_prompt(&req.prompt)?;
     let place = match (&req.repo, &req.workspace) {
         (Some(_), Some(_)) => {
             return Err(Problem::new(
@@ -261,6 +256,19 @@ pub(crate) async fn create(
     app.registry.insert(e.clone());
     start(app.clone(), e.clone(), req.prompt, seat);
     Ok((StatusCode::ACCEPTED, Json(created(&e.id, e.phase()))))
+}
+
+/// A prompt either store can take: not empty, and without NUL (U+0000), which PostgreSQL's
+/// text cannot hold (refused on both stores, so they answer alike).
+pub(crate) fn check_prompt(prompt: &str) -> Result<(), Problem> {
+    let why = if prompt.is_empty() {
+        "prompt is empty"
+    } else if prompt.contains('\0') {
+        "prompt contains a NUL character (U+0000); remove it"
+    } else {
+        return Ok(());
+    };
+    Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, why))
 }
 
 /// No run starts on a server that is stopping (the embedded store: nobody else would run it).
@@ -443,12 +451,7 @@ pub(crate) async fn message(
         return crate::cluster::api::message(&app, c, owner, &id, m).await;
     }
     let e = entry(&app, owner, &id)?;
-    if m.prompt.is_empty() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "prompt is empty",
-        ));
-    }
+    check_prompt(&m.prompt)?;
     let running = || {
         Problem::new(
             StatusCode::CONFLICT,

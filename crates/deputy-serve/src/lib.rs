@@ -170,6 +170,8 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         .route("/v1/sessions/{id}/approvals", get(api::approvals))
         .route("/v1/sessions/{id}/approvals/{call_id}", post(api::answer))
         .route("/v1/agents", get(api::agents))
+        // Inner first: a request is authenticated before its path is looked at.
+        .route_layer(axum::middleware::from_fn(no_nul))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
     let router = Router::new()
         .merge(v1)
@@ -192,6 +194,16 @@ async fn method_not_allowed() -> Problem {
         StatusCode::METHOD_NOT_ALLOWED,
         "this endpoint does not take that method; see /openapi.json",
     )
+}
+
+/// No id holds a NUL (`%00` in the path): answered as not found here, before it reaches a
+/// store (PostgreSQL's text cannot even be asked about it).
+async fn no_nul(req: Request, next: Next) -> Response {
+    if req.uri().path().contains("%00") {
+        return Problem::not_found("no such session or call (an id never contains NUL)")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Equal, in time that does not depend on where the two differ.

@@ -89,12 +89,7 @@ pub(crate) async fn message(
     id: &str,
     m: MessageIn,
 ) -> Result<(StatusCode, Json<Created>), Problem> {
-    if m.prompt.is_empty() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "prompt is empty",
-        ));
-    }
+    crate::api::check_prompt(&m.prompt)?;
     let key = app.owner_key(owner);
     let cap = app.opts.sessions_per_token;
     let queued = c.continue_with(id, key.as_deref(), cap, &m.prompt).await?;

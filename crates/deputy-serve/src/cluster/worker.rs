@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deputy_runtime::{Approval, ApprovalRequest, Approver, DecidedBy};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::notify::wait;
+use super::writer::Record;
 use super::{Cluster, Job, MAX_ATTEMPTS};
 use crate::App;
 use crate::api::{AnswerIn, CreateSession, Place, Start};
@@ -69,6 +70,30 @@ async fn claim_loop(app: Arc<App>, c: Arc<Cluster>) {
     }
 }
 
+/// What a worker does with a session once its run here has returned.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterRun {
+    /// Record the outcome (fenced by the epoch: a no-op if another worker holds it).
+    Finish,
+    /// Give it back to the queue now (this worker is stopping).
+    Release,
+    /// Nothing: the lease was lost or the store failed; another worker goes on from the
+    /// record.
+    Leave,
+}
+
+/// Whether the run's end made it on record decides, not when the signal came: a run whose
+/// end is recorded is finished here, or the next worker would take that end for the previous
+/// run's and start the prompt again.
+fn after_run(handing_over: bool, closed: bool, ended: bool) -> AfterRun {
+    match (ended, handing_over, closed) {
+        (true, _, _) => AfterRun::Finish,
+        (false, true, _) => AfterRun::Release,
+        (false, false, true) => AfterRun::Leave,
+        (false, false, false) => AfterRun::Finish,
+    }
+}
+
 /// Give a session this worker stopped running back to the queue, with its change so far.
 async fn release(c: &Cluster, job: &Job, repo: Option<&Path>) {
     let patch = match repo.map(Path::to_path_buf) {
@@ -94,22 +119,27 @@ async fn run_job(app: &App, c: &Arc<Cluster>, job: Job) {
     if job.cancel {
         cancel.cancel();
     }
-    let lost = Arc::new(AtomicBool::new(false));
-    // Stopping, out of time: nothing more is recorded (so the run's end is not taken for the
-    // session's), the run stops, and the session is released to another worker.
+    let rec = Arc::new(Record::default());
+    // Stopping, out of time: nothing more is recorded, the run stops, and the session is
+    // released to another worker.
     let handover = app.drain.handover.clone();
     let watch = {
-        let (lost, cancel) = (lost.clone(), cancel.clone());
+        let (rec, cancel) = (rec.clone(), cancel.clone());
         tokio::spawn(async move {
             handover.cancelled().await;
-            lost.store(true, Ordering::Release);
+            rec.closed.store(true, Ordering::Release);
             cancel.cancel();
         })
     };
     let mut scratch = None;
-    let ran = run_claimed(app, c, &job, &cancel, &lost, &mut scratch).await;
+    let ran = run_claimed(app, c, &job, &cancel, &rec, &mut scratch).await;
     watch.abort();
-    if app.drain.handover.is_cancelled() {
+    let next = after_run(
+        app.drain.handover.is_cancelled(),
+        rec.closed.load(Ordering::Acquire),
+        rec.ended.load(Ordering::Acquire),
+    );
+    if next == AfterRun::Release {
         release(c, &job, scratch.as_deref()).await;
         if let Some(dir) = scratch {
             let _ = std::fs::remove_dir_all(dir);
@@ -133,7 +163,7 @@ async fn run_job(app: &App, c: &Arc<Cluster>, job: Job) {
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
-    if lost.load(Ordering::Acquire) {
+    if next == AfterRun::Leave {
         tracing::warn!(session = %job.id, "the lease was lost; the session is another worker's now");
         return;
     }
@@ -150,7 +180,7 @@ async fn run_claimed(
     c: &Arc<Cluster>,
     job: &Job,
     cancel: &CancellationToken,
-    lost: &Arc<AtomicBool>,
+    rec: &Arc<Record>,
     scratch: &mut Option<PathBuf>,
 ) -> Result<(crate::api::SessionView, Option<String>), Problem> {
     let fail = |why: String| Problem::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, why);
@@ -213,7 +243,7 @@ async fn run_claimed(
     session.set_cancel_token(cancel.clone());
     session.set_mirror(
         c.writer
-            .mirror(job.id.clone(), job.epoch, cancel.clone(), lost.clone()),
+            .mirror(job.id.clone(), job.epoch, cancel.clone(), rec.clone()),
     );
     let repo_dir = scratch.clone();
     let beat = tokio::spawn(heartbeat(
@@ -221,7 +251,7 @@ async fn run_claimed(
         job.id.clone(),
         job.epoch,
         cancel.clone(),
-        lost.clone(),
+        rec.clone(),
         repo_dir.clone(),
     ));
     let outcome = session.run(prompt).await;
@@ -252,7 +282,7 @@ async fn heartbeat(
     id: String,
     epoch: i64,
     cancel: CancellationToken,
-    lost: Arc<AtomicBool>,
+    rec: Arc<Record>,
     repo: Option<PathBuf>,
 ) {
     let mut rx = c.notices.subscribe();
@@ -276,7 +306,7 @@ async fn heartbeat(
             }
             Ok(None) => {
                 tracing::warn!(session = %id, "lease lost: another worker has taken the session");
-                lost.store(true, Ordering::Release);
+                rec.closed.store(true, Ordering::Release);
                 cancel.cancel();
                 return;
             }
@@ -372,7 +402,20 @@ impl Approver for StoreApprover {
 
 #[cfg(test)]
 mod tests {
-    use super::run_in_progress;
+    use super::{AfterRun, after_run, run_in_progress};
+
+    #[test]
+    fn a_run_whose_end_is_on_record_is_finished_even_when_handing_over() {
+        // (handing over, closed, ended)
+        assert_eq!(after_run(true, true, true), AfterRun::Finish);
+        assert_eq!(after_run(false, true, true), AfterRun::Finish);
+        assert_eq!(after_run(true, true, false), AfterRun::Release);
+        assert_eq!(after_run(true, false, false), AfterRun::Release);
+        assert_eq!(after_run(false, true, false), AfterRun::Leave);
+        // Ended without its end on record (e.g. set up failed before the run): the outcome
+        // is what there is to record.
+        assert_eq!(after_run(false, false, false), AfterRun::Finish);
+    }
 
     #[test]
     fn a_run_is_in_progress_between_its_prompt_and_its_end() {

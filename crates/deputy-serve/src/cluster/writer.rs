@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use deputy_runtime::{Event, EventMirror};
+use deputy_runtime::{Event, EventKind, EventMirror};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -104,18 +104,19 @@ impl Writer {
         }
     }
 
-    /// The mirror of session `session`, claimed at `epoch`: a failure to record sets `lost`
-    /// and cancels the session through `cancel`.
+    /// The mirror of session `session`, claimed at `epoch`: a failure to record closes `rec`
+    /// and cancels the session through `cancel`; once `rec` is closed nothing more is
+    /// recorded.
     pub(crate) fn mirror(
         &self,
         session: String,
         epoch: i64,
         cancel: CancellationToken,
-        lost: Arc<AtomicBool>,
+        rec: Arc<Record>,
     ) -> EventMirror {
         let w = self.clone();
         Arc::new(move |e: &Event| {
-            if lost.load(Ordering::Acquire) {
+            if rec.closed.load(Ordering::Acquire) {
                 return;
             }
             let json = match serde_json::to_string(e) {
@@ -130,11 +131,24 @@ impl Writer {
                     "session {session}: an event could not be recorded in the store (the lease \
                      was lost or the store is unreachable); stopping it here"
                 );
-                lost.store(true, Ordering::Release);
+                rec.closed.store(true, Ordering::Release);
                 cancel.cancel();
+            } else if e.session_id == session && matches!(e.kind, EventKind::SessionFinished { .. })
+            {
+                rec.ended.store(true, Ordering::Release);
             }
         })
     }
+}
+
+/// What a claimed run's mirror has done, for its worker.
+#[derive(Debug, Default)]
+pub(crate) struct Record {
+    /// Nothing more is recorded: the lease was lost, the store failed, or the worker is
+    /// handing the session over.
+    pub closed: AtomicBool,
+    /// The run's end (the session's own `session.finished`) is on record.
+    pub ended: AtomicBool,
 }
 
 fn run(rt: &tokio::runtime::Runtime, pool: &PgPool, rx: &mpsc::Receiver<Write>) {
