@@ -364,13 +364,7 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
         }
         let outcome = session.run(Some(prompt)).await;
         drop(permit);
-        let patch = match e.repo_dir.clone() {
-            Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
+        let patch = crate::repo::patch_of(e.repo_dir.as_deref()).await;
         if let Ok(mut st) = e.state.lock() {
             // Calls left waiting are answered no by the end of the run; forget them.
             st.approvals.clear();

@@ -231,6 +231,15 @@ pub(crate) async fn apply(dir: &Path, patch: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?
 }
 
+/// [`patch`] of the clone at `dir`, if there is one, off the async threads.
+pub(crate) async fn patch_of(dir: Option<&Path>) -> Option<String> {
+    let dir = dir?.to_path_buf();
+    tokio::task::spawn_blocking(move || patch(&dir))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The change in `dir` against the commit it was cloned at, new files included, as a unified
 /// diff (git's, with nothing the repository configures run).
 pub(crate) fn patch(dir: &Path) -> Option<String> {

@@ -96,13 +96,7 @@ fn after_run(handing_over: bool, closed: bool, ended: bool) -> AfterRun {
 
 /// Give a session this worker stopped running back to the queue, with its change so far.
 async fn release(c: &Cluster, job: &Job, repo: Option<&Path>) {
-    let patch = match repo.map(Path::to_path_buf) {
-        Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
+    let patch = crate::repo::patch_of(repo).await;
     match c.release(&job.id, job.epoch, patch.as_deref()).await {
         Ok(true) => tracing::info!(session = %job.id, "handed over"),
         Ok(false) => tracing::warn!(session = %job.id, "taken over before it was handed over"),
@@ -256,13 +250,7 @@ async fn run_claimed(
     ));
     let outcome = session.run(prompt).await;
     beat.abort();
-    let patch = match repo_dir {
-        Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
+    let patch = crate::repo::patch_of(repo_dir.as_deref()).await;
     let view = crate::api::view(
         &job.id,
         &p.agent.name,
@@ -291,13 +279,7 @@ async fn heartbeat(
         let left = next.saturating_duration_since(Instant::now());
         // Woken early by a cancel announced for this session: the renewal reads it.
         wait(&mut rx, "deputy_cancel", Some(&id), left).await;
-        let patch = match repo.clone() {
-            Some(dir) => tokio::task::spawn_blocking(move || crate::repo::patch(&dir))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
+        let patch = crate::repo::patch_of(repo.as_deref()).await;
         match c.renew(&id, epoch, patch.as_deref()).await {
             Ok(Some(cancelled)) => {
                 if cancelled {
