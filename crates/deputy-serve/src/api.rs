@@ -339,8 +339,8 @@ impl Approver for LateApprover {
     }
 }
 
-/// Run `prompt` in the entry's session on a task of its own, once a place is free.
-/// Run the session's next prompt; it holds its token's `seat` until the run ends.
+/// Run `prompt` in the entry's session on a task of its own, once a place is free; the run
+/// holds its token's `seat` until it ends.
 fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
     e.set_phase(Phase::Queued);
     let cancel = tokio_util::sync::CancellationToken::new();

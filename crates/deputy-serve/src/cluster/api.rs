@@ -59,7 +59,7 @@ pub(crate) async fn create(
                 ));
             }
             Queued::Full => return Err(crate::api::too_many(app)),
-            Queued::IdTaken => {}
+            Queued::Conflict => {}
         }
     }
 }

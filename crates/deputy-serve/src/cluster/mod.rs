@@ -89,7 +89,7 @@ pub(crate) enum Queued {
     Yes,
     /// A new session's id is taken (pick another); a continued one is not there or not
     /// finished.
-    IdTaken,
+    Conflict,
     /// Its owner has as many sessions queued or running as it may.
     Full,
 }
@@ -183,7 +183,7 @@ impl Cluster {
         Ok(if queued.is_some() {
             Queued::Yes
         } else {
-            Queued::IdTaken
+            Queued::Conflict
         })
     }
 
@@ -356,7 +356,7 @@ impl Cluster {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Ok(Queued::IdTaken);
+            return Ok(Queued::Conflict);
         }
         sqlx::query("SELECT pg_notify('deputy_jobs', $1)")
             .bind(id)
