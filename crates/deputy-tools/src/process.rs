@@ -122,6 +122,8 @@ pub struct Finished {
     pub timed_out: bool,
     pub output: Captured,
     pub duration: Duration,
+    /// What applying the command's write layer did (a layered sandbox only).
+    pub layer: Option<crate::sandbox::layer::Applied>,
 }
 
 /// Kill the process group (and the cgroup) if the run is abandoned half-way.
@@ -183,13 +185,15 @@ pub async fn run(
         .map_err(|e| ToolError::Failed(format!("cannot make a pipe: {e}")))?;
     cmd.stdout(writer).stderr(writer2);
     let start = Instant::now();
+    let spawning = crate::sandbox::reaper::spawning();
     let mut child = cmd
         .spawn()
         .map_err(|e| ToolError::Failed(format!("cannot start the command: {e}")))?;
-    // Our copies of the write end must close, or the read end never sees EOF.
-    drop(cmd);
     // A command is a child deputy started on purpose, not an orphan to kill.
     let _known = child.id().map(crate::sandbox::reaper::Known::new);
+    drop(spawning);
+    // Our copies of the write end must close, or the read end never sees EOF.
+    drop(cmd);
     let guard = GroupGuard {
         pgid: child.id().map(|p| p as i32),
     };
@@ -285,6 +289,7 @@ pub async fn run(
         timed_out,
         output: out,
         duration: start.elapsed(),
+        layer: None,
     })
 }
 

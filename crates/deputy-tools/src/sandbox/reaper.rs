@@ -5,11 +5,27 @@
 //! of deputy that it did not start itself is killed, then its children in turn as they are
 //! reparented.
 //!
-//! deputy starts few processes of its own besides commands (MCP servers it talks to): those
-//! register here ([`Known`]) so they are never taken for orphans.
+//! A child counts as an orphan of a command only when it carries more seccomp filters than
+//! deputy itself: every Landlock command gets one it can never remove, so that is a mark no
+//! process of deputy's own (MCP servers, `git`) has, and no command can shed. Children deputy
+//! starts on purpose also register here ([`Known`]); on a kernel that does not report
+//! `Seccomp_filters` (before 5.9) that registry alone decides.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard};
+
+/// Held (shared) from a deliberate spawn until its child is registered as [`Known`], and
+/// (exclusively) while orphans are collected: a child of a command running beside this one is
+/// never taken for an orphan in between.
+fn gate() -> &'static RwLock<()> {
+    static GATE: RwLock<()> = RwLock::new(());
+    &GATE
+}
+
+/// Hold this across `spawn` and [`Known::new`] of a child deputy starts on purpose.
+pub fn spawning() -> RwLockReadGuard<'static, ()> {
+    gate().read().unwrap_or_else(|p| p.into_inner())
+}
 
 fn known() -> &'static Mutex<HashSet<u32>> {
     static KNOWN: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
@@ -70,15 +86,36 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// How many seccomp filters process `pid` (`self` for deputy) carries, when the kernel says.
+fn seccomp_filters(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Whether a child came out of a sandbox (see the module doc).
+fn from_sandbox(pid: u32, own: Option<u32>) -> bool {
+    match (own, seccomp_filters(&pid.to_string())) {
+        (Some(own), Some(its)) => its > own,
+        // The kernel does not say (or the child is gone): the registry decides.
+        _ => true,
+    }
+}
+
 /// Kill every child of deputy it did not start on purpose (orphans adopted from commands), and
-/// theirs as they are reparented. Returns how many were killed.
+/// theirs as they are reparented, until none is left: no pass limit (a detached chain goes one
+/// level a pass; the process limit bounds how many there can be). Returns how many were killed.
 pub fn kill_orphans() -> usize {
+    let _collecting = gate().write().unwrap_or_else(|p| p.into_inner());
+    let own = seccomp_filters("self");
     let mut killed = 0;
-    for _ in 0..20 {
+    loop {
         let live: HashSet<u32> = known().lock().unwrap_or_else(|p| p.into_inner()).clone();
         let orphans: Vec<u32> = children()
             .into_iter()
-            .filter(|p| !live.contains(p))
+            .filter(|p| !live.contains(p) && from_sandbox(*p, own))
             .collect();
         if orphans.is_empty() {
             break;
