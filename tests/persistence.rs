@@ -194,7 +194,13 @@ async fn a_repository_or_config_a_command_creates_is_moved_aside() {
         assert_eq!(out.status.code(), Some(0), "{backend}: {stderr}");
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(!h.ws.join(".git").exists(), "{backend}: .git left in place");
-        assert!(h.ws.join(".git.deputy-quarantine").is_dir(), "{backend}");
+        // bwrap (a kept sandbox, layered): never written at all. Landlock: moved aside.
+        let layered = backend == "bwrap";
+        assert_eq!(
+            h.ws.join(".git.deputy-quarantine").is_dir(),
+            !layered,
+            "{backend}"
+        );
         assert!(!h.ws.join(".claude").exists(), "{backend}");
         assert!(!h.ws.join("nested/.git").exists(), "{backend}");
         assert!(!h.ws.join(".env.local").exists(), "{backend}");
@@ -217,11 +223,21 @@ async fn a_repository_or_config_a_command_creates_is_moved_aside() {
             .as_str()
             .unwrap()
             .to_string();
-        assert!(
-            result.contains("moved to `.git.deputy-quarantine`"),
-            "{result}"
-        );
+        let told = if layered {
+            "`.git` was not written to the workspace"
+        } else {
+            "moved to `.git.deputy-quarantine`"
+        };
+        assert!(result.contains(told), "{backend}: {result}");
         let events = h.journal(v["session_id"].as_str().unwrap());
+        if layered {
+            let mut refused: Vec<&str> = of_type(&events, "write.refused")
+                .iter()
+                .map(|e| e["path"].as_str().unwrap())
+                .collect();
+            refused.sort();
+            assert_eq!(refused, [".claude", ".env.local", ".git", "nested/.git"]);
+        }
         let warnings = of_type(&events, "warning");
         assert!(
             warnings.len() >= 4,

@@ -406,9 +406,8 @@ async fn sigint_cancels_kills_the_tool_and_exits_130() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = h.ws.join("started.txt");
     let t0 = Instant::now();
-    while !started.exists() {
+    while processes_with(&format!("sleep {marker}")).is_empty() {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the tool never started"
@@ -446,8 +445,9 @@ async fn resume_after_kill_9_does_not_repeat_side_effects() {
     .await;
     let mut child = h.cmd(&["run", "finish the job"]).spawn().unwrap();
     let log = h.ws.join("effects.log");
+    // The command's writes land when it ends (its layer): its start is in the process table.
     let t0 = Instant::now();
-    while !log.exists() {
+    while processes_with(&format!("sleep {marker}")).is_empty() {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the tool never started"
@@ -481,8 +481,10 @@ async fn resume_after_kill_9_does_not_repeat_side_effects() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["session_id"], id.as_str());
     assert_eq!(v["status"], "completed");
-    // Not run again: one line in the log, from the first run.
-    assert_eq!(read(&log), "run\n");
+    // Not run again: one line in the log from the first run (a sandbox writing in place), or
+    // none (a layered sandbox discards what a killed command wrote).
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ran.is_empty() || ran == "run\n", "{ran:?}");
     // The model was told.
     let last = h.mock.requests().last().unwrap().body.clone();
     let msgs = last["messages"].as_array().unwrap();

@@ -201,6 +201,16 @@ impl Session {
         if let Some(c) = r.cost {
             *self.totals.cost.get_or_insert(0.0) += c;
         }
+        // What a command wrote that was not applied, one event an entry.
+        if let Some(refused) = r.output.metadata.get("refused").and_then(Value::as_array) {
+            for e in refused {
+                self.emit(EventKind::WriteRefused {
+                    call_id: call.id.clone(),
+                    path: e["path"].as_str().unwrap_or_default().to_string(),
+                    reason: e["why"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
         // What the tool wants the user to know (a protected path a command created, moved away).
         if let Some(warnings) = r.output.metadata.get("warnings").and_then(Value::as_array) {
             for w in warnings.iter().filter_map(Value::as_str) {

@@ -199,6 +199,16 @@ pub enum EventKind {
     /// Something the user should know that did not stop the session.
     #[serde(rename = "warning")]
     Warning { message: String },
+    /// Something a command wrote that was not carried into the workspace (under a layered
+    /// sandbox, where a command's changes are applied when it ends): a protected entry, a git
+    /// repository by its content, a device. The command's other changes were applied.
+    #[serde(rename = "write.refused")]
+    WriteRefused {
+        call_id: String,
+        /// Workspace-relative, `/`-separated.
+        path: String,
+        reason: String,
+    },
     /// The session's task list was written (`todowrite`): the whole list as it now is.
     #[serde(rename = "todo.updated")]
     TodoUpdated { todos: Vec<crate::todo::Todo> },
@@ -275,6 +285,7 @@ impl EventKind {
             EventKind::SubagentStarted { .. } => "subagent.started",
             EventKind::SubagentFinished { .. } => "subagent.finished",
             EventKind::Warning { .. } => "warning",
+            EventKind::WriteRefused { .. } => "write.refused",
             EventKind::TodoUpdated { .. } => "todo.updated",
             EventKind::ConversationCleared {} => "conversation.cleared",
             EventKind::ContextCompacted { .. } => "context.compacted",

@@ -100,6 +100,11 @@ fn all_kinds() -> Vec<EventKind> {
         EventKind::Warning {
             message: "retrying".into(),
         },
+        EventKind::WriteRefused {
+            call_id: "call_1".into(),
+            path: "sub/.git".into(),
+            reason: "git runs hooks and commands from its config on your next git command".into(),
+        },
         EventKind::SessionFinished {
             status: Status::Completed,
             result: "Done.".into(),
@@ -186,6 +191,7 @@ fn variant_index(k: &EventKind) -> usize {
         EventKind::ModelChanged { .. } => 14,
         EventKind::ContextCompacted { .. } => 15,
         EventKind::TodoUpdated { .. } => 16,
+        EventKind::WriteRefused { .. } => 17,
     }
 }
 
@@ -194,7 +200,7 @@ fn the_snapshot_covers_every_event_kind() {
     let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..=16).collect::<Vec<_>>());
+    assert_eq!(seen, (0..=17).collect::<Vec<_>>());
 }
 
 #[test]

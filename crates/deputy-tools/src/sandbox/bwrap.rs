@@ -150,23 +150,49 @@ fn private_dirs(network: bool) -> Vec<String> {
     a
 }
 
-/// The bwrap command that runs `argv` (a program and its arguments) in the sandbox.
-pub fn command(sb: &Sandbox, argv: &[&str]) -> tokio::process::Command {
+/// The bwrap command that runs `argv` (a program and its arguments) in the sandbox. With
+/// `layers` (a kept sandbox's supervisor), the workspace is bound read-only whatever the mode,
+/// the layers' directory read-write, and the supervisor keeps, in the sandbox's own user
+/// namespace only, the two capabilities it needs to mount each command's layer and pid
+/// namespace (commands get none: see `command_ns`).
+pub fn command(
+    sb: &Sandbox,
+    argv: &[&str],
+    layers: Option<&std::path::Path>,
+) -> tokio::process::Command {
     let bin = bwrap_path().unwrap_or_else(|| PathBuf::from("bwrap"));
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(base_args(sb.policy.network));
     cmd.args(private_dirs(sb.policy.network));
+    if let Some(dir) = layers {
+        if super::is_root() {
+            cmd.arg("--unshare-user");
+        }
+        cmd.args([
+            "--cap-add",
+            "CAP_SYS_ADMIN",
+            "--cap-add",
+            "CAP_DAC_OVERRIDE",
+        ]);
+        let d = dir.display().to_string();
+        cmd.args(["--bind", &d, &d]);
+    }
     let root = sb.root.display().to_string();
     match sb.policy.mode {
-        SandboxMode::WorkspaceWrite => cmd.args(["--bind", &root, &root]),
+        SandboxMode::WorkspaceWrite if layers.is_none() => cmd.args(["--bind", &root, &root]),
         _ => cmd.args(["--ro-bind", &root, &root]),
     };
-    for p in &sb.protected {
-        let p = p.display().to_string();
-        cmd.args(["--ro-bind", &p, &p]);
-    }
-    for p in &sb.masked {
-        cmd.args(["--ro-bind", "/dev/null", &p.display().to_string()]);
+    // With layers, the protected paths and masks are put on each command's overlay instead
+    // (`command_ns`): the kernel will not stack an overlay on a mount with locked mounts under
+    // it, and the supervisor itself runs no command here.
+    if layers.is_none() {
+        for p in &sb.protected {
+            let p = p.display().to_string();
+            cmd.args(["--ro-bind", &p, &p]);
+        }
+        for p in &sb.masked {
+            cmd.args(["--ro-bind", "/dev/null", &p.display().to_string()]);
+        }
     }
     for (k, v) in &sb.env {
         cmd.args(["--setenv", k, v]);

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::{Sandbox, cgroup, reaper, supervisor::SUPERVISOR_ARG};
+use super::dirfd::Dir;
+use super::layer::{self, CommandLayer, Stage};
+use super::{Backend, Sandbox, SandboxMode, cgroup, reaper, supervisor::SUPERVISOR_ARG};
 use crate::error::ToolError;
 use crate::process::{CaptureLimits, Captured, Finished};
 
@@ -32,9 +34,17 @@ const STDERR_CAP: usize = 8 * 1024;
 pub(crate) struct Kept {
     program: PathBuf,
     slot: tokio::sync::Mutex<Option<Running>>,
+    /// Under bwrap: where commands' write layers live, and the workspace they are applied to
+    /// (opened once; see [`super::layer`]). Made with the first supervisor.
+    layers: std::sync::OnceLock<Option<Layers>>,
     /// A supervisor could not be started here (its program is gone, it cannot run in the
     /// sandbox): commands get a sandbox of their own from then on.
     broken: std::sync::atomic::AtomicBool,
+}
+
+struct Layers {
+    stage: Stage,
+    workspace: Dir,
 }
 
 enum Frame {
@@ -45,6 +55,9 @@ enum Frame {
 struct Running {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
+    /// The set-up request, not sent yet (it goes with the first write).
+    setup: Vec<u8>,
+    _trial: Option<CommandLayer>,
     frames: mpsc::Receiver<Frame>,
     stderr: Arc<Mutex<Vec<u8>>>,
     /// The pids and memory limits of the whole sandbox (one command runs at a time). Dropped
@@ -80,6 +93,7 @@ impl Kept {
         Kept {
             program,
             slot: tokio::sync::Mutex::new(None),
+            layers: std::sync::OnceLock::new(),
             broken: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -115,9 +129,24 @@ impl Kept {
             _ => (self.spawn(sb)?, true),
         };
         let mut heard = false;
+        // A workspace-write bwrap sandbox: the command writes into a layer of its own.
+        let layer = match self.layers() {
+            Some(l) if sb.policy.mode == SandboxMode::WorkspaceWrite => {
+                Some(l.stage.layer().map_err(|e| {
+                    ToolError::Sandbox(format!("cannot make the command's write layer: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        let layer_path = layer
+            .as_ref()
+            .map(|l| l.root().as_os_str().as_encoded_bytes().to_vec())
+            .unwrap_or_default();
         let request = [
-            format!("R {}\n", script.len()).into_bytes(),
+            std::mem::take(&mut running.setup),
+            format!("R {} {}\n", script.len(), layer_path.len()).into_bytes(),
             script.as_bytes().to_vec(),
+            layer_path,
         ]
         .concat();
         let mut out = Captured::new(limits);
@@ -142,12 +171,16 @@ impl Kept {
                     }
                     Some(Frame::Exit(exit_code, signal)) => {
                         *slot = Some(running);
+                        // Every process of the command is dead (its pid namespace is gone):
+                        // now its layer can be applied.
+                        let applied = self.apply(sb, layer).await?;
                         return Ok(Some(Finished {
                             exit_code,
                             signal,
                             timed_out,
                             output: out,
                             duration: start.elapsed(),
+                            layer: applied,
                         }));
                     }
                     None => return Ok(self.ended(running, out, start, fresh && !heard).await),
@@ -165,18 +198,54 @@ impl Kept {
                     give_up_at = Some(tokio::time::Instant::now() + KILL_CONFIRM);
                 }
                 _ = tokio::time::sleep_until(give_up_at.unwrap_or(far)), if give_up_at.is_some() => {
-                    // No answer to a kill: the whole sandbox goes (dropped, so killed).
+                    // No answer to a kill: the whole sandbox goes (dropped, so killed). Its
+                    // processes may not be dead yet, so the layer is not applied.
                     drop(running);
+                    if layer.is_some() {
+                        out.push(b"\n[deputy: the sandbox did not answer the kill, so what this command wrote was discarded]\n");
+                    }
                     return Ok(Some(Finished {
                         exit_code: None,
                         signal: Some(libc::SIGKILL),
                         timed_out,
                         output: out,
                         duration: start.elapsed(),
+                        layer: None,
                     }));
                 }
             }
         }
+    }
+
+    /// The layers of a bwrap sandbox (none under Landlock, or when they cannot be made here).
+    fn layers(&self) -> Option<&Layers> {
+        self.layers.get().and_then(Option::as_ref)
+    }
+
+    /// Apply a finished command's layer to the workspace (off the async threads: it is file
+    /// system work), then remove it.
+    async fn apply(
+        &self,
+        sb: &Sandbox,
+        layer: Option<CommandLayer>,
+    ) -> Result<Option<layer::Applied>, ToolError> {
+        let (Some(layer), Some(layers)) = (layer, self.layers()) else {
+            return Ok(None);
+        };
+        let workspace = layers
+            .workspace
+            .try_clone()
+            .map_err(|e| ToolError::Sandbox(format!("cannot open the workspace: {e}")))?;
+        let allow = sb.allow_protected.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let r = layer::apply(&layer.upper(), &workspace, allow.as_ref());
+            drop(layer);
+            r
+        })
+        .await
+        .map_err(|e| ToolError::Sandbox(format!("applying the command's changes failed: {e}")))?
+        .map_err(|e| ToolError::Sandbox(format!("applying the command's changes failed: {e}")))?;
+        Ok(Some(applied))
     }
 
     /// Start the supervisor now if none runs, so the first command finds its sandbox ready. A
@@ -184,9 +253,12 @@ impl Kept {
     pub(crate) async fn warm(&self, sb: &Sandbox) {
         let mut slot = self.slot.lock().await;
         if slot.is_none()
-            && let Ok(r) = self.spawn(sb)
+            && let Ok(mut r) = self.spawn(sb)
         {
-            *slot = Some(r);
+            let setup = std::mem::take(&mut r.setup);
+            if r.stdin.write_all(&setup).await.is_ok() && r.stdin.flush().await.is_ok() {
+                *slot = Some(r);
+            }
         }
     }
 
@@ -225,27 +297,69 @@ impl Kept {
             timed_out: false,
             output: out,
             duration: start.elapsed(),
+            layer: None,
         })
     }
 
     /// Start the supervisor in a new sandbox.
     fn spawn(&self, sb: &Sandbox) -> Result<Running, ToolError> {
         let program = self.program.display().to_string();
-        let prepared = sb.command_argv(&[&program, SUPERVISOR_ARG])?;
+        let layers = self
+            .layers
+            .get_or_init(|| {
+                if sb.backend != Backend::Bwrap {
+                    return None;
+                }
+                let made = Stage::create().and_then(|stage| {
+                    Ok(Layers {
+                        stage,
+                        workspace: Dir::open_path(&sb.root)?,
+                    })
+                });
+                made.map_err(|e| tracing::warn!("cannot make write layers here: {e}"))
+                    .ok()
+            })
+            .as_ref();
+        let prepared =
+            sb.command_argv_kept(&[&program, SUPERVISOR_ARG], layers.map(|l| l.stage.path()))?;
         let mut cmd = prepared.cmd;
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
+        let spawning = reaper::spawning();
         let mut child = cmd
             .spawn()
             .map_err(|e| ToolError::Failed(format!("cannot start the sandbox: {e}")))?;
-        drop(cmd);
         let known = child.id().map(reaper::Known::new);
+        drop(spawning);
+        drop(cmd);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(ToolError::Failed("the sandbox has no pipes".into()));
         };
+        // The set-up goes first, with the first write: the supervisor tries a layer at once and
+        // exits when it cannot mount one (the kept sandbox is then out of use, see `ended`).
+        let mut setup = Vec::new();
+        let mut trial = None;
+        if let Some(l) = layers {
+            let t = l
+                .stage
+                .layer()
+                .map_err(|e| ToolError::Sandbox(format!("cannot make a write layer: {e}")))?;
+            let json = serde_json::to_vec(&super::supervisor::Setup {
+                layered: super::command_ns::Layered {
+                    workspace: sb.root.clone(),
+                    read_only: sb.protected.clone(),
+                    masked: sb.masked.clone(),
+                },
+                trial: t.root().to_path_buf(),
+            })
+            .map_err(|e| ToolError::Sandbox(format!("cannot describe the sandbox: {e}")))?;
+            setup = format!("C {}\n", json.len()).into_bytes();
+            setup.extend_from_slice(&json);
+            trial = Some(t);
+        }
         let (tx, frames) = mpsc::channel(64);
         tokio::spawn(read_frames(BufReader::new(stdout), tx));
         let kept_err = Arc::new(Mutex::new(Vec::new()));
@@ -253,6 +367,8 @@ impl Kept {
         Ok(Running {
             child,
             stdin,
+            setup,
+            _trial: trial,
             frames,
             stderr: kept_err,
             _cgroup: prepared.cgroup,

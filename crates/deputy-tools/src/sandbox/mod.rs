@@ -19,8 +19,11 @@
 
 mod bwrap;
 mod cgroup;
+mod command_ns;
+mod dirfd;
 mod kept;
 mod landlock;
+pub mod layer;
 mod limits;
 pub mod reaper;
 pub mod supervisor;
@@ -467,6 +470,16 @@ impl Sandbox {
 
     /// A command that runs `argv` (a program and its arguments) under this sandbox.
     pub(crate) fn command_argv(&self, argv: &[&str]) -> Result<Prepared, ToolError> {
+        self.command_argv_kept(argv, None)
+    }
+
+    /// [`Sandbox::command_argv`] for the supervisor of a kept sandbox; with `layers` (bwrap),
+    /// the workspace is read-only and commands write into layers under that directory.
+    pub(crate) fn command_argv_kept(
+        &self,
+        argv: &[&str],
+        layers: Option<&Path>,
+    ) -> Result<Prepared, ToolError> {
         let cgroup = if self.backend != Backend::None
             && !self.policy.no_cgroups
             && probe().pids_cgroup.is_ok()
@@ -485,7 +498,7 @@ impl Sandbox {
             reaper::become_subreaper();
         }
         let mut cmd = match self.backend {
-            Backend::Bwrap => bwrap::command(self, argv),
+            Backend::Bwrap => bwrap::command(self, argv, layers),
             Backend::Landlock | Backend::None => {
                 let mut c = tokio::process::Command::new(argv[0]);
                 c.args(&argv[1..]);

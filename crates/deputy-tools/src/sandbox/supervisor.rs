@@ -6,9 +6,17 @@
 //! process left behind — the supervisor is a child subreaper, so whatever the command detaches
 //! is adopted by it and killed when the command is over, before the result is sent.
 //!
+//! Under bwrap the supervisor is told once, at start, where the workspace is
+//! ([`command_ns::Layered`]); each command then runs in a pid and mount namespace of its own,
+//! writing into a layer deputy applies afterwards (see [`super::command_ns`]), and nothing of it
+//! outlives it. Under Landlock there are no namespaces: leftovers are adopted and killed until
+//! none is left.
+//!
 //! Protocol, over the supervisor's stdin (requests) and stdout (frames), one command at a time:
-//! - request `R <len>\n<script>`; while it runs, `T\n` sends SIGTERM to its process group and
-//!   `K\n` kills it and everything it left;
+//! - optionally first, `C <len>\n<json>`: the layered set-up, with a trial layer to mount once
+//!   (the supervisor exits at once, saying why on stderr, when it cannot);
+//! - request `R <len> <layer-len>\n<script><layer>` (`R <len>` alone: no layer); while it runs,
+//!   `T\n` sends SIGTERM to its process group and `K\n` kills it and everything it left;
 //! - frames `O <len>\n<bytes>` (stdout and stderr, one stream, in order), then
 //!   `X <code> <signal>\n` (-1 where there is none) when the command and its leftovers are gone.
 //!
@@ -16,7 +24,17 @@
 //! has to be installed; the host side is [`super::kept`].
 
 use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use super::command_ns::{self, Layered};
+
+/// The `C` request: the layered set-up, and an empty layer to try it on.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Setup {
+    pub layered: Layered,
+    pub trial: PathBuf,
+}
 
 /// The argument that starts a binary in supervisor mode.
 pub const SUPERVISOR_ARG: &str = "__sandbox-supervisor";
@@ -40,24 +58,57 @@ pub fn serve() -> i32 {
     let mut input = stdin.lock();
     let mut out = std::io::stdout().lock();
     let mut line = String::new();
+    let mut layered: Option<Layered> = None;
     loop {
         line.clear();
         match input.read_line(&mut line) {
             Ok(0) | Err(_) => return 0,
             Ok(_) => {}
         }
-        let Some(len) = line
-            .strip_prefix("R ")
+        if let Some(n) = line
+            .strip_prefix("C ")
             .and_then(|n| n.trim().parse::<usize>().ok())
+        {
+            let mut json = vec![0u8; n];
+            if input.read_exact(&mut json).is_err() {
+                return 0;
+            }
+            let setup: Setup = match serde_json::from_slice(&json) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "deputy sandbox: bad set-up: {e}");
+                    return 3;
+                }
+            };
+            if let Err(e) = command_ns::trial(&setup.layered, &setup.trial) {
+                let _ = writeln!(std::io::stderr(), "deputy sandbox: {e}");
+                return 3;
+            }
+            layered = Some(setup.layered);
+            continue;
+        }
+        let mut sizes = line
+            .strip_prefix("R ")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|n| n.parse::<usize>().ok());
+        let (Some(Some(len)), layer_len) = (sizes.next(), sizes.next().flatten().unwrap_or(0))
         else {
             // A control line with no command running (a late T/K): nothing to do.
             continue;
         };
         let mut script = vec![0u8; len];
-        if input.read_exact(&mut script).is_err() {
+        let mut layer = vec![0u8; layer_len];
+        if input.read_exact(&mut script).is_err() || input.read_exact(&mut layer).is_err() {
             return 0;
         }
-        let (code, signal) = match run(&script, &mut input, &mut out) {
+        let layer = (!layer.is_empty()).then(|| {
+            PathBuf::from(std::ffi::OsString::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&layer),
+            ))
+        });
+        let ns = layered.as_ref().map(|cfg| (cfg, layer.as_deref()));
+        let (code, signal) = match run(&script, ns, &mut input, &mut out) {
             Ok(status) => status,
             Err(e) => {
                 let msg = format!("deputy sandbox: cannot run the command: {e}\n");
@@ -86,9 +137,11 @@ fn last_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-/// Run one command; its exit code or signal.
+/// Run one command (in namespaces of its own over `layer`, when given); its exit code or
+/// signal.
 fn run(
     script: &[u8],
+    layer: Option<(&Layered, Option<&std::path::Path>)>,
     control: &mut impl BufRead,
     out: &mut impl Write,
 ) -> std::io::Result<(Option<i32>, Option<i32>)> {
@@ -109,6 +162,9 @@ fn run(
         script.as_ptr(),
         std::ptr::null(),
     ];
+    if let Some((cfg, layer)) = layer {
+        return run_namespaced(cfg, layer, &argv, (read_fd, write_fd), control, out);
+    }
     // SAFETY: fork in a single-threaded process; the child only makes async-signal-safe calls
     // on values prepared above, then execs or exits.
     let pid = unsafe { libc::fork() };
@@ -143,6 +199,67 @@ fn run(
     // SAFETY: the read end is ours.
     unsafe { libc::close(read_fd) };
     result
+}
+
+/// Run one command as pid 1's child in new pid and mount namespaces over `layer` (see
+/// [`command_ns::init`]); bash's own status, passed back through a pipe.
+fn run_namespaced(
+    cfg: &Layered,
+    layer: Option<&std::path::Path>,
+    argv: &[*const libc::c_char; 4],
+    (read_fd, write_fd): (libc::c_int, libc::c_int),
+    control: &mut impl BufRead,
+    out: &mut impl Write,
+) -> std::io::Result<(Option<i32>, Option<i32>)> {
+    let close = |fds: &[libc::c_int]| {
+        for fd in fds {
+            // SAFETY: closing descriptors we own.
+            unsafe { libc::close(*fd) };
+        }
+    };
+    let mut status_fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(status_fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let e = last_error();
+        close(&[read_fd, write_fd]);
+        return Err(e);
+    }
+    let pid = match command_ns::clone_namespaced() {
+        Ok(p) => p,
+        Err(e) => {
+            close(&[read_fd, write_fd, status_fds[0], status_fds[1]]);
+            return Err(e);
+        }
+    };
+    if pid == 0 {
+        // SAFETY: in the child: the read ends are the supervisor's.
+        unsafe {
+            libc::close(read_fd);
+            libc::close(status_fds[0]);
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+        }
+        command_ns::init(cfg, layer, argv, write_fd, status_fds[1]);
+    }
+    close(&[write_fd, status_fds[1]]);
+    let result = watch(pid, read_fd, control, out);
+    close(&[read_fd]);
+    // The init is gone (and with it every process of the command): bash's status, if it wrote
+    // one; otherwise the init's own (it was killed, or could not set up).
+    let mut bytes = [0u8; 4];
+    // SAFETY: read into a buffer we own; the write end is closed, so this cannot block.
+    let n = unsafe { libc::read(status_fds[0], bytes.as_mut_ptr().cast(), 4) };
+    close(&[status_fds[0]]);
+    let result = result?;
+    if n == 4 && result.1 != Some(libc::SIGKILL) {
+        let st = i32::from_ne_bytes(bytes);
+        if libc::WIFEXITED(st) {
+            return Ok((Some(libc::WEXITSTATUS(st)), None));
+        }
+        if libc::WIFSIGNALED(st) {
+            return Ok((None, Some(libc::WTERMSIG(st))));
+        }
+    }
+    Ok(result)
 }
 
 /// Forward output until the command is over; kill what it left; its status.
@@ -277,7 +394,12 @@ fn kill_all(pid: libc::pid_t) -> Option<libc::c_int> {
     let mut main = None;
     // SAFETY: signalling the command's group; at worst it is gone.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    for _ in 0..50 {
+    // No pass limit: each pass kills every child, and their children are ours by the next
+    // (a detached chain goes one level a pass). What a process limit bounds ends; a process
+    // that cannot die (stuck in the kernel) is waited for, gently.
+    let mut passes = 0u32;
+    loop {
+        passes += 1;
         let children = children();
         let mut any = false;
         for c in children {
@@ -305,9 +427,10 @@ fn kill_all(pid: libc::pid_t) -> Option<libc::c_int> {
         if !any {
             return main;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if passes > 1000 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
-    main
 }
 
 /// Our children, from the `children` list of our only thread.

@@ -118,8 +118,28 @@ async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
     {
         content.push_str("\n[deputy: under this sandbox (Landlock) a command cannot create a new file or directory directly in a directory that holds a protected entry, such as the workspace root beside .git; create it with the write tool, or inside a subdirectory]");
     }
-    // Anything the command left that would act later, outside the sandbox, is moved away.
-    let notes = sandbox.after_command();
+    // A layered sandbox applied exactly what the command changed and refused what would act
+    // later outside the sandbox; otherwise (Landlock, a sandbox per command) anything protected
+    // the command left is moved away.
+    let refused: Vec<serde_json::Value> = done
+        .layer
+        .iter()
+        .flat_map(|a| &a.refused)
+        .map(|r| json!({"path": r.path, "why": r.why}))
+        .collect();
+    let notes = match &done.layer {
+        Some(applied) => applied
+            .refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "`{}` was not written to the workspace: {}. If the user wants it, they can allow it with a permission rule (--allow 'edit:{}/**')",
+                    r.path, r.why, r.path
+                )
+            })
+            .collect(),
+        None => sandbox.after_command(),
+    };
     for n in &notes {
         content.push_str(&format!("\n[deputy: {n}]"));
     }
@@ -139,6 +159,9 @@ async fn run(ctx: ToolContext, input: BashInput) -> ToolOutput {
             "sandbox": sandbox.backend().as_str(),
             // Shown to the user as warnings.
             "warnings": notes,
+            // What the command wrote that was not applied to the workspace.
+            "refused": refused,
+            "apply_ms": done.layer.as_ref().map(|a| a.elapsed.as_secs_f64() * 1000.0),
         }),
     }
 }
