@@ -112,6 +112,32 @@ async fn an_ask_rule_waits_for_an_answer_over_http() {
     h.assert_strict_ok();
 }
 
+/// Nobody answers an approval: the session's deadline still ends it, as `timeout`, and the
+/// call never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_ends_at_the_deadline() {
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: waited.txt, content: \"x\"}}\n  - text: done\n",
+    )
+    .await;
+    h.write_user_config("[permission]\nedit = \"ask\"\n[limits]\ntimeout_s = 2\n");
+    let s = start(&h, &[], None).await;
+    let started = Instant::now();
+    let (_, v) = s.post("/v1/sessions", json!({"prompt": "write"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let done = s.finished(&id).await;
+    assert_eq!(done["status"], "timeout", "{done}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait outlived the deadline: {:?}",
+        started.elapsed()
+    );
+    assert!(!h.ws.join("waited.txt").exists(), "the call ran");
+    let (_, v) = s.get(&format!("/v1/sessions/{id}/approvals")).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "still pending: {v}");
+    h.assert_strict_ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_session() {
     let h = Harness::yaml(

@@ -376,9 +376,11 @@ impl Session {
         };
         let approver = self.opts.approver.clone();
         let cancel = self.cancel.clone();
+        // The run's deadline covers the wait: nobody answering does not keep a session alive.
         let answer = tokio::select! {
             a = approver.approve(&request) => a,
             _ = cancel.cancelled() => return Err(Status::Cancelled),
+            _ = until(self.run.deadline) => return Err(Status::Timeout),
         };
         // An approver that cancelled the session (Ctrl-C at the question) stops it here.
         if cancel.is_cancelled() {
