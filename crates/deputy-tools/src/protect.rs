@@ -136,6 +136,69 @@ pub fn scan(root: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Whether a file name (any bytes) is an `.env` file's: [`is_env_file`] on names that are not
+/// UTF-8 too (`.env.\xff` is one).
+pub fn is_env_name(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let b = name.as_bytes();
+    (b == b".env" || b.starts_with(b".env."))
+        && ![".example", ".sample", ".template", QUARANTINE_SUFFIX]
+            .iter()
+            .any(|s| b.ends_with(s.as_bytes()))
+}
+
+/// Every `.env` file under `root` (absolute paths), in every directory — dependency trees,
+/// `.git`, names that are not UTF-8 — and every other name of the same file (a hard link to
+/// an `.env` is that `.env`). No budget: what is hidden must be complete. Links are not
+/// followed. The walk reads directories only; files are looked at one by one only when an
+/// `.env` has other names.
+pub fn secrets(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let start = std::time::Instant::now();
+    let mut env = Vec::new();
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                if is_env_name(&e.file_name()) {
+                    env.push(e.path());
+                } else {
+                    files.push(e.path());
+                }
+            }
+        }
+    }
+    let linked: std::collections::HashSet<(u64, u64)> = env
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .filter(|m| m.nlink() > 1)
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    if !linked.is_empty() {
+        env.extend(files.into_iter().filter(|p| {
+            std::fs::symlink_metadata(p)
+                .is_ok_and(|m| m.nlink() > 1 && linked.contains(&(m.dev(), m.ino())))
+        }));
+    }
+    let took = start.elapsed();
+    if took > std::time::Duration::from_millis(500) {
+        tracing::info!(
+            "looking for .env files under {} took {} ms",
+            root.display(),
+            took.as_millis()
+        );
+    }
+    env.sort();
+    env
+}
+
 /// Move a protected entry a command created out of the way (`X` → `X.deputy-quarantine`, or
 /// `X.deputy-quarantine-2`, …), so git and other tools do not see it. Returns the new path.
 pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
@@ -230,5 +293,34 @@ mod tests {
         let again = quarantine(&r.join("a/b/.claude")).unwrap();
         assert!(again.ends_with(".claude.deputy-quarantine-2"));
         assert_eq!(scan(r).len(), 2, "{:?}", scan(r));
+    }
+
+    #[test]
+    fn secrets_are_found_everywhere_with_their_other_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("node_modules/pkg")).unwrap();
+        std::fs::create_dir_all(r.join("src")).unwrap();
+        std::fs::write(r.join(".env"), "K=1").unwrap();
+        std::fs::write(r.join("node_modules/pkg/.env.local"), "K=2").unwrap();
+        std::fs::write(r.join(".env.example"), "K=").unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b".env.\xff");
+        std::fs::write(r.join(odd), "K=3").unwrap();
+        std::fs::hard_link(r.join(".env"), r.join("src/notes.txt")).unwrap();
+        std::fs::write(r.join("src/main.rs"), "").unwrap();
+        let found: Vec<PathBuf> = secrets(r)
+            .iter()
+            .map(|p| p.strip_prefix(r).unwrap().to_path_buf())
+            .collect();
+        let want: Vec<PathBuf> = vec![
+            PathBuf::from(".env"),
+            PathBuf::from(odd),
+            PathBuf::from("node_modules/pkg/.env.local"),
+            PathBuf::from("src/notes.txt"),
+        ];
+        let mut want = want;
+        want.sort();
+        assert_eq!(found, want);
     }
 }

@@ -328,3 +328,34 @@ async fn collecting_orphans_spares_deputys_own_children() {
         let _ = own.wait();
     }
 }
+
+/// `.env` values reach no command: not through a hard link under another name, not in a
+/// dependency tree the old scan skipped, not under a name that is not UTF-8. (The read tool's
+/// refusal of a hard link is the permission layer's: tests/persistence.rs.)
+#[tokio::test]
+async fn env_files_are_hidden_by_inode_everywhere() {
+    use std::os::unix::ffi::OsStrExt;
+    for (b, kept) in modes() {
+        let env = Env::make(b, kept, |_| {});
+        let secret = unique("envsecret");
+        std::fs::write(env.ws.join(".env"), format!("TOKEN={secret}a\n")).unwrap();
+        std::fs::hard_link(env.ws.join(".env"), env.ws.join("src/notes.txt")).unwrap();
+        std::fs::create_dir_all(env.ws.join("node_modules/pkg")).unwrap();
+        std::fs::write(
+            env.ws.join("node_modules/pkg/.env"),
+            format!("T={secret}b\n"),
+        )
+        .unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b".env.\xff");
+        std::fs::write(env.ws.join("src").join(odd), format!("T={secret}c\n")).unwrap();
+        let out = env
+            .bash("cat src/notes.txt node_modules/pkg/.env src/.env.* .env 2>&1; grep -r TOKEN . 2>&1; echo end")
+            .await;
+        assert!(out.content.contains("end"), "{b:?}: {}", out.content);
+        assert!(
+            !out.content.contains(&secret),
+            "{b:?} kept={kept}: a secret reached the output: {}",
+            out.content
+        );
+    }
+}

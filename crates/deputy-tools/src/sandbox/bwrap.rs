@@ -174,24 +174,24 @@ pub fn command(
             "--cap-add",
             "CAP_DAC_OVERRIDE",
         ]);
-        let d = dir.display().to_string();
-        cmd.args(["--bind", &d, &d]);
+        bind(&mut cmd, "--bind", dir, dir);
     }
-    let root = sb.root.display().to_string();
+    // Paths go to bwrap as their bytes: a name that is not UTF-8 made lossy would mask (or
+    // bind) another file than the one meant.
+    let root = sb.root.as_path();
     match sb.policy.mode {
-        SandboxMode::WorkspaceWrite if layers.is_none() => cmd.args(["--bind", &root, &root]),
-        _ => cmd.args(["--ro-bind", &root, &root]),
+        SandboxMode::WorkspaceWrite if layers.is_none() => bind(&mut cmd, "--bind", root, root),
+        _ => bind(&mut cmd, "--ro-bind", root, root),
     };
     // With layers, the protected paths and masks are put on each command's overlay instead
     // (`command_ns`): the kernel will not stack an overlay on a mount with locked mounts under
     // it, and the supervisor itself runs no command here.
     if layers.is_none() {
         for p in &sb.protected {
-            let p = p.display().to_string();
-            cmd.args(["--ro-bind", &p, &p]);
+            bind(&mut cmd, "--ro-bind", p, p);
         }
-        for p in &sb.masked {
-            cmd.args(["--ro-bind", "/dev/null", &p.display().to_string()]);
+        for p in sb.masked() {
+            bind(&mut cmd, "--ro-bind", std::path::Path::new("/dev/null"), p);
         }
     }
     for (k, v) in &sb.env {
@@ -202,11 +202,21 @@ pub fn command(
     if let Some(program) = argv.first().filter(|p| p.starts_with('/')) {
         cmd.args(["--ro-bind", program, program]);
     }
-    cmd.args(["--chdir", &root]);
+    cmd.arg("--chdir").arg(root);
     cmd.args(argv);
     // bwrap itself runs with a clean environment too.
     cmd.env_clear();
     cmd
+}
+
+/// `flag from to`, the paths as bytes.
+fn bind(
+    cmd: &mut tokio::process::Command,
+    flag: &str,
+    from: &std::path::Path,
+    to: &std::path::Path,
+) {
+    cmd.arg(flag).arg(from).arg(to);
 }
 
 #[cfg(test)]

@@ -20,15 +20,52 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// What the supervisor needs to give each command a layer, sent once when it starts.
+/// What the supervisor needs to give each command a layer, sent once when it starts. Paths
+/// travel as their bytes (JSON arrays): a name need not be UTF-8.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Layered {
     /// The workspace, as bound (read-only) in the sandbox.
+    #[serde(with = "path_bytes")]
     pub workspace: PathBuf,
     /// Bound read-only again over the overlay (protected paths known at start).
+    #[serde(with = "paths_bytes")]
     pub read_only: Vec<PathBuf>,
     /// Covered with `/dev/null` over the overlay (`.env` files).
+    #[serde(with = "paths_bytes")]
     pub masked: Vec<PathBuf>,
+}
+
+/// A path as the array of its bytes.
+pub(super) mod path_bytes {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    pub fn serialize<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(p.as_os_str().as_bytes())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+}
+
+/// Paths as arrays of their bytes.
+mod paths_bytes {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::PathBuf;
+
+    pub fn serialize<S: serde::Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ps.iter().map(|p| p.as_os_str().as_bytes()))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+        let all: Vec<Vec<u8>> = serde::Deserialize::deserialize(d)?;
+        Ok(all
+            .into_iter()
+            .map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
+            .collect())
+    }
 }
 
 /// After bash exits, how long leftovers may still write output before the namespace goes.

@@ -351,7 +351,7 @@ impl Kept {
                 layered: super::command_ns::Layered {
                     workspace: sb.root.clone(),
                     read_only: sb.protected.clone(),
-                    masked: sb.masked.clone(),
+                    masked: sb.masked().to_vec(),
                 },
                 trial: t.root().to_path_buf(),
             })

@@ -91,7 +91,7 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
         .map_err(|e| err(&e))?;
     // `/dev` is left out but for a few harmless devices: the user's terminal (`/dev/tty`,
     // `/dev/pts/*`) must not be read (keystrokes) or written (escape sequences).
-    let mut unreadable = sb.masked.clone();
+    let mut unreadable = sb.masked().to_vec();
     unreadable.push(PathBuf::from("/dev"));
     for (p, access) in grant_except(Path::new("/"), &unreadable, read, read) {
         created = created
@@ -125,7 +125,7 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
     }
     if sb.policy.mode == SandboxMode::WorkspaceWrite {
         let mut excluded = sb.protected.clone();
-        excluded.extend(sb.masked.iter().cloned());
+        excluded.extend(sb.masked().iter().cloned());
         let file = AccessFs::WriteFile | AccessFs::Truncate;
         for (p, access) in grant_except(&sb.root, &excluded, write_access(), file) {
             created = created

@@ -25,6 +25,7 @@ mod kept;
 mod landlock;
 pub mod layer;
 mod limits;
+mod private_dir;
 pub mod reaper;
 pub mod supervisor;
 
@@ -221,8 +222,9 @@ pub struct Sandbox {
     root: PathBuf,
     /// Protected paths kept read-only (`.git`, agent tools' config, …), found at start.
     protected: Vec<PathBuf>,
-    /// `.env` files hidden from commands.
-    masked: Vec<PathBuf>,
+    /// `.env` files (and their other names) hidden from commands: found on first use (the
+    /// first command, or while the first model request is out), by a complete walk.
+    masked: OnceLock<Vec<PathBuf>>,
     /// Protected paths a rule lets the session write (not bound read-only, not quarantined).
     allow_protected: Option<crate::workspace::ProtectedFilter>,
     /// Protected paths known to be there legitimately (found at start, or allowed).
@@ -253,20 +255,11 @@ pub(crate) struct PrivateTmp(PathBuf);
 
 impl PrivateTmp {
     fn create() -> Result<PrivateTmp, ToolError> {
-        use std::os::unix::fs::DirBuilderExt;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::temp_dir();
-        let dir = base.join(format!(
-            "deputy-tmp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| ToolError::Sandbox(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(PrivateTmp(dir))
+        private_dir::create("deputy-tmp")
+            .map(PrivateTmp)
+            .map_err(|e| {
+                ToolError::Sandbox(format!("cannot create a private temporary directory: {e}"))
+            })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -276,7 +269,7 @@ impl PrivateTmp {
 
 impl Drop for PrivateTmp {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        private_dir::remove_all(&self.0);
     }
 }
 
@@ -292,7 +285,7 @@ impl std::fmt::Debug for Sandbox {
             .field("backend", &self.backend)
             .field("root", &self.root)
             .field("protected", &self.protected)
-            .field("masked", &self.masked)
+            .field("masked", &self.masked.get())
             .finish_non_exhaustive()
     }
 }
@@ -365,13 +358,11 @@ impl Sandbox {
             crate::protect::scan(root)
         };
         let rel = |p: &Path| crate::protect::rel_string(p.strip_prefix(root).unwrap_or(p));
-        let (masked, others): (Vec<PathBuf>, Vec<PathBuf>) = found
+        let protected: Vec<PathBuf> = found
             .iter()
-            .cloned()
-            .partition(|p| p.is_file() && crate::protect::is_secret(&rel(p)));
-        let protected: Vec<PathBuf> = others
-            .into_iter()
+            .filter(|p| !(p.is_file() && crate::protect::is_secret(&rel(p))))
             .filter(|p| !allow.as_ref().is_some_and(|f| f(&rel(p))))
+            .cloned()
             .collect();
         let known = found.into_iter().collect();
         let private_tmp = match backend {
@@ -392,7 +383,7 @@ impl Sandbox {
             backend,
             root: root.to_path_buf(),
             protected,
-            masked,
+            masked: OnceLock::new(),
             allow_protected: allow,
             known: std::sync::Mutex::new(known),
             env,
@@ -422,6 +413,12 @@ impl Sandbox {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let sb = self.clone();
             rt.spawn(async move {
+                // The walk for `.env` files is file system work: off the async threads.
+                let walked = sb.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    walked.masked();
+                })
+                .await;
                 if let Some(k) = &sb.kept {
                     k.warm(&sb).await;
                 }
@@ -442,6 +439,8 @@ impl Sandbox {
         timeout: std::time::Duration,
         limits: crate::process::CaptureLimits,
     ) -> Result<crate::process::Finished, ToolError> {
+        // Once per process, off the path to the first model request: what killed deputies left.
+        private_dir::sweep_dead();
         if let Some(k) = self.kept.as_ref().filter(|k| !k.is_broken())
             && let Some(done) = k.run(self, script, timeout, limits).await?
         {
@@ -545,7 +544,15 @@ impl Sandbox {
 
     /// The protected paths kept read-only and the `.env` files hidden (for `sandbox check`).
     pub fn protected_paths(&self) -> (&[PathBuf], &[PathBuf]) {
-        (&self.protected, &self.masked)
+        (&self.protected, self.masked())
+    }
+
+    /// The files hidden from commands (see the field), found on the first call.
+    pub(crate) fn masked(&self) -> &[PathBuf] {
+        self.masked.get_or_init(|| match self.backend {
+            Backend::None => Vec::new(),
+            _ => crate::protect::secrets(&self.root),
+        })
     }
 
     /// After a command: protected paths that appeared (a `git init`, a new `.claude/`, a

@@ -33,6 +33,7 @@ use super::command_ns::{self, Layered};
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Setup {
     pub layered: Layered,
+    #[serde(with = "command_ns::path_bytes")]
     pub trial: PathBuf,
 }
 

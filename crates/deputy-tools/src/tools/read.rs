@@ -62,13 +62,13 @@ impl Tool for ReadTool {
 }
 
 /// The `.env` file `p` is a hard link to, if it is one (looked for only when the file has more
-/// than one link, among the workspace's protected entries).
+/// than one link, among every `.env` of the workspace).
 fn secret_alias(ctx: &ToolContext, p: &WsPath) -> Option<WsPath> {
     let (dev, ino, links) = ctx.workspace.inode(p)?;
     if links < 2 {
         return None;
     }
-    crate::protect::scan(ctx.workspace.canonical_root())
+    crate::protect::secrets(ctx.workspace.canonical_root())
         .into_iter()
         .filter_map(|host| ctx.workspace.from_host(&host))
         .filter(|w| crate::protect::is_secret(&w.display()) && w != p)
