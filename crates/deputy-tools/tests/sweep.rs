@@ -27,7 +27,7 @@ async fn directories_of_dead_deputies_are_swept_and_live_ones_kept() {
     // A layer's work directory, as the kernel leaves it: mode 0.
     let work = left[1].join("5/work/work");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o000)).unwrap();
     // Another live process's directory (ours is this very process: a pid that runs).
     let live = tmp.path().join(format!(
         "deputy-tmp-{}-77",
