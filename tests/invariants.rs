@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, of_type, processes_with, read, sandbox_available};
+use common::{Harness, of_type, processes_with, sandbox_available};
 use serde_json::Value;
 
 /// The roles and texts of a request's messages, for comparing message by message.
