@@ -32,9 +32,12 @@ fn main() -> ExitCode {
     }
     // Probing the sandbox runs a trial bwrap (a few ms); start it now, beside argument parsing,
     // config and agent loading, so it is done by the time the first tool list is needed.
-    let wants_sandbox = std::env::args()
-        .nth(1)
-        .is_some_and(|c| matches!(c.as_str(), "run" | "resume" | "chat" | "mcp" | "review"));
+    let wants_sandbox = std::env::args().nth(1).is_some_and(|c| {
+        matches!(
+            c.as_str(),
+            "run" | "resume" | "chat" | "mcp" | "review" | "serve"
+        )
+    });
     if wants_sandbox {
         if let Some(state) = deputy_runtime::journal::state_dir() {
             deputy_tools::sandbox::remember_probe_in(state.join("cache/bwrap-probe"));

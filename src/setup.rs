@@ -114,6 +114,7 @@ pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
         output_schema: None,
         no_summary: args.no_summary,
         append_system_prompt: args.append_system_prompt.clone(),
+        home: Default::default(),
     })
 }
 

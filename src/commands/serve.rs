@@ -10,7 +10,10 @@ use crate::output::outln;
 use crate::setup;
 
 pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
-    let (settings, task, factory) = setup::front_end(ctx, &args.session)?;
+    let (mut settings, task, factory) = setup::front_end(ctx, &args.session)?;
+    // Every token is a tenant of one host: no session's commands see the home directory of the
+    // user running the server (its credentials, its other projects).
+    settings.home = deputy_tools::sandbox::HomeView::Hidden;
     let addr: std::net::SocketAddr = args.listen.parse().map_err(|e| {
         CliError::usage(anyhow::anyhow!(
             "--listen {}: {e} (give an address and port, e.g. 127.0.0.1:7070)",

@@ -44,6 +44,8 @@ pub struct RunSettings {
     pub no_summary: bool,
     /// Text added to the end of the system prompt.
     pub append_system_prompt: Option<String>,
+    /// How much of the user's home directory commands see (`deputy serve`: none of it).
+    pub home: deputy_tools::sandbox::HomeView,
 }
 
 /// `[sandbox]` in config.
@@ -263,6 +265,17 @@ impl Factory {
             limits: sandbox_cfg.limits.clone(),
             force_backend: backend,
             no_cgroups: false,
+            home: settings.home,
+            // deputy's own state (journals, other sessions) and config (provider settings)
+            // are never a command's to read.
+            hidden: self
+                .state_dir
+                .iter()
+                .cloned()
+                .chain(crate::config::config_dir(
+                    deputy_tools::sandbox::view::home_dir().as_deref(),
+                ))
+                .collect(),
         };
         let config_timeout = match limits_cfg.timeout_s {
             None => None,

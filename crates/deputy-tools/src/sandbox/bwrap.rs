@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use super::view::Visible;
 use super::{Sandbox, SandboxMode};
 
 /// The bwrap binary on PATH.
@@ -71,6 +72,7 @@ pub fn forget_probe() {
 
 fn trial(bin: &std::path::Path) -> Result<String, String> {
     let out = std::process::Command::new(bin)
+        .args(PROBE_ROOT)
         .args(base_args(false))
         .args(["true"])
         .stdin(Stdio::null())
@@ -89,12 +91,14 @@ fn trial(bin: &std::path::Path) -> Result<String, String> {
     }
 }
 
-/// Namespaces and hardening common to the probe and real commands.
+/// What the probe sees: the whole root, read-only (it only runs `true`).
+const PROBE_ROOT: [&str; 3] = ["--ro-bind", "/", "/"];
+
+/// Namespaces, hardening and the fresh `/dev`, `/proc` and `/tmp` common to the probe and real
+/// commands (what else is there comes from the sandbox's [`View`](super::view::View), before
+/// these).
 fn base_args(network: bool) -> Vec<String> {
     let mut a: Vec<String> = [
-        "--ro-bind",
-        "/",
-        "/",
         "--dev",
         "/dev",
         "--proc",
@@ -164,6 +168,24 @@ pub fn command(
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(base_args(sb.policy.network));
     cmd.args(private_dirs(sb.policy.network));
+    // Only what the view shows is there: the system read-only, the home directory without its
+    // credential stores (or nothing of it), never deputy's state or other workspaces. (After
+    // the private /tmp: a home directory may live under it.)
+    for v in &sb.view.visible {
+        match v {
+            Visible::Dir(d) => bind(&mut cmd, "--ro-bind", d, d),
+            Visible::Link { path, target } => {
+                cmd.arg("--symlink").arg(target).arg(path);
+            }
+        }
+    }
+    for h in &sb.view.hidden {
+        if h.is_dir() {
+            cmd.arg("--tmpfs").arg(h);
+        } else {
+            bind(&mut cmd, "--ro-bind", std::path::Path::new("/dev/null"), h);
+        }
+    }
     if let Some(dir) = layers {
         if super::is_root() {
             cmd.arg("--unshare-user");

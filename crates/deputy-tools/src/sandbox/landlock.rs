@@ -68,7 +68,8 @@ fn write_access() -> BitFlags<AccessFs> {
     AccessFs::from_write(ABI_TARGET) | AccessFs::from_read(ABI_TARGET)
 }
 
-pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
+/// The rules for `sb`; `program`, a file outside the view, is readable and executable too.
+pub fn prepare(sb: &Sandbox, program: Option<&Path>) -> Result<Setup, ToolError> {
     let err =
         |e: &dyn std::fmt::Display| ToolError::Sandbox(format!("cannot set up Landlock: {e}"));
     let read = AccessFs::from_read(ABI_TARGET);
@@ -85,17 +86,32 @@ pub fn prepare(sb: &Sandbox) -> Result<Setup, ToolError> {
         .scope(Scope::AbstractUnixSocket | Scope::Signal)
         .map_err(|e| err(&e))?;
     let mut created = ruleset.create().map_err(|e| err(&e))?;
-    // Read: every directory listable; every file readable but the `.env` files.
-    created = created
-        .add_rules(path_beneath_rules(["/"], BitFlags::from(AccessFs::ReadDir)))
-        .map_err(|e| err(&e))?;
-    // `/dev` is left out but for a few harmless devices: the user's terminal (`/dev/tty`,
-    // `/dev/pts/*`) must not be read (keystrokes) or written (escape sequences).
+    // Read: the view's trees (the system, the home directory without its credential stores)
+    // and the workspace, without the hidden paths and `.env` files; nothing else is readable
+    // or listable — not other workspaces, deputy's state, or the host's /tmp. (`/dev` is left
+    // out but for a few harmless devices: the user's terminal must not be read or written.)
     let mut unreadable = sb.masked().to_vec();
-    unreadable.push(PathBuf::from("/dev"));
-    for (p, access) in grant_except(Path::new("/"), &unreadable, read, read) {
+    unreadable.extend(sb.view.hidden.iter().cloned());
+    let mut roots: Vec<&Path> = sb.view.dirs().collect();
+    roots.push(&sb.root);
+    for top in roots {
+        for (p, access) in grant_except(top, &unreadable, read, read) {
+            created = created
+                .add_rules(path_beneath_rules([&p], access))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    // This process's own /proc entries (and the system's): other processes' are guarded by
+    // Landlock's own ptrace scope.
+    created = created
+        .add_rules(path_beneath_rules(["/proc"], read))
+        .map_err(|e| err(&e))?;
+    if let Some(p) = program {
         created = created
-            .add_rules(path_beneath_rules([&p], access))
+            .add_rules(path_beneath_rules(
+                [p],
+                AccessFs::Execute | AccessFs::ReadFile,
+            ))
             .map_err(|e| err(&e))?;
     }
     let existing = |list: &[&'static str]| -> Vec<&'static str> {

@@ -28,6 +28,7 @@ mod limits;
 mod private_dir;
 pub mod reaper;
 pub mod supervisor;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub use limits::ResourceLimits;
+pub use view::HomeView;
 
 use crate::error::ToolError;
 
@@ -111,6 +113,11 @@ pub struct SandboxPolicy {
     /// Do not make a cgroup per command even where deputy could (diagnosis, tests: what a
     /// command leaves behind is then caught by deputy adopting the orphans).
     pub no_cgroups: bool,
+    /// How much of the user's home directory commands see (see [`view`]).
+    pub home: HomeView,
+    /// Paths commands never see, besides the credential stores (deputy's state and config
+    /// directories: the runtime names them).
+    pub hidden: Vec<PathBuf>,
 }
 
 impl SandboxMode {
@@ -162,6 +169,18 @@ impl SandboxPolicy {
             },
             force_backend: ceiling.force_backend.or(self.force_backend),
             no_cgroups: self.no_cgroups || ceiling.no_cgroups,
+            home: if self.home == HomeView::Hidden || ceiling.home == HomeView::Hidden {
+                HomeView::Hidden
+            } else {
+                HomeView::ReadOnly
+            },
+            hidden: {
+                let mut h = self.hidden.clone();
+                h.extend(ceiling.hidden.iter().cloned());
+                h.sort();
+                h.dedup();
+                h
+            },
         }
     }
 }
@@ -232,6 +251,8 @@ pub struct Sandbox {
     env: Vec<(String, String)>,
     /// rlimits, computed once (the process count scan is not free).
     rlimits: limits::Prepared,
+    /// What commands see of the machine besides the workspace.
+    view: view::View,
     /// Landlock: the private temporary directory commands get as $TMPDIR.
     private_tmp: Option<PrivateTmp>,
     /// The sandbox kept for the session, when a supervisor program is known.
@@ -370,14 +391,16 @@ impl Sandbox {
             _ => None,
         };
         let mut env = sandbox_env(&policy, backend);
-        if let Some(t) = &private_tmp {
-            for (k, v) in env.iter_mut() {
-                if k == "TMPDIR" {
-                    *v = t.path().display().to_string();
-                }
+        let tmp = private_tmp
+            .as_ref()
+            .map_or_else(|| "/tmp".to_string(), |t| t.path().display().to_string());
+        for (k, v) in env.iter_mut() {
+            if k == "TMPDIR" || (k == "HOME" && policy.home == HomeView::Hidden) {
+                *v = tmp.clone();
             }
         }
         let rlimits = limits::prepare(&policy.limits);
+        let view = view::View::build(policy.home, &policy.hidden, root);
         Ok(Sandbox {
             policy,
             backend,
@@ -388,6 +411,7 @@ impl Sandbox {
             known: std::sync::Mutex::new(known),
             env,
             rlimits,
+            view,
             private_tmp,
             kept: None,
         }
@@ -514,7 +538,12 @@ impl Sandbox {
         let limits = self.rlimits.clone();
         let cgroup_fds = cgroup.as_ref().map(|c| c.procs_fds()).unwrap_or_default();
         let landlock_setup = match self.backend {
-            Backend::Landlock => Some(landlock::prepare(self)?),
+            // A program named by its path (the supervisor: deputy's own binary) is readable and
+            // executable where it is, as bwrap binds it in.
+            Backend::Landlock => Some(landlock::prepare(
+                self,
+                argv.first().map(Path::new).filter(|p| p.is_absolute()),
+            )?),
             _ => None,
         };
         let apply_limits = self.backend != Backend::None;
