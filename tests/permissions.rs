@@ -85,6 +85,86 @@ async fn compound_and_wrapped_commands_cannot_slip_past_a_deny_rule() {
     }
 }
 
+/// A rule allowing a read-only command allows running it, not writing files with it: output
+/// redirection and writing flags need what writing needs. Checked by the files that must not
+/// appear, while the command itself still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_read_only_command_does_not_write() {
+    if !sandbox_available() {
+        return;
+    }
+    let attempts = [
+        "git log -1 > out/a",
+        "git log -1 >> out/b",
+        "git log -1 &> out/c",
+        "git log -1 >| out/d",
+        "git log -1 2> out/e",
+        "git log --output=out/f -1",
+        "git log -1 --output out/g",
+        "{ git log -1; } > out/h",
+        "(git log -1) > out/i",
+        "git log -1 1<> out/j",
+    ];
+    let mut calls: Vec<(&str, Value)> = attempts
+        .iter()
+        .map(|c| ("bash", serde_json::json!({ "command": c })))
+        .collect();
+    calls.push((
+        "bash",
+        serde_json::json!({"command": "git log -1 --format=%s 2>&1 >/dev/null; git log -1 --format=ran-%s"}),
+    ));
+    let h = Harness::yaml(&script(&calls)).await;
+    std::fs::create_dir(h.ws.join("out")).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ][..],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&h.ws)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    h.write_agent(
+        "reader",
+        "---\nname: reader\npermission:\n  bash:\n    \"*\": deny\n    \"git log*\": allow\n---\nYou read history.",
+    );
+    let (code, v, stderr) = h.run_json(&["--agent", "reader", "look"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    let made: Vec<_> = std::fs::read_dir(h.ws.join("out"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(made.is_empty(), "an allowed command wrote: {made:?}");
+    let results = tool_results(&h);
+    for (attempt, result) in attempts.iter().zip(&results) {
+        // (`1<>` does not parse as shell: denied as an opaque line.)
+        let why = if attempt.contains("<>") {
+            "cannot tell"
+        } else {
+            "writes a file"
+        };
+        assert!(
+            result.contains("permission denied") && result.contains(why),
+            "`{attempt}` was not denied: {result}"
+        );
+    }
+    // The allowed command itself runs (and what only goes to /dev/null or a stream is fine).
+    assert!(results.last().unwrap().contains("ran-first"), "{results:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_file_content_never_reaches_the_model() {
     if !sandbox_available() {
@@ -195,33 +275,35 @@ async fn flags_apply_in_command_line_order() {
         return;
     }
     let h = Harness::yaml(&script(&[
-        (
-            "bash",
-            serde_json::json!({"command": "git --version > ran.txt"}),
-        ),
+        ("bash", serde_json::json!({"command": "git --version"})),
         ("bash", serde_json::json!({"command": "touch other.txt"})),
     ]))
     .await;
-    // Deny everything, then allow one command: that command runs, nothing else does.
+    // Deny everything, then allow one command: that command runs, nothing else does. (It
+    // shows by its output: writing a file with it would need a rule for writing.)
     let (code, v, stderr) = h
         .run_json(&["--deny", "bash:*", "--allow", "bash:git --version*", "go"])
         .await;
     assert_eq!(code, Some(0), "{stderr}\n{v:#}");
-    assert!(h.ws.join("ran.txt").exists(), "the allowed command ran");
+    assert!(
+        tool_results(&h)[0].contains("git version"),
+        "the allowed command ran"
+    );
     assert!(!h.ws.join("other.txt").exists());
-    std::fs::remove_file(h.ws.join("ran.txt")).unwrap();
 
     // The same flags the other way round: the deny comes last and wins.
     let h2 = Harness::yaml(&script(&[(
         "bash",
-        serde_json::json!({"command": "git --version > ran.txt"}),
+        serde_json::json!({"command": "git --version"}),
     )]))
     .await;
     let (code, v, stderr) = h2
         .run_json(&["--allow", "bash:git --version*", "--deny", "bash:*", "go"])
         .await;
     assert_eq!(code, Some(0), "{stderr}\n{v:#}");
-    assert!(!h2.ws.join("ran.txt").exists());
+    let r = &tool_results(&h2)[0];
+    // (Denied whole, bash is not even offered: the call is answered as unknown.)
+    assert!(!r.contains("git version"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +326,7 @@ async fn a_command_the_checker_cannot_read_never_matches_an_allow_rule() {
         .map(|c| ("bash", serde_json::json!({ "command": c })))
         .chain(std::iter::once((
             "bash",
-            serde_json::json!({"command": "git status > out/allowed.txt 2>&1"}),
+            serde_json::json!({"command": "git --version"}),
         )))
         .collect();
     let h = Harness::yaml(&script(&calls)).await;
@@ -263,8 +345,8 @@ async fn a_command_the_checker_cannot_read_never_matches_an_allow_rule() {
         );
     }
     assert!(
-        h.ws.join("out/allowed.txt").exists(),
-        "plain git status still runs"
+        tool_results(&h).last().unwrap().contains("git version"),
+        "plain git still runs"
     );
 }
 

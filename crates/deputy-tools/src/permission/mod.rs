@@ -14,6 +14,7 @@
 //! By default everything is allowed except reading `.env` files (`.env.example` is fine).
 
 mod shell;
+mod writes;
 
 use serde::Serialize;
 
@@ -353,9 +354,43 @@ fn decide_in(rules: &[Rule], tool: &str, subject: Option<&str>) -> Decision {
         if let Some(why) = analysis.opaque {
             d = d.stricter(opaque_decision(rules, tool, &why));
         }
+        // Writing files is not what a rule naming a command allows: it takes what the catch-all
+        // rules say, and the `edit` rules for each file written.
+        if let Some(first) = analysis.writes.first() {
+            d = d.stricter(writes_decision(rules, tool, first));
+            for target in &analysis.writes {
+                let path = target.split_once('=').map_or(target.as_str(), |(_, v)| v);
+                if !path.starts_with('-') {
+                    d = d.stricter(last_match(
+                        rules,
+                        "edit",
+                        Some(path.trim_start_matches("./")),
+                    ));
+                }
+            }
+        }
         return d;
     }
     last_match(rules, tool, subject)
+}
+
+/// A command line that writes files (`> F`, `--output=F`): what the catch-all rule says (the
+/// line is understood, so no rule naming another command makes it stricter).
+fn writes_decision(rules: &[Rule], tool: &str, what: &str) -> Decision {
+    let catch_all = matching_rule(rules, tool, None).map_or(Action::Allow, |r| r.action);
+    match catch_all {
+        Action::Allow => Decision::Allow,
+        Action::Ask => Decision::Ask {
+            reason: format!(
+                "the command writes a file (`{what}`): a rule allowing the command does not allow writing with it"
+            ),
+        },
+        Action::Deny => Decision::Deny {
+            reason: format!(
+                "the command writes a file (`{what}`), and no rule allows writing files with commands; use the write tool, or ask the user for a rule"
+            ),
+        },
+    }
 }
 
 /// A command line that is not fully understood (see [`shell`]) never benefits from a rule

@@ -24,6 +24,9 @@ pub struct Analysis {
     pub commands: Vec<Vec<String>>,
     /// Why the line is opaque, if it is (the first reason found).
     pub opaque: Option<String>,
+    /// What it writes to files, as written: redirection targets (`> F`) and writing flags
+    /// (`--output=F`, `curl -o F`); see [`super::writes`].
+    pub writes: Vec<String>,
 }
 
 impl Analysis {
@@ -138,6 +141,11 @@ fn walk(node: Node, src: &[u8], a: &mut Analysis, depth: usize) {
     if kind == "heredoc_redirect" {
         heredoc(node, src, a);
     }
+    if kind == "file_redirect"
+        && let Some(target) = super::writes::redirect_target(node, src)
+    {
+        a.writes.push(target);
+    }
     if kind == "command" {
         command(node, src, a, depth);
     } else if !CONTAINERS.contains(&kind) && opaque_kind(kind).is_none() && node.is_named() {
@@ -205,6 +213,7 @@ fn command(node: Node, src: &[u8], a: &mut Analysis, depth: usize) {
     if words[0].contains(['*', '?', '[']) {
         a.opaque(format!("a pattern as the program name ({})", words[0]));
     }
+    a.writes.extend(super::writes::writing_flags(&words));
     let mut forms = Vec::new();
     let mut nested = Vec::new();
     unwrap(words, &mut forms, &mut nested, a, 0);
