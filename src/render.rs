@@ -8,6 +8,59 @@ use std::io::Write;
 use deputy_runtime::{Event, EventKind, Status};
 use serde_json::Value;
 
+/// Text from the model, a tool or the workspace, made safe to print to a terminal: control
+/// characters other than newline and tab (ESC above all: colours, titles, OSC 52 clipboard
+/// writes, cursor moves, a `\r` that overwrites what was shown) become their visible control
+/// pictures (`␛`), C1 controls and bidirectional overrides (which reorder what is read) become
+/// `�`. What deputy itself styles is added after this.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| match c {
+            '\u{0}'..='\u{1f}' if unsafe_char(c) => {
+                char::from_u32(0x2400 + c as u32).unwrap_or('�')
+            }
+            '\u{7f}' => '␡',
+            c if unsafe_char(c) => '�',
+            c => c,
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// `e` with every string in it [`clean`]ed: the one way events reach a person (progress lines,
+/// chat, `sessions show`); JSON outputs carry events unchanged.
+pub fn for_terminal(e: &Event) -> std::borrow::Cow<'_, Event> {
+    fn walk(v: &mut Value, changed: &mut bool) {
+        match v {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(c) = clean(s) {
+                    *s = c;
+                    *changed = true;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, changed)),
+            Value::Object(o) => o.values_mut().for_each(|x| walk(x, changed)),
+            _ => {}
+        }
+    }
+    let Ok(mut v) = serde_json::to_value(e) else {
+        return std::borrow::Cow::Borrowed(e);
+    };
+    let mut changed = false;
+    walk(&mut v, &mut changed);
+    if !changed {
+        return std::borrow::Cow::Borrowed(e);
+    }
+    serde_json::from_value(v).map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)
+}
+
 /// ANSI styles, or nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -344,6 +397,7 @@ impl Progress {
     }
 
     pub fn event(&mut self, e: &Event) {
+        let e = &*for_terminal(e);
         let depth = usize::from(self.tools.nested(e));
         let st = self.style;
         // The spinner's label follows what the top session waits for.
@@ -479,4 +533,20 @@ pub fn spawn_spinner(progress: std::sync::Arc<std::sync::Mutex<Progress>>) -> Sp
         }
     });
     Spinner { stop, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_and_plain_text_is_untouched() {
+        assert!(matches!(
+            clean("plain\ttext\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(clean("a\u{1b}]52;c;eA==\u{7}b"), "a␛]52;c;eA==␇b");
+        assert_eq!(clean("x\ry\u{7f}"), "x␍y␡");
+        assert_eq!(clean("\u{9b}31m \u{202e}abc"), "�31m �abc");
+    }
 }

@@ -74,6 +74,7 @@ impl Ui {
     }
 
     fn event(&mut self, e: &Event) {
+        let e = &*crate::render::for_terminal(e);
         let nested = self.tools.nested(e);
         let indent = if nested { "    " } else { "" };
         let st = self.style;
@@ -232,17 +233,18 @@ impl Approver for TerminalApprover {
 fn ask_at_terminal(r: &ApprovalRequest) -> Option<Approval> {
     let st = Style::detect(std::io::stdout().is_terminal());
     let what = r.subject.clone().unwrap_or_else(|| r.input.to_string());
+    let clean = crate::render::clean;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
             "{} {} wants to run {}: {}",
             st.yellow("?"),
-            r.agent,
-            st.bold(&r.tool),
-            what
+            clean(&r.agent),
+            st.bold(&clean(&r.tool)),
+            clean(&what)
         );
-        let _ = writeln!(out, "  {}", st.dim(&format!("({})", r.reason)));
+        let _ = writeln!(out, "  {}", st.dim(&format!("({})", clean(&r.reason))));
         let _ = out.flush();
     }
     let mut rl = rustyline::DefaultEditor::new().ok()?;
@@ -406,11 +408,11 @@ impl Chat<'_> {
                 human_ms(outcome.duration_ms)
             ));
             if outcome.status == Status::Error {
-                self.say(&st.red(&outcome.result));
+                self.say(&st.red(&crate::render::clean(&outcome.result)));
             }
         } else {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", outcome.result);
+            let _ = writeln!(out, "{}", crate::render::clean(&outcome.result));
             let _ = out.flush();
         }
     }

@@ -224,7 +224,12 @@ fn report(
             let answer = o.status == Status::Completed || o.status.is_limit();
             let shown = view.streams_text() && view.stdout_tty && view.stderr_tty;
             if answer && !shown {
-                outln(&o.result)?;
+                // To a terminal, the model's text cannot drive it; to a pipe it is data.
+                if view.stdout_tty {
+                    outln(&crate::render::clean(&o.result))?;
+                } else {
+                    outln(&o.result)?;
+                }
             }
             if o.status != Status::Completed {
                 let mut msg = format!("session {} ended: {}", o.session_id, o.status.as_str());

@@ -89,6 +89,7 @@ pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
             let mut t = String::new();
             let mut inputs = std::collections::HashMap::new();
             for e in &events {
+                let e = &*crate::render::for_terminal(e);
                 let indent = if e.session_id == id { "" } else { "    " };
                 let line = match &e.kind {
                     EventKind::SessionStarted {
