@@ -384,11 +384,56 @@ async fn a_repo_is_cloned_and_its_change_comes_back_as_a_patch() {
     h.assert_strict_ok();
 
     let outside = tempfile::tempdir().unwrap();
+    // `ws/%2e%2e/…/%2e%2e/OUTSIDE` exists as text under the root, so a check of the text
+    // passes; git decodes it to `ws/../../…/OUTSIDE`, outside every root.
+    let ups = h.ws.components().count() - 1;
+    let escaped = format!(
+        "{}/{}{}",
+        h.ws.display(),
+        "%2e%2e/".repeat(ups),
+        outside.path().display().to_string().trim_start_matches('/')
+    );
+    std::fs::create_dir_all(&escaped).unwrap();
+    // A real repository, so a clone of it would succeed.
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ][..],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(outside.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
     for (repo, status) in [
         (
             json!({"url": format!("file://{}", outside.path().display())}),
             403,
         ),
+        // Spellings git decodes or ignores differently from a text check: a `..` escaped or
+        // not, a host part, a query.
+        (json!({"url": format!("file://{escaped}")}), 422),
+        (
+            json!({"url": format!("file://{}/../..{}", h.ws.display(), outside.path().display())}),
+            422,
+        ),
+        (
+            json!({"url": format!("file://localhost{}", outside.path().display())}),
+            422,
+        ),
+        (json!({"url": format!("{url}?x=1")}), 422),
         (json!({"url": "https://127.0.0.1/x.git"}), 403),
         (json!({"url": "ssh://git@example.com/x.git"}), 422),
         (

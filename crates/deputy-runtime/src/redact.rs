@@ -30,10 +30,23 @@ pub struct Redactor {
 impl Redactor {
     /// The secrets of the process environment.
     pub fn from_env() -> Self {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// The secrets among these variables: the values of secret names (`*_TOKEN(S)`,
+    /// `*_KEY(S)`, `*_SECRET(S)`, `*PASSWORD*`, …), each item of a comma-separated list too
+    /// (`DEPUTY_SERVE_TOKENS=a,b`), and the password inside any URL (`postgres://u:pw@db`).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut r = Redactor::default();
-        for (k, v) in std::env::vars() {
+        for (k, v) in vars {
             if deputy_tools::sandbox::is_secret_name(&k) {
                 r.add(&v);
+                for item in v.split(',') {
+                    r.add(item);
+                }
+            }
+            for p in url_passwords(&v) {
+                r.add(&p);
             }
         }
         r
@@ -110,6 +123,55 @@ impl Redactor {
     }
 }
 
+/// The passwords in the URLs of `text` (`scheme://user:password@host`), as written and
+/// percent-decoded.
+fn url_passwords(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let after = &rest[i + 3..];
+        let end = after
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == ',')
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        if let Some((userinfo, _host)) = authority.rsplit_once('@')
+            && let Some((_user, password)) = userinfo.split_once(':')
+            && !password.is_empty()
+        {
+            out.push(password.to_string());
+            let decoded = percent_decode(password);
+            if decoded != password {
+                out.push(decoded);
+            }
+        }
+        rest = &after[end..];
+    }
+    out
+}
+
+/// `%XX` sequences decoded (lossy where the bytes are not UTF-8).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The parts of `secret`'s base64 encoding that are the same wherever it stands in a longer
 /// text (one per alignment to the 3-byte groups), in the standard and URL-safe alphabets.
 fn base64_cores(secret: &[u8]) -> Vec<String> {
@@ -180,6 +242,28 @@ pub fn any() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lists_and_url_passwords_are_secrets() {
+        let r = Redactor::from_vars([
+            (
+                "DEPUTY_SERVE_TOKENS".to_string(),
+                "tok-alpha-1111,tok-beta-22222".to_string(),
+            ),
+            ("SERVICE_KEYS".to_string(), "key-gamma-3333".to_string()),
+            (
+                "DATABASE_URL".to_string(),
+                "postgres://app:p%40ss-word-9@db/x".to_string(),
+            ),
+            ("HOME".to_string(), "/home/someone-long".to_string()),
+        ]);
+        let text = "a tok-beta-22222 b tok-alpha-1111 c key-gamma-3333 d p%40ss-word-9 e p@ss-word-9 f /home/someone-long";
+        let out = r.redact(text);
+        for s in ["tok-alpha", "tok-beta", "key-gamma", "ss-word"] {
+            assert!(!out.contains(s), "{s}: {out}");
+        }
+        assert!(out.contains("/home/someone-long"));
+    }
 
     #[test]
     fn masks_longest_first_and_skips_short_values() {

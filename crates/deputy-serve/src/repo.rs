@@ -33,10 +33,29 @@ fn refuse(status: StatusCode, why: impl Into<String>) -> Problem {
     Problem::new(status, why)
 }
 
-/// What git may use for this URL, after checking it.
-async fn protocol_for(url: &str, roots: &[PathBuf]) -> Result<&'static str, Problem> {
-    if let Some(path) = url.strip_prefix("file://") {
-        let p = Path::new(path)
+/// What git may use for this URL, and what to give it, after checking it: for `file://`, the
+/// canonical path itself (git decodes `%2e%2e` and ignores a host part, so the URL is never
+/// what it clones).
+async fn protocol_for(url: &str, roots: &[PathBuf]) -> Result<(&'static str, String), Problem> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        // Only `file:///absolute/path`, as plain text: no host, no escapes, no `..`, no query.
+        let plain = rest.starts_with('/')
+            && !rest.contains(['%', '?', '#', '\\'])
+            && !Path::new(rest).components().any(|c| {
+                matches!(
+                    c,
+                    std::path::Component::ParentDir | std::path::Component::CurDir
+                )
+            });
+        if !plain {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "repo {url}: a file:// address must be file:///ABSOLUTE/PATH, with no host, `%` escapes, `..` or query"
+                ),
+            ));
+        }
+        let p = Path::new(rest)
             .canonicalize()
             .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, format!("repo {url}: {e}")))?;
         let inside = roots
@@ -44,7 +63,7 @@ async fn protocol_for(url: &str, roots: &[PathBuf]) -> Result<&'static str, Prob
             .filter_map(|r| r.canonicalize().ok())
             .any(|r| p.starts_with(r));
         return if inside {
-            Ok("file")
+            Ok(("file", p.display().to_string()))
         } else {
             Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -71,7 +90,7 @@ async fn protocol_for(url: &str, roots: &[PathBuf]) -> Result<&'static str, Prob
                 ));
             }
         }
-        return Ok("https");
+        return Ok(("https", url.to_string()));
     }
     Err(refuse(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -122,7 +141,10 @@ async fn git(dir: &Path, protocol: &str, args: &[&str]) -> Result<(), String> {
 
 /// Check a repository request without cloning it (the server that queues it; the worker that
 /// clones it checks again).
-pub(crate) async fn check(repo: &RepoIn, roots: &[PathBuf]) -> Result<&'static str, Problem> {
+pub(crate) async fn check(
+    repo: &RepoIn,
+    roots: &[PathBuf],
+) -> Result<(&'static str, String), Problem> {
     if let Some(r) = &repo.git_ref
         && !valid_ref(r)
     {
@@ -140,7 +162,7 @@ pub(crate) async fn clone(
     roots: &[PathBuf],
     scratch: &Path,
 ) -> Result<PathBuf, Problem> {
-    let protocol = check(repo, roots).await?;
+    let (protocol, source) = check(repo, roots).await?;
     std::fs::create_dir_all(scratch).map_err(|e| {
         refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -166,14 +188,7 @@ pub(crate) async fn clone(
     git(
         scratch,
         protocol,
-        &[
-            "clone",
-            "--quiet",
-            "--no-hardlinks",
-            "--",
-            &repo.url,
-            &dir_s,
-        ],
+        &["clone", "--quiet", "--no-hardlinks", "--", &source, &dir_s],
     )
     .await
     .map_err(failed)?;

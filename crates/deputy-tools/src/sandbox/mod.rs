@@ -630,9 +630,10 @@ pub use cgroup::{CommandCgroup, PidsCgroup};
 /// Environment names whose values are secrets; never passed to commands, even if allowed.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    upper.ends_with("_KEY")
-        || upper.ends_with("_TOKEN")
-        || upper.ends_with("_SECRET")
+    let base = upper.strip_suffix('S').unwrap_or(&upper);
+    base.ends_with("_KEY")
+        || base.ends_with("_TOKEN")
+        || base.ends_with("_SECRET")
         || upper.contains("PASSWORD")
         || upper.contains("PASSWD")
         || upper == "AUTHORIZATION"
