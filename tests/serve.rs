@@ -296,13 +296,33 @@ async fn one_tokens_sessions_do_not_exist_for_another() {
     serve::nul_is_refused(&mine).await;
 }
 
+/// A workspace belongs to the token that used it first (issue 25): the other token gets 404
+/// for it, inside it or around it, also after a restart, and its commands cannot read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_belongs_to_one_token() {
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(serve::PEEK).await;
+    let mut s = start(&h, &[], Some("mine")).await;
+    serve::workspaces_are_tenants(&h, &s, &[]).await;
+    // The claims outlive the server.
+    s.kill().await;
+    let s = start(&h, &[], Some("mine")).await;
+    let (st, v) = s
+        .as_token("other-token")
+        .post("/v1/sessions", json!({"prompt": "go", "workspace": "a"}))
+        .await;
+    assert_eq!(st, 404, "after a restart: {v}");
+}
+
 /// The per-token cap on sessions queued or running holds when the requests arrive all at
 /// once (not only one after another), counts a continued session, and is per token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_requests_gets_no_more_sessions_than_the_tokens_cap() {
     let h = Harness::yaml(serve::SLOW).await;
     let s = start(&h, &["--sessions-per-token", "2"], Some("mine")).await;
-    serve::the_cap_holds(&[&s]).await;
+    serve::the_cap_holds(&h, &[&s]).await;
 }
 
 /// SIGTERM: the server stops taking work at once, lets what runs finish within `--drain`,

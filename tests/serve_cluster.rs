@@ -265,8 +265,24 @@ async fn a_burst_over_two_workers_gets_no_more_sessions_than_the_tokens_cap() {
     let flags = ["--sessions-per-token", "2"];
     let a = worker(&h, &pg.url, "w1", &flags, Some("mine")).await;
     let b = worker(&h, &pg.url, "w2", &flags, Some("mine")).await;
-    serve::the_cap_holds(&[&a, &b]).await;
+    serve::the_cap_holds(&h, &[&a, &b]).await;
     serve::nul_is_refused(&a).await;
+}
+
+/// A workspace belongs to the token that used it first, on every worker of the store (the
+/// claims are in PostgreSQL, each worker has its own state directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_belongs_to_one_token_across_workers() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(serve::PEEK).await;
+    let a = worker(&h, &pg.url, "w1", &[], Some("mine")).await;
+    let b = worker(&h, &pg.url, "w2", &[], Some("mine")).await;
+    serve::workspaces_are_tenants(&h, &a, &[&b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,13 +14,22 @@ pub const SLOW: &str =
 /// With `--sessions-per-token 2` and [`SLOW`], on one server or several sharing a store: a
 /// burst of requests gets two sessions, another token has its own seats, and a continued
 /// session takes a seat like a new one.
-pub async fn the_cap_holds(servers: &[&Server]) {
+pub async fn the_cap_holds(h: &Harness, servers: &[&Server]) {
     let s = servers[0];
-    let answers = Server::burst(servers, 12, "/v1/sessions", json!({"prompt": "go"})).await;
+    // Each token in a workspace of its own (a workspace belongs to the token that used it
+    // first).
+    for d in ["mine", "theirs"] {
+        std::fs::create_dir_all(h.ws.join(d)).unwrap();
+    }
+    let go = json!({"prompt": "go", "workspace": "mine"});
+    let answers = Server::burst(servers, 12, "/v1/sessions", go.clone()).await;
     let ids = accepted(&answers, 2);
     let (st, v) = s
         .as_token("other-token")
-        .post("/v1/sessions", json!({"prompt": "go"}))
+        .post(
+            "/v1/sessions",
+            json!({"prompt": "go", "workspace": "theirs"}),
+        )
         .await;
     assert_eq!(st, 202, "{v}");
     for id in &ids {
@@ -31,7 +40,7 @@ pub async fn the_cap_holds(servers: &[&Server]) {
         .post(&format!("/v1/sessions/{}/messages", ids[0]), more.clone())
         .await;
     assert_eq!(st, 202, "{v}");
-    let answers = Server::burst(servers, 4, "/v1/sessions", json!({"prompt": "go"})).await;
+    let answers = Server::burst(servers, 4, "/v1/sessions", go).await;
     accepted(&answers, 1);
     let (st, v) = s
         .post(&format!("/v1/sessions/{}/messages", ids[1]), more)
@@ -57,6 +66,9 @@ fn accepted(answers: &[(u16, Value)], n: usize) -> Vec<String> {
 
 /// Each session notes that its command ran, sleeps as long as its workspace's `delay` file
 /// says, then notes it slept.
+/// A session that tries to read tenant A's file from wherever it is, and says where it is.
+pub const PEEK: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"cat ../a/secret.txt 2>&1; echo pwd=$PWD\"}}\n  - text: looked\n";
+
 pub const DELAYED: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep $(cat delay) && echo slept > slept.txt\"}}\n  - text: finished\n";
 
 /// With [`DELAYED`]: a session in each of `dirs` (name, delay), once every command is running;
@@ -396,4 +408,63 @@ pub fn upstream(ws: &std::path::Path, files: &[(&str, &str)]) -> std::path::Path
     }
     git(&["commit", "-qm", "first"]);
     dir
+}
+
+/// Two tokens on `s` (and `others`, more workers of the same store): a workspace belongs to the
+/// token that used it first; the other token naming it, a directory inside it, or one holding
+/// it gets 404; and a command of one tenant cannot read the other's files.
+pub async fn workspaces_are_tenants(h: &Harness, s: &Server, others: &[&Server]) {
+    std::fs::create_dir_all(h.ws.join("a/sub")).unwrap();
+    std::fs::create_dir_all(h.ws.join("b")).unwrap();
+    std::fs::write(h.ws.join("a/secret.txt"), "tenant-a-secret-4471\n").unwrap();
+    let b_tok = s.as_token("other-token");
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "go", "workspace": "a"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    s.finished(v["id"].as_str().unwrap()).await;
+    let (st, v) = b_tok
+        .post("/v1/sessions", json!({"prompt": "go", "workspace": "b"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = b_tok.finished(v["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    for srv in std::iter::once(s).chain(others.iter().copied()) {
+        let theirs = srv.as_token("other-token");
+        let abs = h.ws.join("a").display().to_string();
+        for w in ["a", "a/sub", abs.as_str(), "", "."] {
+            let (st, v) = theirs
+                .post("/v1/sessions", json!({"prompt": "go", "workspace": w}))
+                .await;
+            assert_eq!(st, 404, "token B named {w:?}: {v}");
+        }
+        let mine = srv.as_token(s.token.as_deref().unwrap());
+        let (st, v) = mine
+            .post("/v1/sessions", json!({"prompt": "go", "workspace": "b"}))
+            .await;
+        assert_eq!(st, 404, "token A named b: {v}");
+    }
+    // What B's command printed (the result that names B's workspace): none of A's files,
+    // while A's own command did read its file.
+    let results: Vec<String> = h
+        .mock
+        .requests()
+        .iter()
+        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let b_dir = format!("pwd={}", h.ws.join("b").display());
+    let a_dir = format!("pwd={}", h.ws.join("a").display());
+    assert!(
+        results
+            .iter()
+            .any(|r| r.contains(&a_dir) && r.contains("tenant-a-secret-4471"))
+    );
+    let b: Vec<&String> = results.iter().filter(|r| r.contains(&b_dir)).collect();
+    assert!(!b.is_empty(), "{results:?}");
+    assert!(
+        b.iter().all(|r| !r.contains("tenant-a-secret-4471")),
+        "B read A's file: {b:?}"
+    );
 }

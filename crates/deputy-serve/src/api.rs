@@ -225,6 +225,9 @@ pub(crate) async fn create(
     }
     refuse_if_stopping(&app)?;
     let p = prepare(&app, &req).await?;
+    if let Place::Dir(d) = &p.place {
+        app.claim(d, owner).await?;
+    }
     let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
     let (ws, repo_dir) = match &p.place {
         Place::Repo(r) => {

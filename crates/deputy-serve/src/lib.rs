@@ -13,6 +13,7 @@ pub mod cluster;
 mod drain;
 mod events;
 mod openapi;
+mod owners;
 pub mod problem;
 mod repo;
 pub mod store;
@@ -89,6 +90,8 @@ pub(crate) struct App {
     /// Each token's seats (the embedded store; the shared one counts its rows).
     pub(crate) quotas: store::Quotas,
     pub(crate) drain: drain::Drain,
+    /// Which token each workspace belongs to (the embedded store; the shared one has a table).
+    pub(crate) owners: owners::FileClaims,
     limiter: DefaultKeyedRateLimiter<usize>,
 }
 
@@ -102,6 +105,32 @@ impl App {
         token
             .and_then(|i| self.opts.tokens.get(i))
             .map(|t| cluster::owner_key(t))
+    }
+
+    /// Claim the workspace `ws` for the request's token (see [`owners`]); 404 when it is
+    /// another token's. Without tokens there is one tenant and nothing to claim.
+    pub(crate) async fn claim(
+        &self,
+        ws: &std::path::Path,
+        token: Option<usize>,
+    ) -> Result<(), problem::Problem> {
+        let Some(owner) = self.owner_key(token) else {
+            return Ok(());
+        };
+        match &self.cluster {
+            Some(c) => {
+                let mine = c
+                    .claim_workspace(&ws.display().to_string(), &owner)
+                    .await
+                    .map_err(problem::Problem::from)?;
+                if mine {
+                    Ok(())
+                } else {
+                    Err(owners::refused(ws))
+                }
+            }
+            None => self.owners.claim(ws, &owner),
+        }
     }
 }
 
@@ -157,6 +186,13 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         registry: Registry::default(),
         quotas: store::Quotas::new(opts.sessions_per_token),
         drain: drain::Drain::default(),
+        owners: owners::FileClaims::new(
+            &opts
+                .factory
+                .state_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+        ),
         cluster: opts.cluster.clone(),
         opts,
     });

@@ -37,6 +37,9 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<Created>), Problem> {
     // Checked here so a bad request is told at once; the worker that runs it checks again.
     let p = crate::api::prepare(app, &req).await?;
+    if let crate::api::Place::Dir(d) = &p.place {
+        app.claim(d, owner).await?;
+    }
     let owner = app.owner_key(owner);
     let mut stored = req;
     if let crate::api::Place::Dir(d) = &p.place {

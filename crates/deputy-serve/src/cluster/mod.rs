@@ -187,6 +187,39 @@ impl Cluster {
         })
     }
 
+    /// Claim the workspace `path` for `owner`: `false` when another owner holds it or one that
+    /// overlaps it (claims are serialized by an advisory lock, so two first uses cannot both
+    /// win).
+    pub(crate) async fn claim_workspace(
+        &self,
+        path: &str,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7171717171)")
+            .execute(&mut *tx)
+            .await?;
+        let other: Option<String> = sqlx::query_scalar(
+            "SELECT owner FROM deputy_workspace_owners              WHERE owner <> $2 AND (path = $1 OR starts_with($1, path || '/')                                     OR starts_with(path, $1 || '/') OR path = '/') LIMIT 1",
+        )
+        .bind(path)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if other.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO deputy_workspace_owners (path, owner) VALUES ($1, $2)              ON CONFLICT (path) DO NOTHING",
+        )
+        .bind(path)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub(crate) async fn notify(&self, channel: &str, payload: &str) {
         if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)

@@ -46,3 +46,9 @@ CREATE TABLE IF NOT EXISTS deputy_approvals (
     answer     json,
     PRIMARY KEY (session_id, call_id)
 );
+
+-- Which token (its hash) a workspace belongs to: the first that used it.
+CREATE TABLE IF NOT EXISTS deputy_workspace_owners (
+    path  text PRIMARY KEY,
+    owner text NOT NULL
+);
