@@ -151,6 +151,7 @@ pub fn front_end(
 /// user named, the user's own agents.
 pub fn trust(ctx: &Context, f: &mut Factory) {
     f.project_trusted = ctx.trusted;
+    f.project = Some(ctx.workspace.clone());
     f.trusted_agent_dirs = ctx.discovery.agents_dirs.clone();
     f.trusted_agent_dirs
         .extend(ctx.config_dir.iter().map(|d| d.join("agents")));

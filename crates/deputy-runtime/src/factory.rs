@@ -104,8 +104,12 @@ pub struct Factory {
     pub approver: Arc<dyn Approver>,
     /// Look for a local model server when nothing is configured.
     pub discover_local: bool,
-    /// Whether the user trusts the workspace's project files (`deputy trust`).
+    /// Whether the user trusts the project's files (`deputy trust`).
     pub project_trusted: bool,
+    /// The project this factory was made for (the workspace deputy was started in). A front-end
+    /// that narrows `workspace` to a directory of it (`deputy mcp`, `deputy serve`) keeps this:
+    /// an agent file of the project stays the project's, whatever workspace it is used on.
+    pub project: Option<PathBuf>,
     /// Agent directories the user named or owns (`--agents-dir`, their config directory):
     /// agent files there are trusted even inside an untrusted workspace.
     pub trusted_agent_dirs: Vec<PathBuf>,
@@ -141,6 +145,7 @@ impl Factory {
             approver: Arc::new(Headless),
             discover_local: true,
             project_trusted: false,
+            project: None,
             trusted_agent_dirs: Vec::new(),
         }
     }
@@ -385,8 +390,9 @@ impl Factory {
         })
     }
 
-    /// Whether `agent`'s file is trusted: built in, outside the workspace (the user's own),
-    /// in a directory the user named, or in a trusted project.
+    /// Whether `agent`'s file is trusted: built in, in a directory the user named or owns, or
+    /// outside both the project and the session's workspace (the user's own) — judged by where
+    /// the file is, not where the session works — or in a trusted project.
     pub fn agent_trusted(&self, agent: &AgentSpec) -> bool {
         let Some(source) = &agent.source else {
             return true;
@@ -396,11 +402,19 @@ impl Factory {
         }
         let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
         let source = canon(source);
-        !source.starts_with(canon(&self.workspace))
+        if self
+            .trusted_agent_dirs
+            .iter()
+            .any(|d| source.starts_with(canon(d)))
+        {
+            return true;
+        }
+        let in_project = source.starts_with(canon(&self.workspace))
             || self
-                .trusted_agent_dirs
-                .iter()
-                .any(|d| source.starts_with(canon(d)))
+                .project
+                .as_deref()
+                .is_some_and(|p| source.starts_with(canon(p)));
+        !in_project
     }
 
     /// `[permission]` of the config, in opencode's shape.
