@@ -38,6 +38,8 @@ struct Run {
     wall_ms: f64,
     rss_mb: f64,
     bash_ms: Vec<f64>,
+    /// Applying each command's write layer to the workspace (bwrap; none under Landlock).
+    apply_ms: Vec<f64>,
 }
 
 fn run_once(
@@ -105,11 +107,18 @@ fn run_once(
             .collect();
         let result: serde_json::Value = serde_json::from_str(&out).unwrap();
         let journal = std::fs::read_to_string(result["journal"].as_str().unwrap()).unwrap();
-        let bash_ms = journal
+        let bash: Vec<serde_json::Value> = journal
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["type"] == "tool.completed" && e["tool"] == "bash")
+            .collect();
+        let bash_ms = bash
+            .iter()
             .filter_map(|e| e["metadata"]["duration_ms"].as_f64())
+            .collect();
+        let apply_ms = bash
+            .iter()
+            .filter_map(|e| e["metadata"]["apply_ms"].as_f64())
             .collect();
         Run {
             first_ms: first.as_secs_f64() * 1000.0,
@@ -117,6 +126,7 @@ fn run_once(
             wall_ms: wall.as_secs_f64() * 1000.0,
             rss_mb: peak_kb as f64 / 1024.0,
             bash_ms,
+            apply_ms,
         }
     })
 }
@@ -198,6 +208,14 @@ fn main() {
             bash.iter().cloned().fold(0.0, f64::max),
             support::median(first_bash)
         );
+        let apply: Vec<f64> = runs.iter().flat_map(|r| r.apply_ms.clone()).collect();
+        if !apply.is_empty() {
+            println!(
+                "  applying a command's write layer: median {:.3} ms (max {:.3})",
+                support::median(apply.clone()),
+                apply.iter().cloned().fold(0.0, f64::max)
+            );
+        }
         println!(
             "  total wall time: median {:.1} ms",
             support::median(runs.iter().map(|r| r.wall_ms).collect())
