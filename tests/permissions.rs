@@ -115,28 +115,7 @@ async fn an_allowed_read_only_command_does_not_write() {
     ));
     let h = Harness::yaml(&script(&calls)).await;
     std::fs::create_dir(h.ws.join("out")).unwrap();
-    for args in [
-        &["init", "-q"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "first",
-        ][..],
-    ] {
-        let ok = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&h.ws)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
+    common::git_repo_with_a_commit(&h.ws);
     h.write_agent(
         "reader",
         "---\nname: reader\npermission:\n  bash:\n    \"*\": deny\n    \"git log*\": allow\n---\nYou read history.",

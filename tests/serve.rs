@@ -450,28 +450,7 @@ async fn a_repo_is_cloned_and_its_change_comes_back_as_a_patch() {
     );
     std::fs::create_dir_all(&escaped).unwrap();
     // A real repository, so a clone of it would succeed.
-    for args in [
-        &["init", "-q"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "x",
-        ][..],
-    ] {
-        let ok = std::process::Command::new("git")
-            .args(args)
-            .current_dir(outside.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
+    common::git_repo_with_a_commit(outside.path());
     for (repo, status) in [
         (
             json!({"url": format!("file://{}", outside.path().display())}),

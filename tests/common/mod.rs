@@ -310,3 +310,29 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Make `dir` a git repository with one empty commit (the real git, as its owner would).
+pub fn git_repo_with_a_commit(dir: &Path) {
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ][..],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?} in {}", dir.display());
+    }
+}

@@ -269,7 +269,9 @@ impl Dir {
             // SAFETY: a fresh fd we own.
             std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
         };
-        let tmp_name = OsString::from(format!(".deputy-apply-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp_name = OsString::from(format!(".deputy-apply-{}-{n}", std::process::id()));
         let tmp = cname(&tmp_name)?;
         // SAFETY: openat relative to the target's fd, creating exclusively; owned below.
         let fd = check(unsafe {
