@@ -455,3 +455,32 @@ async fn completions_man_page_and_version() {
     assert_eq!(version.trim(), flag.trim());
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
 }
+
+/// `deputy sandbox check` says what the backend in use guarantees, for each backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_check_says_what_each_backend_guarantees() {
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml("steps:\n  - text: unused\n").await;
+    for backend in common::backends() {
+        let out = h
+            .cmd(&["sandbox", "check", "--json"])
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .output()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backend"], backend, "{v}");
+        let said = v["guarantees"].to_string();
+        let want = if backend == "bwrap" {
+            "layer of its own"
+        } else {
+            "by a scan"
+        };
+        assert!(
+            said.contains(want) && said.contains("credential stores"),
+            "{backend}: {said}"
+        );
+    }
+}

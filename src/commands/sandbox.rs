@@ -11,6 +11,30 @@ use crate::context::Context;
 use crate::exit::{CliResult, Exit};
 use crate::output::{out, out_json};
 
+/// What a backend guarantees, as the README's threat model says and the escape tests check.
+fn guarantees(backend: Backend) -> Vec<&'static str> {
+    let per_command = std::env::var_os("DEPUTY_SANDBOX_PER_COMMAND").is_some();
+    match backend {
+        Backend::Bwrap if !per_command => vec![
+            "writes: by construction: the workspace is read-only; each command writes into a layer of its own, applied when every process of it is dead, through directory handles; protected entries and git repositories (by name and by content) are refused",
+            "processes: a pid namespace per command: nothing it starts outlives it",
+            "reads: the system's directories, your home without its credential stores (none of it under deputy serve), the workspace; never other workspaces or deputy's state",
+            "needs Linux 5.11+ for the layer; where it cannot be mounted, commands get a sandbox each and write in place (protected paths a command creates are then moved aside afterwards, by a scan)",
+        ],
+        Backend::Bwrap => vec![
+            "writes: in place (DEPUTY_SANDBOX_PER_COMMAND=1): protected paths known at start are read-only; ones a command creates are moved aside afterwards by a scan, which is weaker than the layer",
+            "processes: bwrap's pid namespace: nothing a command starts outlives it",
+            "reads: the system's directories, your home without its credential stores, the workspace",
+        ],
+        Backend::Landlock => vec![
+            "writes: in place: protected paths known at start are not writable; ones a command creates are moved aside afterwards by a scan (budgeted, skips dependency trees, does not recognise a bare repository under another name): weaker than bwrap's layer",
+            "processes: killed by cgroup where deputy may make one, else adopted and killed until none is left",
+            "reads: the system's directories, your home without its credential stores, the workspace; .env files unreadable",
+        ],
+        Backend::None => vec!["no confinement (--sandbox off)"],
+    }
+}
+
 pub fn run(ctx: &Context, cmd: SandboxCommand) -> CliResult {
     let SandboxCommand::Check { json } = cmd;
     let report = sandbox::probe();
@@ -34,6 +58,7 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> CliResult {
             "workspace": root,
             "read_only_paths": protected,
             "masked_paths": masked,
+            "guarantees": chosen.as_ref().ok().map(|s| guarantees(s.backend())),
         }))?;
         return Ok(if ok { Exit::Ok } else { Exit::Failure });
     }
@@ -76,12 +101,8 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> CliResult {
             for p in masked {
                 let _ = writeln!(t, "  hidden:    {}", p.display());
             }
-            if s.backend() == Backend::Landlock {
-                let _ = writeln!(
-                    t,
-                    "  note: with Landlock, .env files are not hidden from commands, commands get a private $TMPDIR instead of /tmp, \
-                     and when .git is protected new top-level entries of the workspace can only be made with the write tool"
-                );
+            for g in guarantees(s.backend()) {
+                let _ = writeln!(t, "  {g}");
             }
         }
         Err(e) => {
