@@ -39,6 +39,8 @@ pub struct Workspace {
     allow_protected: Option<ProtectedFilter>,
     /// Nothing may be written (`--sandbox read-only`).
     read_only: bool,
+    /// The (device, inode) of every `.env` file, found on first need (see [`Workspace::is_secret`]).
+    secret_inodes: std::sync::OnceLock<std::collections::HashSet<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -102,6 +104,7 @@ impl Workspace {
             dir,
             allow_protected: None,
             read_only: false,
+            secret_inodes: std::sync::OnceLock::new(),
         })
     }
 
@@ -381,6 +384,27 @@ impl Workspace {
 
     /// The inode of the regular file at the real path `p` and its link count (to recognise a
     /// hard link to a protected file).
+    /// Whether an open file is an `.env` file under another name (a hard link to one): the
+    /// walk for them runs once, and only when a file with several links is asked about.
+    pub fn is_secret(&self, file: &std::fs::File) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(m) = file.metadata() else {
+            return false;
+        };
+        if m.nlink() < 2 {
+            return false;
+        }
+        self.secret_inodes
+            .get_or_init(|| {
+                crate::protect::secrets(&self.canonical)
+                    .iter()
+                    .filter_map(|p| std::fs::symlink_metadata(p).ok())
+                    .map(|m| (m.dev(), m.ino()))
+                    .collect()
+            })
+            .contains(&(m.dev(), m.ino()))
+    }
+
     pub fn inode(&self, p: &WsPath) -> Option<(u64, u64, u64)> {
         let m = self.dir.symlink_metadata(p.as_path()).ok()?;
         m.is_file().then(|| (m.dev(), m.ino(), m.nlink()))

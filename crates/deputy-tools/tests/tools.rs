@@ -263,3 +263,25 @@ async fn the_rules_see_what_the_call_will_touch() {
         deputy_tools::Decision::Deny { .. }
     ));
 }
+
+/// A hard link to an `.env` file under another name is that file: searches skip it as they
+/// skip the `.env` itself (the value would otherwise reach the model before any redaction).
+#[tokio::test]
+async fn grep_skips_a_hard_link_to_an_env_file() {
+    let e = env();
+    let perms = Arc::new(Permissions::new(vec![]));
+    let e = e.with_reader(Arc::new(move |p: &str| perms.may_read(p)));
+    std::fs::write(e.ws.join(".env"), "TOKEN=linked-secret-value\n").unwrap();
+    std::fs::hard_link(e.ws.join(".env"), e.ws.join("src/notes.md")).unwrap();
+    std::fs::write(
+        e.ws.join("src/plain.md"),
+        "linked-secret-value is a phrase\n",
+    )
+    .unwrap();
+    let out = e
+        .tool(&GrepTool, json!({"pattern": "linked-secret-value"}))
+        .await;
+    assert!(out.content.contains("plain.md"), "{}", out.content);
+    assert!(!out.content.contains("notes.md"), "{}", out.content);
+    assert!(!out.content.contains("TOKEN="), "{}", out.content);
+}

@@ -100,6 +100,10 @@ fn grep(ctx: &ToolContext, input: &GrepInput, access: &Access) -> Result<ToolOut
         let Some(file) = e.open_file() else {
             return true;
         };
+        // A hard link to an `.env` file is that file: skipped as it would be.
+        if ctx.workspace.is_secret(&file) {
+            return true;
+        }
         let mut hits = 0;
         let _ = searcher.search_file(
             &matcher,
