@@ -717,7 +717,14 @@ async fn a_kept_sandbox_that_cannot_start_falls_back_to_one_per_command() {
 async fn a_supervisor_under_tmp_serves_the_kept_sandbox() {
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let program = dir.path().join("supervisor");
-    std::fs::copy(common::SUPERVISOR, &program).unwrap();
+    // Copied by another process: a copy written here would leave its write handle in any child
+    // another test forks meanwhile, and executing it would then fail with ETXTBSY.
+    let copied = std::process::Command::new("cp")
+        .arg(common::SUPERVISOR)
+        .arg(&program)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     for b in backends() {
         let ws = tempfile::tempdir().unwrap();
         let ws = ws.path().canonicalize().unwrap();
