@@ -209,6 +209,10 @@ pub struct SessionArgs {
     /// Let bash commands use the network
     #[arg(long)]
     pub network: bool,
+    /// Grant another directory, writable like the workspace (for bash and the file tools,
+    /// protected paths and `.env` files included); repeatable
+    #[arg(long, value_name = "DIR")]
+    pub add_dir: Vec<PathBuf>,
     /// Allow a tool, or TOOL:PATTERN (e.g. `bash:git push*`), overriding other rules (repeatable)
     #[arg(long, value_name = "RULE")]
     pub allow: Vec<String>,

@@ -95,6 +95,9 @@ pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
             "--top-p must be from 0 to 1"
         )));
     }
+    // A granted directory as given on the command line: relative to where deputy was started.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let add_dirs = args.add_dir.iter().map(|d| cwd.join(d)).collect();
     if args.max_steps == Some(0) {
         return Err(CliError::usage(anyhow::anyhow!(
             "--max-steps must be at least 1"
@@ -115,6 +118,7 @@ pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
         no_summary: args.no_summary,
         append_system_prompt: args.append_system_prompt.clone(),
         home: Default::default(),
+        add_dirs,
     })
 }
 

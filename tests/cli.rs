@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Harness, sandbox_available};
+use common::{Harness, read, sandbox_available};
 use deputy_mockllm::{Script, ServeOptions};
 use serde_json::Value;
 
@@ -483,4 +483,98 @@ async fn sandbox_check_says_what_each_backend_guarantees() {
             "{backend}: {said}"
         );
     }
+}
+
+/// `--add-dir` (or `[sandbox] add_dirs` in the user's config) grants a directory to bash and the
+/// file tools alike, on each backend, and the model is told of it; a directory beside it stays
+/// out of reach, also when an untrusted project's config names it. A grant that would undo the
+/// sandbox's view is a clear error naming the directory, before any model request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_dir_grants_a_directory_to_bash_and_the_file_tools() {
+    if !sandbox_available() {
+        return;
+    }
+    for (i, backend) in common::backends().into_iter().enumerate() {
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let (shared, third) = (top.join("shared"), top.join("third"));
+        std::fs::create_dir_all(shared.join("src")).unwrap();
+        std::fs::create_dir_all(&third).unwrap();
+        std::fs::write(third.join("notes"), "thirdsecret\n").unwrap();
+        let script = format!(
+            "steps:\n  - tool_calls: [{{name: write, arguments: {{path: \"{s}/by-tool.txt\", content: \"tool\\n\"}}}}]\n  - tool_calls: [{{name: bash, arguments: {{command: \"echo bash > {s}/src/by-bash.txt; cat {t}/notes; echo end\"}}}}]\n  - text: done\n",
+            s = shared.display(),
+            t = third.display()
+        );
+        let h = Harness::yaml(&script).await;
+        h.write_config(&format!(
+            "[sandbox]\nadd_dirs = [\"{}\"]\n",
+            third.display()
+        ));
+        let mut args = vec!["run", "--output-format", "json", "work in both"];
+        if i % 2 == 0 {
+            args.extend(["--add-dir", shared.to_str().unwrap()]);
+        } else {
+            h.write_user_config(&format!(
+                "[sandbox]\nadd_dirs = [\"{}\"]\n",
+                shared.display()
+            ));
+        }
+        let out = h
+            .cmd(&args)
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .output()
+            .await
+            .unwrap();
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        assert_eq!(
+            v["status"],
+            "completed",
+            "{backend}: {v:#}\n{}",
+            stderr(&out)
+        );
+        assert_eq!(read(&shared.join("by-tool.txt")), "tool\n", "{backend}");
+        assert_eq!(read(&shared.join("src/by-bash.txt")), "bash\n", "{backend}");
+        let results = h.tool_results();
+        assert!(results[1].contains("end"), "{backend}: {results:?}");
+        assert!(
+            !results[1].contains("thirdsecret"),
+            "{backend}: {results:?}"
+        );
+        let system = h.mock.requests()[0].body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(system.contains(shared.to_str().unwrap()), "{system}");
+    }
+
+    let h = Harness::yaml("steps:\n  - text: unused\n").await;
+    let home = h.home.display().to_string();
+    for (dir, says) in [
+        ("/", "root of the file system"),
+        ("/etc", "part of the system"),
+        (home.as_str(), "home directory"),
+        ("/no/such/dir", "No such file"),
+    ] {
+        let out = h
+            .cmd(&["run", "--add-dir", dir, "hello"])
+            .output()
+            .await
+            .unwrap();
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{dir}");
+        assert!(
+            err.contains(&format!("cannot grant `{dir}`")) && err.contains(says),
+            "{dir}: {err}"
+        );
+    }
+    assert!(h.mock.requests().is_empty(), "a model request went out");
+    let out = h
+        .cmd(&["serve", "--add-dir", "/srv"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tenant"), "{}", stderr(&out));
 }

@@ -18,18 +18,18 @@ fn guarantees(backend: Backend) -> Vec<&'static str> {
         Backend::Bwrap if !per_command => vec![
             "writes: by construction: the workspace is read-only; each command writes into a layer of its own, applied when every process of it is dead, through directory handles; protected entries and git repositories (by name and by content) are refused",
             "processes: a pid namespace per command: nothing it starts outlives it",
-            "reads: the system's directories, your home without its credential stores (none of it under deputy serve), the workspace; never other workspaces or deputy's state",
+            "reads: the system's directories, your home without its credential stores (none of it under deputy serve), the workspace and the directories granted with --add-dir (under the same rules); never other workspaces or deputy's state",
             "needs Linux 5.11+ for the layer; where it cannot be mounted, commands get a sandbox each and write in place (protected paths a command creates are then moved aside afterwards, by a scan)",
         ],
         Backend::Bwrap => vec![
             "writes: in place (DEPUTY_SANDBOX_PER_COMMAND=1): protected paths known at start are read-only; ones a command creates are moved aside afterwards by a scan, which is weaker than the layer",
             "processes: bwrap's pid namespace: nothing a command starts outlives it",
-            "reads: the system's directories, your home without its credential stores, the workspace",
+            "reads: the system's directories, your home without its credential stores, the workspace and the directories granted with --add-dir",
         ],
         Backend::Landlock => vec![
             "writes: in place: protected paths known at start are not writable; ones a command creates are moved aside afterwards by a scan (budgeted, skips dependency trees, does not recognise a bare repository under another name): weaker than bwrap's layer",
             "processes: killed by cgroup where deputy may make one, else adopted and killed until none is left",
-            "reads: the system's directories, your home without its credential stores, the workspace; .env files unreadable",
+            "reads: the system's directories, your home without its credential stores, the workspace and the directories granted with --add-dir; .env files unreadable",
         ],
         Backend::None => vec!["no confinement (--sandbox off)"],
     }

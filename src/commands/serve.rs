@@ -10,6 +10,12 @@ use crate::output::outln;
 use crate::setup;
 
 pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
+    if let Some(d) = args.session.add_dir.first() {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--add-dir {}: deputy serve grants no directory besides each session's workspace (every token is a tenant, and a granted directory would be shared between them)",
+            d.display()
+        )));
+    }
     let (mut settings, task, factory) = setup::front_end(ctx, &args.session)?;
     // Every token is a tenant of one host: no session's commands see the home directory of the
     // user running the server (its credentials, its other projects).

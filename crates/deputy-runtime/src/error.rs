@@ -8,6 +8,10 @@ pub enum SessionError {
     Sandbox(String),
     #[error("cannot open the workspace: {0}")]
     Workspace(String),
+    /// A directory granted besides the workspace (`--add-dir`, `[sandbox] add_dirs`) that
+    /// cannot be.
+    #[error("{0} (from --add-dir or [sandbox] add_dirs)")]
+    Grant(String),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
     #[error("{0}")]

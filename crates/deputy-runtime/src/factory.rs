@@ -46,6 +46,8 @@ pub struct RunSettings {
     pub append_system_prompt: Option<String>,
     /// How much of the user's home directory commands see (`deputy serve`: none of it).
     pub home: deputy_tools::sandbox::HomeView,
+    /// Directories granted besides the workspace (`--add-dir`), absolute.
+    pub add_dirs: Vec<PathBuf>,
 }
 
 /// `[sandbox]` in config.
@@ -58,6 +60,9 @@ pub struct SandboxConfig {
     pub env_allow: Vec<String>,
     pub backend: Option<String>,
     pub limits: ResourceLimits,
+    /// Directories granted besides the workspace (absolute, or under `~/`). Only from the
+    /// user's config or a trusted project's: an untrusted one cannot grant itself more.
+    pub add_dirs: Vec<String>,
 }
 
 /// `[limits]` in config.
@@ -261,7 +266,9 @@ impl Factory {
             })?),
             None => None,
         };
+        let extra_dirs = self.granted(settings, &sandbox_cfg)?;
         let policy = SandboxPolicy {
+            extra_dirs,
             mode,
             // The agent's own `network` is added by the toolbox, only for a trusted agent file.
             network: settings.network.or(sandbox_cfg.network).unwrap_or(false),
@@ -415,6 +422,38 @@ impl Factory {
                 .as_deref()
                 .is_some_and(|p| source.starts_with(canon(p)));
         !in_project
+    }
+
+    /// The directories granted besides the workspace: `[sandbox] add_dirs`, then the flags.
+    /// A session whose home directory is hidden (`deputy serve`: every session a tenant) gets
+    /// none — a granted directory would be shared by every tenant.
+    fn granted(
+        &self,
+        settings: &RunSettings,
+        cfg: &SandboxConfig,
+    ) -> Result<Vec<PathBuf>, SetupError> {
+        let home = deputy_tools::sandbox::view::home_dir();
+        let mut dirs = Vec::new();
+        for d in &cfg.add_dirs {
+            let p = match (d.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => h.join(rest),
+                _ => PathBuf::from(d),
+            };
+            if !p.is_absolute() {
+                return Err(SetupError::Config(format!(
+                    "[sandbox] add_dirs: `{d}` must be an absolute path (or start with ~/)"
+                )));
+            }
+            dirs.push(p);
+        }
+        dirs.extend(settings.add_dirs.iter().cloned());
+        if settings.home == deputy_tools::sandbox::HomeView::Hidden && !dirs.is_empty() {
+            tracing::warn!(
+                "[sandbox] add_dirs is ignored here: every session is a tenant, and a granted directory would be shared between them"
+            );
+            return Ok(Vec::new());
+        }
+        Ok(dirs)
     }
 
     /// `[permission]` of the config, in opencode's shape.

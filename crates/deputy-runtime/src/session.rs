@@ -426,11 +426,27 @@ impl Session {
             .canonical_root()
             .display()
             .to_string();
+        let granted: Vec<String> = self
+            .toolbox
+            .ctx
+            .workspace
+            .granted()
+            .map(|d| format!("`{}`", d.display()))
+            .collect();
+        let paths = if granted.is_empty() {
+            "Paths are relative to the workspace root; nothing outside the workspace can be read or written.".to_string()
+        } else {
+            format!(
+                "Paths are relative to the workspace root. The user also granted these directories, which you may read and write by their absolute paths, as the workspace: {}. Nothing else outside the workspace can be read or written.",
+                granted.join(", ")
+            )
+        };
         let preamble = prompt::render(
             prompt::PREAMBLE,
             &[
                 ("agent", &self.agent.name),
                 ("workspace", &workspace),
+                ("paths", &paths),
                 ("date", &prompt::today()),
                 ("os", &prompt::os_name()),
                 ("tools", &tools),

@@ -122,6 +122,15 @@ impl Toolbox {
         if let Some(parent) = &opts.sandbox_ceiling {
             policy = policy.within(parent);
         }
+        // Granted directories, checked once here for the file tools and the sandbox alike.
+        policy.extra_dirs = deputy_tools::sandbox::grant::check(
+            &policy.extra_dirs,
+            ws.canonical_root(),
+            &policy.hidden,
+        )
+        .map_err(SessionError::Grant)?;
+        ws.grant(&policy.extra_dirs)
+            .map_err(|e| SessionError::Workspace(e.to_string()))?;
         let mut permissions = Permissions::new(session_rules(agent, opts, policy.network));
         if let Some(parent) = &opts.ceiling {
             permissions = permissions.under(parent);

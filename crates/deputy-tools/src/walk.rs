@@ -102,16 +102,18 @@ pub fn walk(
     base: &WsPath,
     mut visit: impl FnMut(&Entry<'_>) -> bool,
 ) -> Result<(), ToolError> {
-    let root_host = ws.canonical_root().to_path_buf();
+    // The root of the directory `base` lies in: the workspace, or a granted one.
+    let top = base.top();
+    let root_host = ws.host_path(&top);
     // The rules of the directories above `base`, as git reads them.
     let mut stack: Vec<Option<Gitignore>> = Vec::new();
     let mut prefix = PathBuf::new();
     if !base.is_root() {
-        stack.push(ignores_in(&ws.open_dir(&WsPath::root())?, &root_host));
+        stack.push(ignores_in(&ws.open_dir(&top)?, &root_host));
         let parts: Vec<_> = base.as_path().components().collect();
         for c in &parts[..parts.len().saturating_sub(1)] {
             prefix.push(c);
-            let d = ws.open_dir(&WsPath::from_rel_path(prefix.clone()))?;
+            let d = ws.open_dir(&top.with_rel(prefix.clone()))?;
             stack.push(ignores_in(&d, &root_host.join(&prefix)));
         }
     }
@@ -122,6 +124,7 @@ pub fn walk(
         base.as_path().to_path_buf()
     };
     let mut w = Walker {
+        top,
         root_host,
         visited: 0,
         stack,
@@ -131,6 +134,8 @@ pub fn walk(
 }
 
 struct Walker {
+    /// The root of the directory walked (entries are made in it).
+    top: WsPath,
     root_host: PathBuf,
     visited: usize,
     /// `.gitignore` rules of the directories from the root down to the current one.
@@ -193,7 +198,7 @@ impl Walker {
                 continue;
             }
             let entry = Entry {
-                path: WsPath::from_rel_path(child_rel.clone()),
+                path: self.top.with_rel(child_rel.clone()),
                 kind: *kind,
                 parent: dir,
                 name,

@@ -233,7 +233,7 @@ impl Permissions {
         let subject = access.subject();
         let d = self.decide(tool, Some(&subject));
         let why = match access {
-            Access::Write(p) => crate::protect::protected(&p.display()),
+            Access::Write(p) => p.protected(),
             Access::Read(p) if crate::protect::is_secret(&p.display()) => Some("it holds secrets"),
             _ => None,
         };

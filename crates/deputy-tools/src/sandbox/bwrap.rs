@@ -200,11 +200,15 @@ pub fn command(
     }
     // Paths go to bwrap as their bytes: a name that is not UTF-8 made lossy would mask (or
     // bind) another file than the one meant.
+    // The workspace and the granted directories, after the view (a grant may lie in the
+    // read-only home directory).
+    for root in sb.roots() {
+        match sb.policy.mode {
+            SandboxMode::WorkspaceWrite if layers.is_none() => bind(&mut cmd, "--bind", root, root),
+            _ => bind(&mut cmd, "--ro-bind", root, root),
+        };
+    }
     let root = sb.root.as_path();
-    match sb.policy.mode {
-        SandboxMode::WorkspaceWrite if layers.is_none() => bind(&mut cmd, "--bind", root, root),
-        _ => bind(&mut cmd, "--ro-bind", root, root),
-    };
     // With layers, the protected paths and masks are put on each command's overlay instead
     // (`command_ns`): the kernel will not stack an overlay on a mount with locked mounts under
     // it, and the supervisor itself runs no command here.

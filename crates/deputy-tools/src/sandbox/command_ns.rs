@@ -27,6 +27,9 @@ pub struct Layered {
     /// The workspace, as bound (read-only) in the sandbox.
     #[serde(with = "path_bytes")]
     pub workspace: PathBuf,
+    /// The granted directories, bound read-only too, each under an overlay of its own.
+    #[serde(with = "paths_bytes", default)]
+    pub extra: Vec<PathBuf>,
     /// Bound read-only again over the overlay (protected paths known at start).
     #[serde(with = "paths_bytes")]
     pub read_only: Vec<PathBuf>,
@@ -87,13 +90,14 @@ fn escape(p: &Path) -> String {
     s
 }
 
-/// The overlay mount options for `layer` (a directory holding `upper` and `work`).
-fn options(cfg: &Layered, layer: &Path) -> Option<CString> {
+/// The overlay mount options over `lower`, the `i`-th root, for `layer` (see
+/// [`super::layer::part`]).
+fn options(lower: &Path, layer: &Path, i: usize) -> Option<CString> {
     CString::new(format!(
         "lowerdir={},upperdir={},workdir={},userxattr,metacopy=off",
-        escape(&cfg.workspace),
-        escape(&layer.join("upper")),
-        escape(&layer.join("work"))
+        escape(lower),
+        escape(&super::layer::part(layer, "upper", i)),
+        escape(&super::layer::part(layer, "work", i))
     ))
     .ok()
 }
@@ -133,22 +137,26 @@ fn mount_layer(cfg: &Layered, layer: &Path) -> Result<(), String> {
     make_private()?;
     // SAFETY: mount calls with valid C strings; failures are returned.
     unsafe {
-        let (Some(ws), Some(opts)) = (c(&cfg.workspace), options(cfg, layer)) else {
-            return Err("a path holds a NUL byte".into());
-        };
-        let overlay = c"overlay";
-        if libc::mount(
-            overlay.as_ptr(),
-            ws.as_ptr(),
-            overlay.as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        ) != 0
-        {
-            return Err(format!(
-                "cannot mount the command's write layer over the workspace: {}",
-                errno_text()
-            ));
+        let roots = std::iter::once(&cfg.workspace).chain(&cfg.extra);
+        for (i, root) in roots.enumerate() {
+            let (Some(ws), Some(opts)) = (c(root), options(root, layer, i)) else {
+                return Err("a path holds a NUL byte".into());
+            };
+            let overlay = c"overlay";
+            if libc::mount(
+                overlay.as_ptr(),
+                ws.as_ptr(),
+                overlay.as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            ) != 0
+            {
+                return Err(format!(
+                    "cannot mount the command's write layer over `{}`: {}",
+                    root.display(),
+                    errno_text()
+                ));
+            }
         }
         for p in &cfg.read_only {
             let Some(p) = c(p) else { continue };

@@ -44,7 +44,9 @@ pub(crate) struct Kept {
 
 struct Layers {
     stage: Stage,
-    workspace: Dir,
+    /// The workspace, then each granted directory, opened once: layers are applied through
+    /// these handles, never by path.
+    roots: Vec<(PathBuf, Dir)>,
 }
 
 enum Frame {
@@ -132,7 +134,7 @@ impl Kept {
         // A workspace-write bwrap sandbox: the command writes into a layer of its own.
         let layer = match self.layers() {
             Some(l) if sb.policy.mode == SandboxMode::WorkspaceWrite => {
-                Some(l.stage.layer().map_err(|e| {
+                Some(l.stage.layer(l.roots.len()).map_err(|e| {
                     ToolError::Sandbox(format!("cannot make the command's write layer: {e}"))
                 })?)
             }
@@ -232,15 +234,25 @@ impl Kept {
         let (Some(layer), Some(layers)) = (layer, self.layers()) else {
             return Ok(None);
         };
-        let workspace = layers
-            .workspace
-            .try_clone()
-            .map_err(|e| ToolError::Sandbox(format!("cannot open the workspace: {e}")))?;
+        let mut roots = Vec::new();
+        for (i, (path, dir)) in layers.roots.iter().enumerate() {
+            let dir = dir.try_clone().map_err(|e| {
+                ToolError::Sandbox(format!("cannot open `{}`: {e}", path.display()))
+            })?;
+            roots.push((dir, (i > 0).then(|| path.clone())));
+        }
         let allow = sb.allow_protected.clone();
         let applied = tokio::task::spawn_blocking(move || {
-            let r = layer::apply(&layer.upper(), &workspace, allow.as_ref());
+            // The workspace first, then each granted directory; one account of it all.
+            let mut all = layer::Applied::default();
+            for (i, (dir, named)) in roots.iter().enumerate() {
+                let done = layer::apply(&layer.upper(i), dir, allow.as_ref(), named.as_deref())?;
+                all.changed += done.changed;
+                all.refused.extend(done.refused);
+                all.elapsed += done.elapsed;
+            }
             drop(layer);
-            r
+            Ok::<_, std::io::Error>(all)
         })
         .await
         .map_err(|e| ToolError::Sandbox(format!("applying the command's changes failed: {e}")))?
@@ -311,10 +323,11 @@ impl Kept {
                     return None;
                 }
                 let made = Stage::create().and_then(|stage| {
-                    Ok(Layers {
-                        stage,
-                        workspace: Dir::open_path(&sb.root)?,
-                    })
+                    let roots = sb
+                        .roots()
+                        .map(|r| Ok((r.to_path_buf(), Dir::open_path(r)?)))
+                        .collect::<std::io::Result<_>>()?;
+                    Ok(Layers { stage, roots })
                 });
                 made.map_err(|e| tracing::warn!("cannot make write layers here: {e}"))
                     .ok()
@@ -345,11 +358,12 @@ impl Kept {
         if let Some(l) = layers {
             let t = l
                 .stage
-                .layer()
+                .layer(l.roots.len())
                 .map_err(|e| ToolError::Sandbox(format!("cannot make a write layer: {e}")))?;
             let json = serde_json::to_vec(&super::supervisor::Setup {
                 layered: super::command_ns::Layered {
                     workspace: sb.root.clone(),
+                    extra: sb.extra.clone(),
                     read_only: sb.protected.clone(),
                     masked: sb.masked().to_vec(),
                 },

@@ -93,7 +93,7 @@ pub fn prepare(sb: &Sandbox, program: Option<&Path>) -> Result<Setup, ToolError>
     let mut unreadable = sb.masked().to_vec();
     unreadable.extend(sb.view.hidden.iter().cloned());
     let mut roots: Vec<&Path> = sb.view.dirs().collect();
-    roots.push(&sb.root);
+    roots.extend(sb.roots());
     for top in roots {
         for (p, access) in grant_except(top, &unreadable, read, read) {
             created = created
@@ -143,10 +143,12 @@ pub fn prepare(sb: &Sandbox, program: Option<&Path>) -> Result<Setup, ToolError>
         let mut excluded = sb.protected.clone();
         excluded.extend(sb.masked().iter().cloned());
         let file = AccessFs::WriteFile | AccessFs::Truncate;
-        for (p, access) in grant_except(&sb.root, &excluded, write_access(), file) {
-            created = created
-                .add_rules(path_beneath_rules([&p], access))
-                .map_err(|e| err(&e))?;
+        for root in sb.roots() {
+            for (p, access) in grant_except(root, &excluded, write_access(), file) {
+                created = created
+                    .add_rules(path_beneath_rules([&p], access))
+                    .map_err(|e| err(&e))?;
+            }
         }
     }
     created = created.no_new_privs(true);

@@ -22,7 +22,8 @@ use crate::workspace::ProtectedFilter;
 /// One entry of a layer that was not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Workspace-relative, `/`-separated (lossy where the name is not UTF-8).
+    /// Workspace-relative, `/`-separated (lossy where the name is not UTF-8); absolute in a
+    /// granted directory.
     pub path: String,
     pub why: &'static str,
 }
@@ -58,14 +59,18 @@ impl Stage {
         &self.dir
     }
 
-    /// A fresh layer for one command: `N/upper` and `N/work`.
-    pub(crate) fn layer(&self) -> io::Result<CommandLayer> {
+    /// A fresh layer for one command over `roots` directories (the workspace, then the
+    /// granted ones): `N/upper` and `N/work` for the workspace, `N/upper.I` and `N/work.I` for
+    /// the I-th granted one.
+    pub(crate) fn layer(&self, roots: usize) -> io::Result<CommandLayer> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let root = self.dir.join(n.to_string());
         std::fs::create_dir(&root)?;
         let layer = CommandLayer { root };
-        std::fs::create_dir(layer.upper())?;
-        std::fs::create_dir(layer.work())?;
+        for i in 0..roots.max(1) {
+            std::fs::create_dir(layer.upper(i))?;
+            std::fs::create_dir(layer.work(i))?;
+        }
         Ok(layer)
     }
 }
@@ -86,11 +91,22 @@ impl CommandLayer {
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
-    pub(crate) fn upper(&self) -> PathBuf {
-        self.root.join("upper")
+    /// The upper directory over the `i`-th root (0: the workspace).
+    pub(crate) fn upper(&self, i: usize) -> PathBuf {
+        part(&self.root, "upper", i)
     }
-    pub(crate) fn work(&self) -> PathBuf {
-        self.root.join("work")
+    pub(crate) fn work(&self, i: usize) -> PathBuf {
+        part(&self.root, "work", i)
+    }
+}
+
+/// `layer/upper` (or `work`) for the workspace, `layer/upper.I` for the I-th granted directory:
+/// one name for the side that makes a layer and the side that mounts it.
+pub(crate) fn part(layer: &Path, what: &str, i: usize) -> PathBuf {
+    if i == 0 {
+        layer.join(what)
+    } else {
+        layer.join(format!("{what}.{i}"))
     }
 }
 
@@ -100,17 +116,20 @@ impl Drop for CommandLayer {
     }
 }
 
-/// Apply the layer `upper` to the workspace open as `ws`. `allow` names protected paths a rule
-/// lets the session write.
+/// Apply the layer `upper` to the workspace (or a granted directory) open as `ws`. `allow`
+/// names protected paths a rule lets the session write; `named` is how the model names the
+/// directory's entries: `None` for the workspace (relative paths), else its absolute path.
 pub(crate) fn apply(
     upper: &Path,
     ws: &Dir,
     allow: Option<&ProtectedFilter>,
+    named: Option<&Path>,
 ) -> io::Result<Applied> {
     let start = Instant::now();
     let up = Dir::open_path(upper)?;
     let mut a = Applier {
         allow,
+        named: named.map(|p| p.to_string_lossy().into_owned()),
         done: Applied::default(),
     };
     if is_git_dir(&up, Some(ws)) && !a.allowed("") {
@@ -130,23 +149,29 @@ const WHY_KEPT: &str = "it is protected, so deleting the directory around it kep
 
 struct Applier<'a> {
     allow: Option<&'a ProtectedFilter>,
+    /// The granted directory's absolute path (`None`: the workspace).
+    named: Option<String>,
     done: Applied,
 }
 
 impl Applier<'_> {
+    /// How the model and the rules name `rel` (relative to the directory applied).
+    fn name(&self, rel: &str) -> String {
+        match (&self.named, rel.is_empty()) {
+            (None, true) => ".".into(),
+            (None, false) => rel.into(),
+            (Some(dir), true) => dir.clone(),
+            (Some(dir), false) => format!("{}/{rel}", dir.trim_end_matches('/')),
+        }
+    }
+
     fn allowed(&self, rel: &str) -> bool {
-        self.allow.is_some_and(|f| f(rel))
+        self.allow.is_some_and(|f| f(&self.name(rel)))
     }
 
     fn refuse(&mut self, rel: &str, why: &'static str) {
-        self.done.refused.push(Refusal {
-            path: if rel.is_empty() {
-                ".".into()
-            } else {
-                rel.into()
-            },
-            why,
-        });
+        let path = self.name(rel);
+        self.done.refused.push(Refusal { path, why });
     }
 
     /// Why `rel` may not be written (protected by name), when no rule allows it.
@@ -320,7 +345,7 @@ mod tests {
         let bad = OsString::from(std::ffi::OsStr::from_bytes(b"caf\xe9"));
         use std::os::unix::ffi::OsStrExt;
         std::fs::write(up.join(&bad), "latin-1").unwrap();
-        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None).unwrap();
+        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(ws.join("src/old.rs")).unwrap(),
             "changed"
@@ -352,12 +377,12 @@ mod tests {
         std::fs::create_dir_all(ws.join("x/objects")).unwrap();
         std::fs::write(ws.join("x/HEAD"), "ref: refs/heads/main").unwrap();
         std::fs::create_dir_all(up.join("x/refs")).unwrap();
-        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None).unwrap();
+        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None, None).unwrap();
         assert!(!ws.join("x/refs").exists());
         assert_eq!(done.refused[0].path, "x");
         // With a rule that allows it, it is applied.
         let allow: ProtectedFilter = std::sync::Arc::new(|r: &str| r.starts_with('x'));
-        apply(&up, &Dir::open_path(&ws).unwrap(), Some(&allow)).unwrap();
+        apply(&up, &Dir::open_path(&ws).unwrap(), Some(&allow), None).unwrap();
         assert!(ws.join("x/refs").is_dir());
     }
 
@@ -369,7 +394,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, ws.join("d")).unwrap();
         std::fs::create_dir_all(up.join("d")).unwrap();
         std::fs::write(up.join("d/f"), "x").unwrap();
-        apply(&up, &Dir::open_path(&ws).unwrap(), None).unwrap();
+        apply(&up, &Dir::open_path(&ws).unwrap(), None, None).unwrap();
         assert!(!outside.join("f").exists());
         assert!(std::fs::symlink_metadata(ws.join("d")).unwrap().is_dir());
         assert_eq!(std::fs::read_to_string(ws.join("d/f")).unwrap(), "x");
@@ -387,7 +412,7 @@ mod tests {
             );
             return;
         }
-        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None).unwrap();
+        let done = apply(&up, &Dir::open_path(&ws).unwrap(), None, None).unwrap();
         assert!(!ws.join("sub/file").exists());
         assert!(ws.join("sub/.git/hooks").is_dir());
         assert_eq!(done.refused[0].path, "sub/.git");

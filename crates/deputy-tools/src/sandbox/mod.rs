@@ -22,10 +22,12 @@ mod cgroup;
 mod command_ns;
 mod dirfd;
 mod env;
+pub mod grant;
 mod kept;
 mod landlock;
 pub mod layer;
 mod limits;
+mod policy;
 mod private_dir;
 pub mod reaper;
 pub mod supervisor;
@@ -37,33 +39,10 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub use limits::ResourceLimits;
+pub use policy::{SandboxMode, SandboxPolicy};
 pub use view::HomeView;
 
 use crate::error::ToolError;
-
-/// How much the sandbox lets commands change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SandboxMode {
-    /// Commands may write inside the workspace (and a private `/tmp`), nowhere else.
-    #[default]
-    WorkspaceWrite,
-    /// Commands may read, but write nowhere but a private `/tmp` (review jobs).
-    ReadOnly,
-    /// No confinement at all; the user asked for it explicitly.
-    Off,
-}
-
-impl SandboxMode {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "workspace-write" => Some(SandboxMode::WorkspaceWrite),
-            "read-only" => Some(SandboxMode::ReadOnly),
-            "off" | "none" | "danger-full-access" => Some(SandboxMode::Off),
-            _ => None,
-        }
-    }
-}
 
 /// What confines a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,94 +76,6 @@ impl Backend {
 /// Environment variable that forces a backend (`bwrap` or `landlock`); a forced backend that
 /// does not work here is an error, never a silent fallback. Tests and CI set it.
 pub const BACKEND_ENV: &str = "DEPUTY_SANDBOX_BACKEND";
-
-/// Everything that decides how a command is confined.
-#[derive(Debug, Clone, Default)]
-pub struct SandboxPolicy {
-    pub mode: SandboxMode,
-    /// Let commands use the network.
-    pub network: bool,
-    /// Let commands write `.git` (otherwise it is read-only, hooks included).
-    pub writable_git: bool,
-    /// Environment variables passed through besides PATH, HOME, LANG and TERM.
-    pub env_allow: Vec<String>,
-    pub limits: ResourceLimits,
-    /// Use this backend or fail (also settable with `DEPUTY_SANDBOX_BACKEND`).
-    pub force_backend: Option<Backend>,
-    /// Do not make a cgroup per command even where deputy could (diagnosis, tests: what a
-    /// command leaves behind is then caught by deputy adopting the orphans).
-    pub no_cgroups: bool,
-    /// How much of the user's home directory commands see (see [`view`]).
-    pub home: HomeView,
-    /// Paths commands never see, besides the credential stores (deputy's state and config
-    /// directories: the runtime names them).
-    pub hidden: Vec<PathBuf>,
-}
-
-impl SandboxMode {
-    /// How strict a mode is: `off` < `workspace-write` < `read-only`.
-    fn rank(self) -> u8 {
-        match self {
-            SandboxMode::Off => 0,
-            SandboxMode::WorkspaceWrite => 1,
-            SandboxMode::ReadOnly => 2,
-        }
-    }
-}
-
-impl SandboxPolicy {
-    /// This policy bounded by `ceiling` (a parent session's): the stricter mode, network and a
-    /// writable `.git` only if both have them, only the environment both pass, the lower of
-    /// each limit. A subagent never gets more than its parent.
-    pub fn within(&self, ceiling: &SandboxPolicy) -> SandboxPolicy {
-        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (Some(x), Some(y)) => Some(if x == 0 {
-                y
-            } else if y == 0 {
-                x
-            } else {
-                x.min(y)
-            }),
-            (x, y) => x.or(y),
-        };
-        SandboxPolicy {
-            mode: if self.mode.rank() >= ceiling.mode.rank() {
-                self.mode
-            } else {
-                ceiling.mode
-            },
-            network: self.network && ceiling.network,
-            writable_git: self.writable_git && ceiling.writable_git,
-            env_allow: self
-                .env_allow
-                .iter()
-                .filter(|e| ceiling.env_allow.contains(e))
-                .cloned()
-                .collect(),
-            limits: ResourceLimits {
-                cpu_seconds: min(self.limits.cpu_seconds, ceiling.limits.cpu_seconds),
-                processes: min(self.limits.processes, ceiling.limits.processes),
-                file_size: min(self.limits.file_size, ceiling.limits.file_size),
-                address_space: min(self.limits.address_space, ceiling.limits.address_space),
-                memory: min(self.limits.memory, ceiling.limits.memory),
-            },
-            force_backend: ceiling.force_backend.or(self.force_backend),
-            no_cgroups: self.no_cgroups || ceiling.no_cgroups,
-            home: if self.home == HomeView::Hidden || ceiling.home == HomeView::Hidden {
-                HomeView::Hidden
-            } else {
-                HomeView::ReadOnly
-            },
-            hidden: {
-                let mut h = self.hidden.clone();
-                h.extend(ceiling.hidden.iter().cloned());
-                h.sort();
-                h.dedup();
-                h
-            },
-        }
-    }
-}
 
 /// What the probe found on this machine.
 #[derive(Debug, Clone, Serialize)]
@@ -240,6 +131,8 @@ pub struct Sandbox {
     policy: SandboxPolicy,
     backend: Backend,
     root: PathBuf,
+    /// Directories granted besides the workspace ([`grant`]), checked and canonical.
+    extra: Vec<PathBuf>,
     /// Protected paths kept read-only (`.git`, agent tools' config, …), found at start.
     protected: Vec<PathBuf>,
     /// `.env` files (and their other names) hidden from commands: found on first use (the
@@ -374,12 +267,17 @@ impl Sandbox {
                 rel.split('/').any(|c| c == ".git") || a.as_ref().is_some_and(|f| f(rel))
             }) as crate::workspace::ProtectedFilter),
         };
-        let found = if backend == Backend::None {
+        let extra =
+            grant::check(&policy.extra_dirs, root, &policy.hidden).map_err(ToolError::Sandbox)?;
+        let found: Vec<PathBuf> = if backend == Backend::None {
             Vec::new()
         } else {
-            crate::protect::scan(root)
+            std::iter::once(root)
+                .chain(extra.iter().map(PathBuf::as_path))
+                .flat_map(crate::protect::scan)
+                .collect()
         };
-        let rel = |p: &Path| crate::protect::rel_string(p.strip_prefix(root).unwrap_or(p));
+        let rel = |p: &Path| rel_in(root, p);
         let protected: Vec<PathBuf> = found
             .iter()
             .filter(|p| !(p.is_file() && crate::protect::is_secret(&rel(p))))
@@ -406,6 +304,7 @@ impl Sandbox {
             policy,
             backend,
             root: root.to_path_buf(),
+            extra,
             protected,
             masked: OnceLock::new(),
             allow_protected: allow,
@@ -484,6 +383,16 @@ impl Sandbox {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The directories granted besides the workspace (checked, canonical).
+    pub fn extra_dirs(&self) -> &[PathBuf] {
+        &self.extra
+    }
+
+    /// Every directory commands may write: the workspace, then the granted ones.
+    pub(crate) fn roots(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.root.as_path()).chain(self.extra.iter().map(PathBuf::as_path))
     }
 
     /// A command that runs `script` with `bash -c` under this sandbox, cwd = the workspace,
@@ -581,7 +490,7 @@ impl Sandbox {
     pub(crate) fn masked(&self) -> &[PathBuf] {
         self.masked.get_or_init(|| match self.backend {
             Backend::None => Vec::new(),
-            _ => crate::protect::secrets(&self.root),
+            _ => self.roots().flat_map(crate::protect::secrets).collect(),
         })
     }
 
@@ -594,20 +503,23 @@ impl Sandbox {
         }
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let mut notes = Vec::new();
-        for p in crate::protect::scan(&self.root) {
+        let found = self
+            .roots()
+            .flat_map(|r| crate::protect::scan(r).into_iter().map(move |p| (r, p)));
+        for (root, p) in found {
             if known.contains(&p) {
                 continue;
             }
-            let rel = crate::protect::rel_string(p.strip_prefix(&self.root).unwrap_or(&p));
+            let rel = rel_in(&self.root, &p);
             if self.allow_protected.as_ref().is_some_and(|f| f(&rel)) {
                 known.insert(p);
                 continue;
             }
-            let why = crate::protect::protected(&rel).unwrap_or("protected");
+            let why = crate::protect::protected(&rel_in(root, &p)).unwrap_or("protected");
             match crate::protect::quarantine(&p) {
                 Ok(to) => notes.push(format!(
                     "the command created `{rel}`, a protected path ({why}); it was moved to `{}` so it cannot act later. If the user wants it, say so: they can allow it with a permission rule (--allow 'edit:{rel}/**')",
-                    crate::protect::rel_string(to.strip_prefix(&self.root).unwrap_or(&to))
+                    rel_in(&self.root, &to)
                 )),
                 Err(e) => notes.push(format!(
                     "the command created `{rel}`, a protected path ({why}), and it could not be moved away: {e}"
@@ -615,6 +527,15 @@ impl Sandbox {
             }
         }
         notes
+    }
+}
+
+/// How the model and the permission rules name `p`: relative to the workspace `root` when it
+/// is inside it, else (a granted directory) its absolute path.
+pub(crate) fn rel_in(root: &Path, p: &Path) -> String {
+    match p.strip_prefix(root) {
+        Ok(r) => crate::protect::rel_string(r),
+        Err(_) => p.to_string_lossy().into_owned(),
     }
 }
 

@@ -68,7 +68,7 @@ fn secret_alias(ctx: &ToolContext, p: &WsPath) -> Option<WsPath> {
     if links < 2 {
         return None;
     }
-    crate::protect::secrets(ctx.workspace.canonical_root())
+    crate::protect::secrets(&ctx.workspace.host_path(&p.top()))
         .into_iter()
         .filter_map(|host| ctx.workspace.from_host(&host))
         .filter(|w| crate::protect::is_secret(&w.display()) && w != p)

@@ -111,10 +111,12 @@ impl Env {
             ..SandboxPolicy::default()
         };
         tweak(&mut policy);
+        let granted = sandbox::grant::check(&policy.extra_dirs, &ws, &policy.hidden).unwrap();
         let sandbox = Sandbox::new(policy, &ws)
             .map(|s| s.with_supervisor(kept.then(|| PathBuf::from(SUPERVISOR))))
             .map_err(|e| e.to_string());
-        let workspace = Workspace::open(&ws).unwrap();
+        let mut workspace = Workspace::open(&ws).unwrap();
+        workspace.grant(&granted).unwrap();
         let ctx = ToolContext {
             workspace: Arc::new(workspace),
             sandbox: sandbox.map(Arc::new),

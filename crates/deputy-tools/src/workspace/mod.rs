@@ -21,7 +21,9 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt, PermissionsExt};
 
 use crate::error::ToolError;
-use crate::protect;
+
+mod path;
+pub use path::WsPath;
 
 /// Bytes looked at to decide whether a file is binary.
 const BINARY_SNIFF: usize = 8192;
@@ -35,6 +37,9 @@ pub struct Workspace {
     /// `root` with symlinks resolved, to recognise absolute paths given either way.
     canonical: PathBuf,
     dir: Dir,
+    /// Directories granted besides the workspace (`--add-dir`): the file tools work there as
+    /// in the workspace, addressed by absolute paths.
+    granted: Vec<Granted>,
     /// Which protected paths may be written anyway; `None`: none.
     allow_protected: Option<ProtectedFilter>,
     /// Nothing may be written (`--sandbox read-only`).
@@ -52,44 +57,10 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// A path inside the workspace, relative to its root (never empty: the root is `.`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WsPath(PathBuf);
-
-impl WsPath {
-    pub fn as_path(&self) -> &Path {
-        &self.0
-    }
-
-    /// The path with `/` separators, as the model and permission patterns see it.
-    pub fn display(&self) -> String {
-        if self.is_root() {
-            return ".".into();
-        }
-        protect::rel_string(&self.0)
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.0 == Path::new(".") || self.0.as_os_str().is_empty()
-    }
-
-    /// The workspace root.
-    pub fn root() -> WsPath {
-        WsPath(PathBuf::from("."))
-    }
-
-    /// A path already relative to the root and free of `..` (from a walk).
-    pub(crate) fn from_rel_path(p: PathBuf) -> WsPath {
-        WsPath::from_rel(p)
-    }
-
-    fn from_rel(p: PathBuf) -> WsPath {
-        if p.as_os_str().is_empty() {
-            WsPath(PathBuf::from("."))
-        } else {
-            WsPath(p)
-        }
-    }
+/// A directory granted besides the workspace, opened once.
+struct Granted {
+    canonical: Arc<PathBuf>,
+    dir: Dir,
 }
 
 impl Workspace {
@@ -102,10 +73,46 @@ impl Workspace {
             root: root.to_path_buf(),
             canonical,
             dir,
+            granted: Vec::new(),
             allow_protected: None,
             read_only: false,
             secret_inodes: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Grant the directories `dirs` besides the workspace (absolute and canonical: checked by
+    /// [`crate::sandbox::grant::check`]).
+    pub fn grant(&mut self, dirs: &[PathBuf]) -> Result<(), ToolError> {
+        for d in dirs {
+            let dir =
+                Dir::open_ambient_dir(d, ambient_authority()).map_err(|e| ToolError::io(d, e))?;
+            self.granted.push(Granted {
+                canonical: Arc::new(d.clone()),
+                dir,
+            });
+        }
+        Ok(())
+    }
+
+    /// The directories granted besides the workspace.
+    pub fn granted(&self) -> impl Iterator<Item = &Path> {
+        self.granted.iter().map(|g| g.canonical.as_path())
+    }
+
+    /// The opened directory `p` lies in, and its host path.
+    fn base_of(&self, p: &WsPath) -> Result<(&Dir, &Path), ToolError> {
+        match &p.base {
+            None => Ok((&self.dir, &self.canonical)),
+            Some(b) => self
+                .granted
+                .iter()
+                .find(|g| g.canonical == *b)
+                .map(|g| (&g.dir, g.canonical.as_path()))
+                .ok_or_else(|| ToolError::Outside {
+                    path: p.display(),
+                    root: self.canonical.clone(),
+                }),
+        }
     }
 
     /// Which protected paths may be written anyway (an explicit permission rule): `None`, the
@@ -121,8 +128,10 @@ impl Workspace {
 
     /// Why writing `p` is refused, if it is protected and not explicitly allowed.
     pub fn protection(&self, p: &WsPath) -> Option<&'static str> {
+        // Judged inside its own directory (a granted one has its `.git` and `.claude` too);
+        // the rules name it as the model does.
+        let why = p.protected()?;
         let rel = p.display();
-        let why = protect::protected(&rel)?;
         match &self.allow_protected {
             Some(allow) if allow(&rel) => None,
             _ => Some(why),
@@ -147,18 +156,39 @@ impl Workspace {
     /// Resolve a path from the model, lexically: relative to the root, or absolute inside it.
     /// Symlinks are not looked at; [`Workspace::real`] does that.
     pub fn resolve(&self, input: &str) -> Result<WsPath, ToolError> {
+        self.resolve_in(None, input)
+    }
+
+    /// [`Workspace::resolve`], a relative path taken from the root of `base`'s directory.
+    fn resolve_in(&self, base: Option<&Arc<PathBuf>>, input: &str) -> Result<WsPath, ToolError> {
         let trimmed = input.trim();
         if trimmed.is_empty() || trimmed == "." || trimmed == "./" {
-            return Ok(WsPath(PathBuf::from(".")));
+            return Ok(WsPath::from_rel(base.cloned(), PathBuf::new()));
         }
         let p = Path::new(trimmed);
+        let mut base = base.cloned();
         let rel: PathBuf = if p.is_absolute() {
             let inside = [self.canonical.as_path(), self.root.as_path()]
                 .into_iter()
                 .find_map(|r| p.strip_prefix(r).ok());
-            match inside {
-                Some(r) => r.to_path_buf(),
-                None => {
+            // The workspace first: a granted directory never holds it (see `grant`).
+            let granted = || {
+                self.granted.iter().find_map(|g| {
+                    p.strip_prefix(g.canonical.as_path())
+                        .ok()
+                        .map(|r| (g.canonical.clone(), r))
+                })
+            };
+            match (inside, granted()) {
+                (Some(r), _) => {
+                    base = None;
+                    r.to_path_buf()
+                }
+                (None, Some((g, r))) => {
+                    base = Some(g);
+                    r.to_path_buf()
+                }
+                (None, None) => {
                     return Err(ToolError::Outside {
                         path: trimmed.to_string(),
                         root: self.canonical.clone(),
@@ -190,7 +220,7 @@ impl Workspace {
                 Component::RootDir | Component::Prefix(_) => {}
             }
         }
-        Ok(WsPath::from_rel(out))
+        Ok(WsPath::from_rel(base, out))
     }
 
     /// The real location of `p`: every symlink on the way resolved (each must stay inside the
@@ -203,45 +233,43 @@ impl Workspace {
             if path.is_root() {
                 return Ok(path);
             }
+            let (dir, _) = self.base_of(&path)?;
             // The longest prefix that exists, resolved; the rest appended as written.
             let mut rest: Vec<std::ffi::OsString> = Vec::new();
             let mut prefix = path.as_path().to_path_buf();
             let follow = loop {
-                match self.dir.canonicalize(&prefix) {
+                match dir.canonicalize(&prefix) {
                     Ok(mut out) => {
                         for c in rest.iter().rev() {
                             out.push(c);
                         }
-                        return Ok(WsPath::from_rel(out));
+                        return Ok(path.with_rel(out));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(self.err(&path, e)),
                 }
                 // A link to something that does not exist: follow it by hand.
-                if let Ok(m) = self.dir.symlink_metadata(&prefix)
+                if let Ok(m) = dir.symlink_metadata(&prefix)
                     && m.file_type().is_symlink()
                 {
-                    let target = self
-                        .dir
-                        .read_link(&prefix)
-                        .map_err(|e| self.err(&path, e))?;
+                    let target = dir.read_link(&prefix).map_err(|e| self.err(&path, e))?;
                     let base = prefix.parent().unwrap_or(Path::new(""));
                     let joined = if target.is_absolute() {
                         target
                     } else {
                         base.join(target)
                     };
-                    let mut next = self
-                        .resolve(&joined.to_string_lossy())
+                    let next = self
+                        .resolve_in(path.base.as_ref(), &joined.to_string_lossy())
                         .map_err(|_| ToolError::Outside {
                             path: path.display(),
                             root: self.canonical.clone(),
-                        })?
-                        .0;
+                        })?;
+                    let mut rel = next.rel.clone();
                     for c in rest.iter().rev() {
-                        next.push(c);
+                        rel.push(c);
                     }
-                    break WsPath::from_rel(next);
+                    break next.with_rel(rel);
                 }
                 let name = prefix.file_name().map(|n| n.to_os_string());
                 let parent = prefix.parent().map(Path::to_path_buf);
@@ -253,7 +281,7 @@ impl Workspace {
                     (_, Some(name)) => {
                         rest.push(name);
                         let out: PathBuf = rest.iter().rev().collect();
-                        return Ok(WsPath::from_rel(out));
+                        return Ok(path.with_rel(out));
                     }
                     _ => return Ok(path),
                 }
@@ -283,10 +311,13 @@ impl Workspace {
         }
     }
 
-    /// Open the directory `rel` (a real path) one component at a time, never following a
-    /// link; with `create`, missing directories are made (each checked for protection).
-    fn open_dir_nofollow(&self, rel: &Path, create: bool) -> std::io::Result<Dir> {
-        let mut d = self.dir.try_clone()?;
+    /// Open the directory `rel` (a real path) of `p`'s directory one component at a time,
+    /// never following a link; with `create`, missing directories are made.
+    fn open_dir_nofollow(&self, p: &WsPath, rel: &Path, create: bool) -> std::io::Result<Dir> {
+        let (dir, _) = self.base_of(p).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string())
+        })?;
+        let mut d = dir.try_clone()?;
         let mut opts = OpenOptions::new();
         opts.read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW);
@@ -312,17 +343,19 @@ impl Workspace {
         } else {
             p.as_path()
         };
-        self.open_dir_nofollow(rel, false)
+        self.open_dir_nofollow(p, rel, false)
             .map_err(|e| self.err(p, e))
     }
 
     /// Whether the path exists (following symlinks inside the workspace).
     pub fn exists(&self, p: &WsPath) -> bool {
-        p.is_root() || self.dir.metadata(p.as_path()).is_ok()
+        self.base_of(p)
+            .is_ok_and(|(d, _)| p.is_root() || d.metadata(p.as_path()).is_ok())
     }
 
     pub fn is_dir(&self, p: &WsPath) -> bool {
-        p.is_root() || self.dir.metadata(p.as_path()).is_ok_and(|m| m.is_dir())
+        self.base_of(p)
+            .is_ok_and(|(d, _)| p.is_root() || d.metadata(p.as_path()).is_ok_and(|m| m.is_dir()))
     }
 
     /// Read a whole regular file at the real path `p` (at most `cap` bytes; larger files are
@@ -337,7 +370,7 @@ impl Workspace {
             .file_name()
             .ok_or_else(|| ToolError::NotFound { path: p.display() })?;
         let pdir = self
-            .open_dir_nofollow(parent, false)
+            .open_dir_nofollow(p, parent, false)
             .map_err(|e| self.err(p, e))?;
         let meta = pdir.symlink_metadata(name).map_err(|e| self.err(p, e))?;
         if meta.is_dir() {
@@ -396,7 +429,10 @@ impl Workspace {
         }
         self.secret_inodes
             .get_or_init(|| {
-                crate::protect::secrets(&self.canonical)
+                std::iter::once(self.canonical.as_path())
+                    .chain(self.granted())
+                    .flat_map(crate::protect::secrets)
+                    .collect::<Vec<_>>()
                     .iter()
                     .filter_map(|p| std::fs::symlink_metadata(p).ok())
                     .map(|m| (m.dev(), m.ino()))
@@ -406,7 +442,8 @@ impl Workspace {
     }
 
     pub fn inode(&self, p: &WsPath) -> Option<(u64, u64, u64)> {
-        let m = self.dir.symlink_metadata(p.as_path()).ok()?;
+        let (dir, _) = self.base_of(p).ok()?;
+        let m = dir.symlink_metadata(p.as_path()).ok()?;
         m.is_file().then(|| (m.dev(), m.ino(), m.nlink()))
     }
 
@@ -432,7 +469,7 @@ impl Workspace {
             ToolError::InvalidInput(format!("`{}` is not a file path", p.display()))
         })?;
         let pdir = self
-            .open_dir_nofollow(parent, true)
+            .open_dir_nofollow(p, parent, true)
             .map_err(|e| self.err(p, e))?;
         let mode = match pdir.symlink_metadata(name) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -469,18 +506,27 @@ impl Workspace {
 
     /// The host path of a workspace path (for walkers that need one).
     pub fn host_path(&self, p: &WsPath) -> PathBuf {
+        let base = match &p.base {
+            None => self.canonical.as_path(),
+            Some(b) => b.as_path(),
+        };
         if p.is_root() {
-            self.canonical.clone()
+            base.to_path_buf()
         } else {
-            self.canonical.join(p.as_path())
+            base.join(p.as_path())
         }
     }
 
-    /// A host path found by a walker back to a workspace path.
+    /// A host path found by a walker back to a workspace (or granted directory) path.
     pub fn from_host(&self, host: &Path) -> Option<WsPath> {
-        host.strip_prefix(&self.canonical)
-            .ok()
-            .map(|r| WsPath::from_rel(r.to_path_buf()))
+        if let Ok(r) = host.strip_prefix(&self.canonical) {
+            return Some(WsPath::from_rel(None, r.to_path_buf()));
+        }
+        self.granted.iter().find_map(|g| {
+            host.strip_prefix(g.canonical.as_path())
+                .ok()
+                .map(|r| WsPath::from_rel(Some(g.canonical.clone()), r.to_path_buf()))
+        })
     }
 }
 
@@ -496,136 +542,4 @@ fn unique() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ws() -> (tempfile::TempDir, Workspace) {
-        let t = tempfile::tempdir().unwrap();
-        let w = Workspace::open(t.path()).unwrap();
-        (t, w)
-    }
-
-    #[test]
-    fn resolution() {
-        let (t, w) = ws();
-        assert_eq!(w.resolve("a/b.txt").unwrap().display(), "a/b.txt");
-        assert_eq!(w.resolve("./a/../b").unwrap().display(), "b");
-        assert!(w.resolve("").unwrap().is_root());
-        let abs = t.path().join("x/y");
-        assert_eq!(w.resolve(abs.to_str().unwrap()).unwrap().display(), "x/y");
-        assert!(matches!(w.resolve("../x"), Err(ToolError::Outside { .. })));
-        assert!(matches!(
-            w.resolve("/etc/passwd"),
-            Err(ToolError::Outside { .. })
-        ));
-        assert!(matches!(
-            w.resolve("a/../../x"),
-            Err(ToolError::Outside { .. })
-        ));
-    }
-
-    #[test]
-    fn atomic_write_keeps_mode_and_refuses_symlinks() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let (t, w) = ws();
-        let p = w.resolve("dir/script.sh").unwrap();
-        w.write_atomic(&p, b"echo 1\n").unwrap();
-        let host = t.path().join("dir/script.sh");
-        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
-        w.write_atomic(&p, b"echo 2\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&host).unwrap(), "echo 2\n");
-        assert_eq!(
-            std::fs::metadata(&host).unwrap().permissions().mode() & 0o777,
-            0o755
-        );
-        let outside = tempfile::tempdir().unwrap();
-        let target = outside.path().join("victim");
-        std::fs::write(&target, "safe").unwrap();
-        std::os::unix::fs::symlink(&target, t.path().join("link")).unwrap();
-        let err = w
-            .write_atomic(&w.resolve("link").unwrap(), b"pwned")
-            .unwrap_err();
-        assert!(matches!(err, ToolError::Symlink { .. }), "{err}");
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "safe");
-        // Resolving a symlink that leaves the workspace is refused; reading one directly too.
-        let err = w.real(&w.resolve("link").unwrap()).unwrap_err();
-        assert!(matches!(err, ToolError::Outside { .. }), "{err}");
-        let err = w.read(&w.resolve("link").unwrap(), 1024).unwrap_err();
-        assert!(matches!(err, ToolError::Symlink { .. }), "{err}");
-        // No temp files left behind.
-        let names: Vec<_> = std::fs::read_dir(t.path().join("dir"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 1);
-    }
-
-    #[test]
-    fn links_resolve_to_their_real_path_and_protected_paths_are_refused() {
-        let (t, mut w) = ws();
-        let r = t.path();
-        std::fs::create_dir_all(r.join(".git/hooks")).unwrap();
-        std::fs::write(r.join(".git/config"), "[core]\n").unwrap();
-        std::fs::write(r.join(".env"), "K=v\n").unwrap();
-        std::os::unix::fs::symlink(".git", r.join("gg")).unwrap();
-        std::fs::create_dir_all(r.join("sub")).unwrap();
-        std::os::unix::fs::symlink("../.git", r.join("sub/g2")).unwrap();
-        std::os::unix::fs::symlink(".env", r.join("notes.md")).unwrap();
-        let real = |s: &str| w.real(&w.resolve(s).unwrap()).unwrap().display();
-        assert_eq!(real("gg/config"), ".git/config");
-        assert_eq!(real("gg/hooks/new-hook"), ".git/hooks/new-hook");
-        assert_eq!(real("sub/g2/hooks/x/y"), ".git/hooks/x/y");
-        assert_eq!(real("notes.md"), ".env");
-        assert_eq!(real("new/dir/file"), "new/dir/file");
-        // A dangling link is followed too: writing through it would create its target.
-        std::os::unix::fs::symlink("../.claude", r.join("sub/cc")).unwrap();
-        assert_eq!(real("sub/cc/settings.json"), ".claude/settings.json");
-        std::os::unix::fs::symlink("loop2", r.join("loop1")).unwrap();
-        std::os::unix::fs::symlink("loop1", r.join("loop2")).unwrap();
-        assert!(w.real(&w.resolve("loop1/x").unwrap()).is_err());
-        std::os::unix::fs::symlink("/etc/nothing-here", r.join("out")).unwrap();
-        assert!(matches!(
-            w.real(&w.resolve("out/x").unwrap()),
-            Err(ToolError::Outside { .. })
-        ));
-        for path in [
-            "gg/config",
-            "gg/hooks/pre-commit",
-            "sub/g2/config",
-            ".claude/x.json",
-        ] {
-            let p = w.real(&w.resolve(path).unwrap()).unwrap();
-            let err = w.write_atomic(&p, b"pwned").unwrap_err();
-            assert!(matches!(err, ToolError::Protected { .. }), "{path}: {err}");
-        }
-        assert_eq!(
-            std::fs::read_to_string(r.join(".git/config")).unwrap(),
-            "[core]\n"
-        );
-        assert!(!r.join(".git/hooks/pre-commit").exists());
-        assert!(
-            !r.join(".claude").exists(),
-            "no directory made for a refused write"
-        );
-        // An explicit allowance opens exactly what it names.
-        w.set_allow_protected(Some(Arc::new(|p: &str| p.starts_with(".claude/"))));
-        let p = w.real(&w.resolve(".claude/x.json").unwrap()).unwrap();
-        w.write_atomic(&p, b"{}").unwrap();
-        let p = w.real(&w.resolve("gg/config").unwrap()).unwrap();
-        assert!(w.write_atomic(&p, b"x").is_err());
-    }
-
-    #[test]
-    fn only_regular_files_are_read() {
-        let (t, w) = ws();
-        let fifo = t.path().join("pipe");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        let err = w.read(&w.resolve("pipe").unwrap(), 1024).unwrap_err();
-        assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
-        let p = w.resolve("pipe").unwrap();
-        let err = w.write_atomic(&p, b"x").unwrap_err();
-        assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
-    }
-}
+mod tests;
