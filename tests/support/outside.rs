@@ -92,3 +92,34 @@ pub fn schemathesis() -> Option<String> {
     );
     None
 }
+
+/// openapi-python-client (the generator a Python team would use on `/openapi.json`):
+/// DEPUTY_TEST_OPENAPI_PYTHON_CLIENT, else on PATH; with the Python of its own environment
+/// (which has the generated client's dependencies, httpx and attrs). `None` (after a SKIP line,
+/// or a failure where outside things are required) when there is none.
+pub fn openapi_python_client() -> Option<(String, String)> {
+    let candidates = [
+        std::env::var("DEPUTY_TEST_OPENAPI_PYTHON_CLIENT").ok(),
+        Some("openapi-python-client".to_string()),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            let python = std::path::Path::new(&c)
+                .parent()
+                .map(|d| d.join("python"))
+                .filter(|p| p.exists())
+                .map_or_else(|| "python3".to_string(), |p| p.display().to_string());
+            return Some((c, python));
+        }
+    }
+    missing(
+        "generated-client test",
+        "no openapi-python-client (DEPUTY_TEST_OPENAPI_PYTHON_CLIENT)",
+        "python3 -m venv v && v/bin/pip install openapi-python-client, then set DEPUTY_TEST_OPENAPI_PYTHON_CLIENT=v/bin/openapi-python-client (.ci/run does this)",
+    );
+    None
+}

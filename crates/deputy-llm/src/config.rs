@@ -238,7 +238,8 @@ pub enum Source {
 }
 
 impl LlmConfig {
-    fn provider_names(&self, env: &Env) -> Vec<String> {
+    /// The providers configured, the one the environment defines (`openai`) included.
+    pub fn provider_names(&self, env: &Env) -> Vec<String> {
         let mut names: Vec<String> = self.providers.keys().cloned().collect();
         if env_defines_openai(env) && !names.iter().any(|n| n == "openai") {
             names.push("openai".into());
@@ -327,6 +328,13 @@ impl LlmConfig {
             }
         }
         changed.then_some(current)
+    }
+
+    /// Whether `spec` names a reachable model strictly, as an agent file's `model` is read: a
+    /// `provider/` prefix must be a configured provider (a model id with a `/` of the default
+    /// provider is then written `provider/org/model`). Why not, when it does not.
+    pub fn check_strict(&self, spec: &str, env: &Env) -> Result<(), String> {
+        self.bare_target_for(spec, Source::Agent, env).map(|_| ())
     }
 
     /// Turn one model string into a target, with what `[models]` says of it.

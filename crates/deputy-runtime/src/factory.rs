@@ -424,6 +424,26 @@ impl Factory {
         !in_project
     }
 
+    /// Whether `spec` (`provider/model`, an alias, or a model of the default provider) names a
+    /// model this configuration can reach; the error names the providers there are.
+    pub fn check_model(&self, spec: &str) -> Result<(), String> {
+        let llm = &self.config.llm;
+        match llm.check_strict(spec, &self.env) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let known = llm.provider_names(&self.env);
+                Err(if known.is_empty() {
+                    format!("`{spec}`: {e}; no provider is configured")
+                } else {
+                    format!(
+                        "`{spec}`: {e}; the configured providers are: {} (give `provider/model`)",
+                        known.join(", ")
+                    )
+                })
+            }
+        }
+    }
+
     /// The directories granted besides the workspace: `[sandbox] add_dirs`, then the flags.
     /// A session whose home directory is hidden (`deputy serve`: every session a tenant) gets
     /// none — a granted directory would be shared by every tenant.

@@ -114,7 +114,12 @@ pub(crate) async fn prepare(app: &App, req: &CreateSession) -> Result<Prepared, 
         (None, w) => Place::Dir(workspace(app, w.as_deref())?),
     };
     let mut settings = app.opts.settings.clone();
-    if req.model.is_some() {
+    if let Some(m) = &req.model {
+        // Said now, not as a failed run after the 202.
+        app.opts
+            .factory
+            .check_model(m)
+            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("model: {e}")))?;
         settings.model = req.model.clone();
     }
     if let Some(l) = &req.limits {
@@ -219,7 +224,7 @@ pub(crate) async fn create(
     State(app): State<Arc<App>>,
     Extension(TokenId(owner)): Extension<TokenId>,
     ApiJson(req): ApiJson<CreateSession>,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+) -> Result<Accepted, Problem> {
     if let Some(c) = &app.cluster {
         return crate::cluster::api::create(&app, c, owner, req).await;
     }
@@ -258,7 +263,7 @@ pub(crate) async fn create(
     app.registry.prune(app.opts.retention);
     app.registry.insert(e.clone());
     start(app.clone(), e.clone(), req.prompt, seat);
-    Ok((StatusCode::ACCEPTED, Json(created(&e.id, e.phase()))))
+    Ok(Accepted(created(&e.id, e.phase())))
 }
 
 /// A prompt either store can take: not empty, and without NUL (U+0000), which PostgreSQL's
@@ -287,6 +292,20 @@ fn refuse_if_stopping(app: &App) -> Result<(), Problem> {
 }
 
 /// The answer to a session accepted.
+/// A 202 that started (or queued) a run: the session in the body, and in `Location`.
+pub(crate) struct Accepted(pub(crate) Created);
+
+impl axum::response::IntoResponse for Accepted {
+    fn into_response(self) -> axum::response::Response {
+        let location = format!("/v1/sessions/{}", self.0.id);
+        let mut r = (StatusCode::ACCEPTED, Json(self.0)).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+            r.headers_mut().insert(axum::http::header::LOCATION, v);
+        }
+        r
+    }
+}
+
 pub(crate) fn created(id: &str, status: Phase) -> Created {
     Created {
         events: format!("/v1/sessions/{id}/events"),
@@ -443,7 +462,7 @@ pub(crate) async fn message(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
     ApiJson(m): ApiJson<MessageIn>,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+) -> Result<Accepted, Problem> {
     if let Some(c) = &app.cluster {
         return crate::cluster::api::message(&app, c, owner, &id, m).await;
     }
@@ -466,7 +485,7 @@ pub(crate) async fn message(
         return Err(running());
     }
     start(app.clone(), e.clone(), m.prompt, seat);
-    Ok((StatusCode::ACCEPTED, Json(created(&e.id, Phase::Queued))))
+    Ok(Accepted(created(&e.id, Phase::Queued)))
 }
 
 pub(crate) async fn cancel(

@@ -25,7 +25,19 @@ pub(crate) async fn events(
     headers: HeaderMap,
 ) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    // An id this server never gave is a client's bug: said, rather than replaying everything.
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => match v.to_str().map(str::trim) {
+            Ok(t) if t.parse::<u64>().is_ok() => Some(t),
+            _ => {
+                return Err(Problem::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "Last-Event-ID must be the id of an event this stream sent (a whole number); leave it out to read from the start",
+                ));
+            }
+        },
+    };
     if let Some(c) = app.cluster.clone() {
         return Ok(crate::cluster::events(&app, c, owner, id, last)
             .await?

@@ -43,10 +43,16 @@ impl Components {
 }
 
 fn problem(r: &Value, status: &str, why: &str) -> (String, Value) {
-    (
-        status.to_string(),
-        json!({"description": why, "content": {"application/problem+json": {"schema": r}}}),
-    )
+    let mut answer =
+        json!({"description": why, "content": {"application/problem+json": {"schema": r}}});
+    // Answers a client should come back from later say when.
+    if matches!(status, "429" | "503") {
+        answer["headers"] = json!({"Retry-After": {
+            "description": "seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 0}
+        }});
+    }
+    (status.to_string(), answer)
 }
 
 /// The 202 of a call that starts a run, with links to what can be done with its id (so a
@@ -58,6 +64,10 @@ fn accepted(schema: Value) -> (String, Value) {
         json!({
             "description": "accepted: queued or running",
             "content": {"application/json": {"schema": schema}},
+            "headers": {"Location": {
+                "description": "the session (`GET` it for its state)",
+                "schema": {"type": "string"}
+            }},
             "links": {
                 "GetSession": link("getSession"),
                 "SessionEvents": link("sessionEvents"),
@@ -98,8 +108,77 @@ fn body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
 
+/// Make the document one that client generators take: a property or item schema that is
+/// `true` (any JSON) becomes `{}`, and a `oneOf` of string constants (how schemars writes an
+/// enum whose variants carry doc comments) becomes one plain string `enum`, the variants'
+/// descriptions kept in its own.
+fn for_generators(v: &mut Value) {
+    match v {
+        Value::Object(obj) => {
+            if let Some(Value::Object(props)) = obj.get_mut("properties") {
+                for (_, p) in props.iter_mut() {
+                    if p.is_boolean() {
+                        *p = json!({"description": "any JSON value"});
+                    }
+                }
+            }
+            if obj.get("items").is_some_and(Value::is_boolean) {
+                obj.insert("items".into(), json!({}));
+            }
+            let consts = obj.get("oneOf").and_then(Value::as_array).and_then(|all| {
+                all.iter()
+                    .map(|m| {
+                        let name = m
+                            .get("const")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| match m.get("enum").and_then(Value::as_array) {
+                                Some(e) if e.len() == 1 => e[0].as_str().map(str::to_string),
+                                _ => None,
+                            })?;
+                        let said = m.get("description").and_then(Value::as_str);
+                        Some((name, said.map(str::to_string)))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            });
+            if let Some(consts) = consts {
+                obj.remove("oneOf");
+                let mut text = obj
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                for (name, said) in &consts {
+                    if let Some(said) = said {
+                        text.push_str(&format!(" `{name}`: {said}"));
+                    }
+                }
+                obj.insert("type".into(), json!("string"));
+                obj.insert(
+                    "enum".into(),
+                    Value::Array(consts.into_iter().map(|(n, _)| Value::String(n)).collect()),
+                );
+                if !text.is_empty() {
+                    obj.insert("description".into(), Value::String(text.trim().to_string()));
+                }
+            }
+            for (_, child) in obj.iter_mut() {
+                for_generators(child);
+            }
+        }
+        Value::Array(all) => all.iter_mut().for_each(for_generators),
+        _ => {}
+    }
+}
+
 /// The document.
 pub fn build() -> Value {
+    let mut doc = document_as_written();
+    for_generators(&mut doc);
+    doc
+}
+
+fn document_as_written() -> Value {
     let mut c = Components(Map::new());
     let p = c.of::<Problem>();
     let create = c.of::<CreateSession>();
@@ -126,6 +205,21 @@ pub fn build() -> Value {
             "the shared store (--store postgres://…) cannot be reached; retry after Retry-After",
         ),
     ];
+    let mut schemas = c.0;
+    // One frame of the event stream (the endpoint's body is their text, as SSE is).
+    schemas.insert(
+        "ServerSentEvent".into(),
+        json!({
+            "description": "One server-sent event of GET /v1/sessions/{id}/events.",
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "id": {"type": "string", "description": "increasing; send the last one seen as Last-Event-ID to resume"},
+                "event": {"type": "string", "description": "the event type (session.started, message.delta, tool.requested, …, session.finished)"},
+                "data": {"type": "string", "description": "the event as JSON"}
+            }
+        }),
+    );
     let with = |mut v: Vec<(String, Value)>| {
         v.extend(auth.iter().cloned());
         responses(v)
@@ -138,15 +232,24 @@ pub fn build() -> Value {
             "description": "deputy's agents over HTTP: start a session, follow its events (server-sent events, resumable with Last-Event-ID), answer its approvals, continue or cancel it."
         },
         "components": {
-            "schemas": Value::Object(c.0),
+            "schemas": Value::Object(schemas),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
         },
         "security": [{"bearer": []}],
+        "tags": [
+            {"name": "sessions", "description": "start, follow, continue and cancel sessions"},
+            {"name": "approvals", "description": "calls waiting for a person's answer"},
+            {"name": "agents", "description": "what the server runs"},
+            {"name": "server", "description": "health and this document"}
+        ],
         "paths": {
             "/v1/sessions": {"post": {
-                "operationId": "createSession",
+                "operationId": "createSession", "tags": ["sessions"],
                 "summary": "Start a session of an agent on a task",
-                "requestBody": body(create),
+                "requestBody": {"required": true, "content": {"application/json": {
+                    "schema": create,
+                    "example": {"agent": "general", "prompt": "add a health check endpoint", "limits": {"max_steps": 20, "timeout_s": 600}}
+                }}},
                 "responses": with(vec![
                     accepted(created.clone()),
                     problem(&p, "403", "the workspace or repository is outside what the server may reach"),
@@ -154,26 +257,28 @@ pub fn build() -> Value {
                 ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}": {"get": {
-                "operationId": "getSession",
+                "operationId": "getSession", "tags": ["sessions"],
                 "summary": "A session's state, result, usage and cost",
                 "parameters": [id],
                 "responses": with(vec![ok("200", "the session", view), problem(&p, "404", "no such session")])
             }},
             "/v1/sessions/{id}/events": {"get": {
-                "operationId": "sessionEvents",
+                "operationId": "sessionEvents", "tags": ["sessions"],
                 "summary": "The session's events as server-sent events, until the run ends",
                 "parameters": [id, {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}, "description": "resume after this event id (ids increase: an event's index in the stream on the embedded store, its row id on PostgreSQL)"}],
                 "responses": with(vec![
-                    ("200".into(), json!({"description": "event: the event type; data: the event as JSON; id: increasing (the index in the stream on the embedded store, the row id on PostgreSQL)", "content": {"text/event-stream": {"schema": {
-                        "type": "object",
-                        "required": ["data"],
-                        "properties": {"id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}
-                    }}}})),
+                    ("200".into(), json!({"description": "a stream of server-sent events, each as the component ServerSentEvent describes: event: the event type; data: the event as JSON; id: increasing (the index in the stream on the embedded store, the row id on PostgreSQL)", "content": {"text/event-stream": {
+                        // OpenAPI 3.2's way: no `schema` (generators then hand over the raw
+                        // text, not a JSON parse of it), each event described by `itemSchema`.
+                        "itemSchema": {"$ref": "#/components/schemas/ServerSentEvent"},
+                        "example": "id: 0\nevent: session.started\ndata: {\"type\":\"session.started\",\"v\":1}\n\n"
+                    }}})),
+                    problem(&p, "400", "Last-Event-ID is not an event id"),
                     problem(&p, "404", "no such session"),
                 ])
             }},
             "/v1/sessions/{id}/messages": {"post": {
-                "operationId": "continueSession",
+                "operationId": "continueSession", "tags": ["sessions"],
                 "summary": "Continue a finished session with another prompt",
                 "parameters": [id],
                 "requestBody": body(message),
@@ -184,19 +289,19 @@ pub fn build() -> Value {
                 ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}/cancel": {"post": {
-                "operationId": "cancelSession",
+                "operationId": "cancelSession", "tags": ["sessions"],
                 "summary": "Stop the session's run",
                 "parameters": [id],
                 "responses": with(vec![ok("202", "cancelling", health.clone()), problem(&p, "404", "no such session")])
             }},
             "/v1/sessions/{id}/approvals": {"get": {
-                "operationId": "listApprovals",
+                "operationId": "listApprovals", "tags": ["approvals"],
                 "summary": "Calls waiting for an answer",
                 "parameters": [id],
                 "responses": with(vec![ok("200", "the calls", json!({"type": "array", "items": pending})), problem(&p, "404", "no such session")])
             }},
             "/v1/sessions/{id}/approvals/{call_id}": {"post": {
-                "operationId": "answerApproval",
+                "operationId": "answerApproval", "tags": ["approvals"],
                 "summary": "Approve or refuse a waiting call",
                 "parameters": [id, call],
                 "requestBody": body(answer),
@@ -206,20 +311,20 @@ pub fn build() -> Value {
                 ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/agents": {"get": {
-                "operationId": "listAgents",
+                "operationId": "listAgents", "tags": ["agents"],
                 "summary": "The agents this server runs",
                 "responses": with(vec![ok("200", "the agents", json!({"type": "array", "items": agent}))])
             }},
             "/healthz": {"get": {
-                "operationId": "healthz", "summary": "Live", "security": [],
+                "operationId": "healthz", "tags": ["server"], "summary": "Live", "security": [],
                 "responses": responses(vec![ok("200", "the process answers", health.clone())])
             }},
             "/readyz": {"get": {
-                "operationId": "readyz", "summary": "Ready: the store is writable and a sandbox works", "security": [],
+                "operationId": "readyz", "tags": ["server"], "summary": "Ready: the store is writable and a sandbox works", "security": [],
                 "responses": responses(vec![ok("200", "ready", health), problem(&p, "503", "not ready, and why")])
             }},
             "/openapi.json": {"get": {
-                "operationId": "openapi", "summary": "This document", "security": [],
+                "operationId": "openapi", "tags": ["server"], "summary": "This document", "security": [],
                 "responses": responses(vec![("200".into(), json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}))])
             }}
         }

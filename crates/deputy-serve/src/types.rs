@@ -33,7 +33,8 @@ pub struct CreateSession {
     /// Instead of `workspace`: a repository to clone into a scratch directory of the server;
     /// the session's change comes back as `patch`.
     pub repo: Option<crate::repo::RepoIn>,
-    /// `provider/model` or an alias (default: the agent's, else the server's).
+    /// `provider/model` or an alias (default: the agent's, else the server's); a provider the
+    /// server has not configured is a 422 naming those it has.
     pub model: Option<String>,
     pub limits: Option<LimitsIn>,
     /// A JSON Schema the final answer must match.

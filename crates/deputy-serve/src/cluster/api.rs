@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 
 use super::{Cluster, Queued, StoreError};
 use crate::App;
-use crate::api::{AnswerIn, CreateSession, Created, Health, MessageIn, SessionView};
+use crate::api::{Accepted, AnswerIn, CreateSession, Health, MessageIn, SessionView};
 use crate::problem::Problem;
 use crate::store::{PendingApproval, Phase};
 
@@ -34,7 +34,7 @@ pub(crate) async fn create(
     c: &Cluster,
     owner: Option<usize>,
     req: CreateSession,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+) -> Result<Accepted, Problem> {
     // Checked here so a bad request is told at once; the worker that runs it checks again.
     let p = crate::api::prepare(app, &req).await?;
     if let crate::api::Place::Dir(d) = &p.place {
@@ -56,10 +56,7 @@ pub(crate) async fn create(
             .await?
         {
             Queued::Yes => {
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(crate::api::created(&id, Phase::Queued)),
-                ));
+                return Ok(Accepted(crate::api::created(&id, Phase::Queued)));
             }
             Queued::Full => return Err(crate::api::too_many(app)),
             Queued::Conflict => {}
@@ -91,16 +88,13 @@ pub(crate) async fn message(
     owner: Option<usize>,
     id: &str,
     m: MessageIn,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+) -> Result<Accepted, Problem> {
     crate::api::check_prompt(&m.prompt)?;
     let key = app.owner_key(owner);
     let cap = app.opts.sessions_per_token;
     let queued = c.continue_with(id, key.as_deref(), cap, &m.prompt).await?;
     if queued == Queued::Yes {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(crate::api::created(id, Phase::Queued)),
-        ));
+        return Ok(Accepted(crate::api::created(id, Phase::Queued)));
     }
     // Not there, or still running, whatever the count; else over the count.
     let row = c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
