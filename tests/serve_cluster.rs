@@ -637,3 +637,24 @@ async fn a_repo_session_taken_over_keeps_its_change_and_continues_from_it() {
     );
     h.assert_strict_ok();
 }
+
+/// A retried POST with its Idempotency-Key runs nothing twice across workers (the key is kept
+/// in the store's table), and two workers given the same keyed request at once queue one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_post_with_its_idempotency_key_runs_once_across_workers() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(serve::IDEMPOTENT).await;
+    let a = worker(&h, &pg.url, "w1", &[], Some("tok")).await;
+    let b = worker(&h, &pg.url, "w2", &[], Some("tok")).await;
+    serve::idempotent_posts(&h, &a, &b).await;
+    // At once, on both workers: one session.
+    let body = json!({"prompt": "idem-job twice at once"});
+    let (x, y) = tokio::join!(
+        a.post_keyed("/v1/sessions", "key-2", body.clone()),
+        b.post_keyed("/v1/sessions", "key-2", body)
+    );
+    assert_eq!((x.0, y.0), (202, 202), "{x:?} {y:?}");
+    assert_eq!(x.1["id"], y.1["id"], "two sessions for one key");
+}

@@ -468,3 +468,92 @@ pub async fn workspaces_are_tenants(h: &Harness, s: &Server, others: &[&Server])
         "B read A's file: {b:?}"
     );
 }
+
+/// The mock script for [`idempotent_posts`].
+pub const IDEMPOTENT: &str = "steps:\n  - text: unused\nroutes:\n  - when: {last_user_contains: \"idem-job\"}\n    steps:\n      - text: job done\n  - when: {last_user_contains: \"idem-more\"}\n    steps:\n      - text: unused\n      - text: more done\n";
+
+impl Server {
+    /// POST `body` to `path` with `Idempotency-Key: key`.
+    pub async fn post_keyed(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A retried POST with its `Idempotency-Key` gets the first answer and runs nothing again — a
+/// new session, and a continuation — whichever of `a` and `b` (the same server, or two workers
+/// of one store) it reaches; the key with another body is a 422, a malformed one a 400. Judged
+/// by the model requests each prompt caused (the mock plays [`IDEMPOTENT`]).
+pub async fn idempotent_posts(h: &Harness, a: &Server, b: &Server) {
+    let runs = |needle: &str| {
+        h.mock
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.body["messages"]
+                    .as_array()
+                    .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                    .and_then(|m| m["content"].as_str())
+                    .is_some_and(|c| c.contains(needle))
+            })
+            .count()
+    };
+    let (st, _) = a
+        .post_keyed("/v1/sessions", "bad key", json!({"prompt": "idem-job"}))
+        .await;
+    assert_eq!(st, 400);
+    let job = json!({"prompt": "idem-job"});
+    let (st, first) = a.post_keyed("/v1/sessions", "key-1", job.clone()).await;
+    assert_eq!(st, 202, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    // The answer was lost; the client retries, perhaps on another worker.
+    let (st, again) = b.post_keyed("/v1/sessions", "key-1", job.clone()).await;
+    assert_eq!(
+        (st, again["id"].as_str()),
+        (202, Some(id.as_str())),
+        "{again}"
+    );
+    let done = a.finished(&id).await;
+    assert_eq!(done["result"], "job done", "{done}");
+    let (st, again) = b.post_keyed("/v1/sessions", "key-1", job).await;
+    assert_eq!(
+        (st, again["id"].as_str()),
+        (202, Some(id.as_str())),
+        "{again}"
+    );
+    assert_eq!(runs("idem-job"), 1, "the job ran more than once");
+    let (st, v) = a
+        .post_keyed("/v1/sessions", "key-1", json!({"prompt": "idem-other"}))
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        "{v}"
+    );
+
+    let more = format!("/v1/sessions/{id}/messages");
+    let (st, v) = a
+        .post_keyed(&more, "msg-1", json!({"prompt": "idem-more"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let (st, v) = b
+        .post_keyed(&more, "msg-1", json!({"prompt": "idem-more"}))
+        .await;
+    assert_eq!((st, v["id"].as_str()), (202, Some(id.as_str())), "{v}");
+    let done = a.finished(&id).await;
+    assert_eq!(done["result"], "more done", "{done}");
+    let (st, _) = b
+        .post_keyed(&more, "msg-1", json!({"prompt": "idem-more"}))
+        .await;
+    assert_eq!(st, 202);
+    assert_eq!(runs("idem-more"), 1, "the continuation ran more than once");
+    h.assert_strict_ok();
+}

@@ -223,27 +223,55 @@ pub(crate) async fn make_session(
 pub(crate) async fn create(
     State(app): State<Arc<App>>,
     Extension(TokenId(owner)): Extension<TokenId>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<CreateSession>,
 ) -> Result<Accepted, Problem> {
+    let key = crate::idempotency::key(&headers)?;
     if let Some(c) = &app.cluster {
-        return crate::cluster::api::create(&app, c, owner, req).await;
+        return crate::cluster::api::create(&app, c, owner, req, key).await;
     }
-    refuse_if_stopping(&app)?;
-    let p = prepare(&app, &req).await?;
+    let reservation = match key {
+        None => None,
+        Some(k) => {
+            let fp = crate::idempotency::fingerprint(&req);
+            match app.keys.reserve(owner, "session", k, fp)? {
+                crate::idempotency::Seen::Done(first) => {
+                    let phase = entry(&app, owner, &first).map_or(Phase::Finished, |e| e.phase());
+                    return Ok(Accepted(created(&first, phase)));
+                }
+                crate::idempotency::Seen::New(r) => Some(r),
+            }
+        }
+    };
+    let made = create_here(&app, owner, req).await?;
+    if let Some(r) = reservation {
+        r.done(&made.0.id);
+    }
+    Ok(made)
+}
+
+/// Make and start a session on the embedded store.
+async fn create_here(
+    app: &Arc<App>,
+    owner: Option<usize>,
+    req: CreateSession,
+) -> Result<Accepted, Problem> {
+    refuse_if_stopping(app)?;
+    let p = prepare(app, &req).await?;
     if let Place::Dir(d) = &p.place {
         app.claim(d, owner).await?;
     }
-    let seat = app.quotas.take(owner).ok_or_else(|| too_many(&app))?;
+    let seat = app.quotas.take(owner).ok_or_else(|| too_many(app))?;
     let (ws, repo_dir) = match &p.place {
         Place::Repo(r) => {
-            let dir = crate::repo::clone(r, &app.opts.roots, &scratch(&app)).await?;
+            let dir = crate::repo::clone(r, &app.opts.roots, &scratch(app)).await?;
             (dir.clone(), Some(Scratch(Some(dir))))
         }
         Place::Dir(d) => (d.clone(), None),
     };
     let slot: Arc<OnceLock<Weak<Entry>>> = Arc::new(OnceLock::new());
     let approver = Arc::new(LateApprover(slot.clone()));
-    let mut session = make_session(&app, &p, ws, approver, Start::New).await?;
+    let mut session = make_session(app, &p, ws, approver, Start::New).await?;
     let e = Entry::new(
         session.id().to_string(),
         p.agent.name.clone(),
@@ -461,13 +489,27 @@ pub(crate) async fn message(
     State(app): State<Arc<App>>,
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(m): ApiJson<MessageIn>,
 ) -> Result<Accepted, Problem> {
+    let key = crate::idempotency::key(&headers)?;
     if let Some(c) = &app.cluster {
-        return crate::cluster::api::message(&app, c, owner, &id, m).await;
+        return crate::cluster::api::message(&app, c, owner, &id, m, key).await;
     }
     let e = entry(&app, owner, &id)?;
     check_prompt(&m.prompt)?;
+    let reservation = match key {
+        None => None,
+        Some(k) => {
+            let fp = crate::idempotency::fingerprint(&m);
+            match app.keys.reserve(owner, &format!("message:{id}"), k, fp)? {
+                crate::idempotency::Seen::Done(_) => {
+                    return Ok(Accepted(created(&e.id, e.phase())));
+                }
+                crate::idempotency::Seen::New(r) => Some(r),
+            }
+        }
+    };
     let running = || {
         Problem::new(
             StatusCode::CONFLICT,
@@ -485,6 +527,9 @@ pub(crate) async fn message(
         return Err(running());
     }
     start(app.clone(), e.clone(), m.prompt, seat);
+    if let Some(r) = reservation {
+        r.done(&e.id);
+    }
     Ok(Accepted(created(&e.id, Phase::Queued)))
 }
 

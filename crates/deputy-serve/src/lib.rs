@@ -12,6 +12,7 @@ mod api;
 pub mod cluster;
 mod drain;
 mod events;
+mod idempotency;
 mod openapi;
 mod owners;
 pub mod problem;
@@ -92,6 +93,8 @@ pub(crate) struct App {
     pub(crate) drain: drain::Drain,
     /// Which token each workspace belongs to (the embedded store; the shared one has a table).
     pub(crate) owners: owners::FileClaims,
+    /// `Idempotency-Key`s (the embedded store; the shared one has a table).
+    pub(crate) keys: idempotency::Keys,
     limiter: DefaultKeyedRateLimiter<usize>,
 }
 
@@ -185,6 +188,7 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         limiter: RateLimiter::keyed(Quota::per_minute(rate)),
         registry: Registry::default(),
         quotas: store::Quotas::new(opts.sessions_per_token),
+        keys: Default::default(),
         drain: drain::Drain::default(),
         owners: owners::FileClaims::new(
             &opts

@@ -192,6 +192,12 @@ fn document_as_written() -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let call =
         json!({"name": "call_id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let idem = json!({
+        "name": "Idempotency-Key", "in": "header", "required": false,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+        "description": "retry safely: the same key and body from the same token within a day get the first answer (the same session) and run nothing again; the same key with another body is a 422, while its first request is still handled a 409",
+        "example": "3f0c8a52-9d1e-4c7b-a0f4-2b6e5d8c1a90"
+    });
     let auth = [
         problem(&p, "401", "no valid bearer token"),
         problem(
@@ -246,6 +252,7 @@ fn document_as_written() -> Value {
             "/v1/sessions": {"post": {
                 "operationId": "createSession", "tags": ["sessions"],
                 "summary": "Start a session of an agent on a task",
+                "parameters": [idem.clone()],
                 "requestBody": {"required": true, "content": {"application/json": {
                     "schema": create,
                     "example": {"agent": "general", "prompt": "add a health check endpoint", "limits": {"max_steps": 20, "timeout_s": 600}}
@@ -254,6 +261,7 @@ fn document_as_written() -> Value {
                     accepted(created.clone()),
                     problem(&p, "403", "the workspace or repository is outside what the server may reach"),
                     problem(&p, "404", "no such agent"),
+                    problem(&p, "409", "a request with this Idempotency-Key is still being handled"),
                 ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}": {"get": {
@@ -280,12 +288,12 @@ fn document_as_written() -> Value {
             "/v1/sessions/{id}/messages": {"post": {
                 "operationId": "continueSession", "tags": ["sessions"],
                 "summary": "Continue a finished session with another prompt",
-                "parameters": [id],
+                "parameters": [id, idem],
                 "requestBody": body(message),
                 "responses": with(vec![
                     accepted(created),
                     problem(&p, "404", "no such session"),
-                    problem(&p, "409", "the session is still running"),
+                    problem(&p, "409", "the session is still running, or a request with this Idempotency-Key is still being handled"),
                 ].into_iter().chain(body_problems(&p)).collect())
             }},
             "/v1/sessions/{id}/cancel": {"post": {

@@ -79,7 +79,7 @@ pub struct UsageView {
 }
 
 /// A further prompt for a finished session.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageIn {
     #[schemars(length(min = 1))]

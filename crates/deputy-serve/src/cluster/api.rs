@@ -34,7 +34,9 @@ pub(crate) async fn create(
     c: &Cluster,
     owner: Option<usize>,
     req: CreateSession,
+    key: Option<crate::idempotency::Key>,
 ) -> Result<Accepted, Problem> {
+    let fingerprint = crate::idempotency::fingerprint(&req);
     // Checked here so a bad request is told at once; the worker that runs it checks again.
     let p = crate::api::prepare(app, &req).await?;
     if let crate::api::Place::Dir(d) = &p.place {
@@ -48,16 +50,38 @@ pub(crate) async fn create(
     stored.agent = Some(p.agent.name.clone());
     let prompt = std::mem::take(&mut stored.prompt);
     let body = serde_json::to_value(&stored).map_err(|e| StoreError::Other(e.to_string()))?;
+    let keyed = key.as_ref().map(|k| super::Keyed {
+        key: &k.0,
+        fingerprint: &fingerprint,
+    });
     loop {
         let id = deputy_runtime::journal::new_session_id();
         let cap = app.opts.sessions_per_token;
         match c
-            .enqueue(&id, owner.as_deref(), cap, &p.agent.name, &body, &prompt)
+            .enqueue(
+                &id,
+                owner.as_deref(),
+                cap,
+                &super::NewJob {
+                    agent: &p.agent.name,
+                    request: &body,
+                    prompt: &prompt,
+                },
+                keyed.as_ref(),
+            )
             .await?
         {
             Queued::Yes => {
                 return Ok(Accepted(crate::api::created(&id, Phase::Queued)));
             }
+            Queued::Existing(first) => {
+                let phase = c
+                    .row(&first, owner.as_deref())
+                    .await?
+                    .map_or(Phase::Queued, |r| phase_of(&r.phase));
+                return Ok(Accepted(crate::api::created(&first, phase)));
+            }
+            Queued::KeyReused => return Err(crate::idempotency::reused()),
             Queued::Full => return Err(crate::api::too_many(app)),
             Queued::Conflict => {}
         }
@@ -88,13 +112,27 @@ pub(crate) async fn message(
     owner: Option<usize>,
     id: &str,
     m: MessageIn,
+    idem: Option<crate::idempotency::Key>,
 ) -> Result<Accepted, Problem> {
     crate::api::check_prompt(&m.prompt)?;
     let key = app.owner_key(owner);
     let cap = app.opts.sessions_per_token;
-    let queued = c.continue_with(id, key.as_deref(), cap, &m.prompt).await?;
-    if queued == Queued::Yes {
-        return Ok(Accepted(crate::api::created(id, Phase::Queued)));
+    let fingerprint = crate::idempotency::fingerprint(&m);
+    let keyed = idem.as_ref().map(|k| super::Keyed {
+        key: &k.0,
+        fingerprint: &fingerprint,
+    });
+    let queued = c
+        .continue_with(id, key.as_deref(), cap, &m.prompt, keyed.as_ref())
+        .await?;
+    match queued {
+        Queued::Yes => return Ok(Accepted(crate::api::created(id, Phase::Queued))),
+        Queued::Existing(_) => {
+            let row = c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;
+            return Ok(Accepted(crate::api::created(id, phase_of(&row.phase))));
+        }
+        Queued::KeyReused => return Err(crate::idempotency::reused()),
+        _ => {}
     }
     // Not there, or still running, whatever the count; else over the count.
     let row = c.row(id, key.as_deref()).await?.ok_or_else(|| gone(id))?;

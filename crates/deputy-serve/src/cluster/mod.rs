@@ -12,6 +12,7 @@
 
 pub(crate) mod api;
 mod events;
+mod idempotency;
 mod notify;
 mod worker;
 mod writer;
@@ -92,6 +93,42 @@ pub(crate) enum Queued {
     Conflict,
     /// Its owner has as many sessions queued or running as it may.
     Full,
+    /// Its `Idempotency-Key` queued this session already: nothing new was queued.
+    Existing(String),
+    /// Its `Idempotency-Key` was used with another body.
+    KeyReused,
+}
+
+/// What a new session runs: the agent, the stored request, the first prompt.
+#[derive(Clone, Copy)]
+pub(crate) struct NewJob<'a> {
+    pub agent: &'a str,
+    pub request: &'a Value,
+    pub prompt: &'a str,
+}
+
+/// A request's `Idempotency-Key` and its body's fingerprint.
+pub(crate) struct Keyed<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// Record `keyed` (if any) in `tx` for `session`: `Some` answer when the key decides it.
+async fn keyed_answer(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keyed: Option<&Keyed<'_>>,
+    owner: Option<&str>,
+    scope: &str,
+    session: &str,
+) -> Result<Option<Queued>, StoreError> {
+    let Some(k) = keyed else { return Ok(None) };
+    Ok(
+        match idempotency::remember(tx, owner, scope, k.key, k.fingerprint, session).await? {
+            idempotency::Remembered::New => None,
+            idempotency::Remembered::Same(s) => Some(Queued::Existing(s)),
+            idempotency::Remembered::Other => Some(Queued::KeyReused),
+        },
+    )
 }
 
 /// Whether `owner` has fewer than `cap` sessions queued or running. The count and the write
@@ -156,11 +193,19 @@ impl Cluster {
         id: &str,
         owner: Option<&str>,
         cap: usize,
-        agent: &str,
-        request: &Value,
-        prompt: &str,
+        job: &NewJob<'_>,
+        keyed: Option<&Keyed<'_>>,
     ) -> Result<Queued, StoreError> {
+        let NewJob {
+            agent,
+            request,
+            prompt,
+        } = *job;
         let mut tx = self.pool.begin().await?;
+        // The key first: a retry of a queued request is answered even at the token's cap.
+        if let Some(answer) = keyed_answer(&mut tx, keyed, owner, "session", id).await? {
+            return Ok(answer);
+        }
         if !has_place(&mut tx, owner, cap).await? {
             return Ok(Queued::Full);
         }
@@ -373,8 +418,13 @@ impl Cluster {
         owner: Option<&str>,
         cap: usize,
         prompt: &str,
+        keyed: Option<&Keyed<'_>>,
     ) -> Result<Queued, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let scope = format!("message:{id}");
+        if let Some(answer) = keyed_answer(&mut tx, keyed, owner, &scope, id).await? {
+            return Ok(answer);
+        }
         if !has_place(&mut tx, owner, cap).await? {
             return Ok(Queued::Full);
         }

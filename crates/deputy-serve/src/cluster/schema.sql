@@ -52,3 +52,15 @@ CREATE TABLE IF NOT EXISTS deputy_workspace_owners (
     path  text PRIMARY KEY,
     owner text NOT NULL
 );
+
+-- Idempotency-Key of POST /v1/sessions (scope `session`) and of a session's messages (scope
+-- `message:ID`), per token (its hash; '' without tokens), kept a day.
+CREATE TABLE IF NOT EXISTS deputy_idempotency (
+    owner       text NOT NULL,
+    scope       text NOT NULL,
+    key         text NOT NULL,
+    fingerprint text NOT NULL,
+    session_id  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (owner, scope, key)
+);

@@ -1,0 +1,209 @@
+//! `Idempotency-Key` on `POST /v1/sessions` and `POST /v1/sessions/{id}/messages`: a client
+//! whose answer was lost sends the request again with the same key, and gets the session the
+//! first one made instead of a second run of the job. The same key with another body is a
+//! 422; a key whose first request is still being handled is a 409. Keys are per token and kept
+//! [`KEPT`].
+//!
+//! The embedded store keeps them here, in memory; the shared store in a table
+//! (`deputy_idempotency`), inside the transaction that queues the run, so every worker answers
+//! alike (see `cluster::idempotency`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+
+/// How long a key is remembered.
+pub(crate) const KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// A key a client sent, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key(pub(crate) String);
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+pub(crate) fn key(headers: &HeaderMap) -> Result<Option<Key>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(Key(s.to_string())))
+        }
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)",
+        )),
+    }
+}
+
+/// What identifies a request's body: the SHA-256 of it as parsed (so spacing and key order do
+/// not matter).
+pub(crate) fn fingerprint(body: &impl Serialize) -> String {
+    let text = serde_json::to_string(body).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 422 for a key used again with another body.
+pub(crate) fn reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "this Idempotency-Key was used with another request body; use a new key for a new request",
+    )
+}
+
+/// Where a key stands.
+enum Slot {
+    /// Its first request is being handled.
+    Pending { fingerprint: String },
+    Done {
+        fingerprint: String,
+        session: String,
+        at: Instant,
+    },
+}
+
+/// (token, scope, key): the scope is `session`, or `message:ID` for a session's messages.
+type Index = (Option<usize>, String, Key);
+
+/// The keys of the embedded store.
+#[derive(Default)]
+pub(crate) struct Keys {
+    slots: Mutex<HashMap<Index, Slot>>,
+}
+
+/// What a key says about a request.
+pub(crate) enum Seen<'a> {
+    /// First seen: handle it, then [`Reservation::done`] (dropping it frees the key).
+    New(Reservation<'a>),
+    /// Handled already: this session is the answer.
+    Done(String),
+}
+
+impl Keys {
+    /// Look `key` up for `token` in `scope`, reserving it when it is new.
+    pub(crate) fn reserve(
+        &self,
+        token: Option<usize>,
+        scope: &str,
+        key: Key,
+        fingerprint: String,
+    ) -> Result<Seen<'_>, Problem> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|_, s| !matches!(s, Slot::Done { at, .. } if at.elapsed() > KEPT));
+        let index = (token, scope.to_string(), key);
+        match slots.get(&index) {
+            Some(Slot::Done {
+                fingerprint: f,
+                session,
+                ..
+            }) => {
+                return if *f == fingerprint {
+                    Ok(Seen::Done(session.clone()))
+                } else {
+                    Err(reused())
+                };
+            }
+            Some(Slot::Pending { fingerprint: f }) => {
+                return Err(if *f == fingerprint {
+                    Problem::new(
+                        StatusCode::CONFLICT,
+                        "a request with this Idempotency-Key is still being handled; retry shortly",
+                    )
+                    .retry_after(1)
+                } else {
+                    reused()
+                });
+            }
+            None => {}
+        }
+        slots.insert(
+            index.clone(),
+            Slot::Pending {
+                fingerprint: fingerprint.clone(),
+            },
+        );
+        Ok(Seen::New(Reservation {
+            keys: self,
+            index: Some(index),
+            fingerprint,
+        }))
+    }
+}
+
+/// A key held while its first request is handled.
+pub(crate) struct Reservation<'a> {
+    keys: &'a Keys,
+    index: Option<Index>,
+    fingerprint: String,
+}
+
+impl Reservation<'_> {
+    /// The request made `session`: later ones with the key get it.
+    pub(crate) fn done(mut self, session: &str) {
+        if let Some(index) = self.index.take() {
+            let mut slots = self.keys.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.insert(
+                index,
+                Slot::Done {
+                    fingerprint: std::mem::take(&mut self.fingerprint),
+                    session: session.to_string(),
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    /// Not done (the request failed): the key is free again, so a retry can succeed.
+    fn drop(&mut self) {
+        if let Some(index) = self.index.take() {
+            let mut slots = self.keys.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.remove(&index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gives_the_first_answer_and_refuses_another_body() {
+        let keys = Keys::default();
+        let k = || Key("k1".into());
+        let Ok(Seen::New(r)) = keys.reserve(Some(0), "session", k(), "a".into()) else {
+            panic!("new key not reserved");
+        };
+        assert!(
+            keys.reserve(Some(0), "session", k(), "a".into()).is_err(),
+            "pending"
+        );
+        r.done("s1");
+        assert!(matches!(
+            keys.reserve(Some(0), "session", k(), "a".into()),
+            Ok(Seen::Done(s)) if s == "s1"
+        ));
+        assert!(keys.reserve(Some(0), "session", k(), "b".into()).is_err());
+        // Another token, or another scope, has keys of its own.
+        assert!(matches!(
+            keys.reserve(Some(1), "session", k(), "a".into()),
+            Ok(Seen::New(_))
+        ));
+        // A failed first request frees the key.
+        let Ok(Seen::New(r)) = keys.reserve(Some(0), "message:s1", k(), "m".into()) else {
+            panic!("scope not separate");
+        };
+        drop(r);
+        assert!(matches!(
+            keys.reserve(Some(0), "message:s1", k(), "m".into()),
+            Ok(Seen::New(_))
+        ));
+    }
+}
