@@ -69,28 +69,32 @@ pub fn corpus() -> Option<std::path::PathBuf> {
     None
 }
 
+/// A program the tests drive: the path in `var`, else `name` on PATH, whichever answers
+/// `--version`.
+fn program(var: &str, name: &str) -> Option<String> {
+    [std::env::var(var).ok(), Some(name.to_string())]
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
 /// The `schemathesis` program: DEPUTY_TEST_SCHEMATHESIS, else `schemathesis` on PATH. `None`
 /// (after a SKIP line, or a failure where outside things are required) when there is none.
 pub fn schemathesis() -> Option<String> {
-    let candidates = [
-        std::env::var("DEPUTY_TEST_SCHEMATHESIS").ok(),
-        Some("schemathesis".to_string()),
-    ];
-    for c in candidates.into_iter().flatten() {
-        let ok = std::process::Command::new(&c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(c);
-        }
+    let found = program("DEPUTY_TEST_SCHEMATHESIS", "schemathesis");
+    if found.is_none() {
+        missing(
+            "schemathesis test",
+            "no schemathesis (DEPUTY_TEST_SCHEMATHESIS)",
+            "python3 -m venv v && v/bin/pip install schemathesis, then set DEPUTY_TEST_SCHEMATHESIS=v/bin/schemathesis (.ci/run does this)",
+        );
     }
-    missing(
-        "schemathesis test",
-        "no schemathesis (DEPUTY_TEST_SCHEMATHESIS)",
-        "python3 -m venv v && v/bin/pip install schemathesis, then set DEPUTY_TEST_SCHEMATHESIS=v/bin/schemathesis (.ci/run does this)",
-    );
-    None
+    found
 }
 
 /// openapi-python-client (the generator a Python team would use on `/openapi.json`):
@@ -98,28 +102,18 @@ pub fn schemathesis() -> Option<String> {
 /// (which has the generated client's dependencies, httpx and attrs). `None` (after a SKIP line,
 /// or a failure where outside things are required) when there is none.
 pub fn openapi_python_client() -> Option<(String, String)> {
-    let candidates = [
-        std::env::var("DEPUTY_TEST_OPENAPI_PYTHON_CLIENT").ok(),
-        Some("openapi-python-client".to_string()),
-    ];
-    for c in candidates.into_iter().flatten() {
-        let ok = std::process::Command::new(&c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            let python = std::path::Path::new(&c)
-                .parent()
-                .map(|d| d.join("python"))
-                .filter(|p| p.exists())
-                .map_or_else(|| "python3".to_string(), |p| p.display().to_string());
-            return Some((c, python));
-        }
-    }
-    missing(
-        "generated-client test",
-        "no openapi-python-client (DEPUTY_TEST_OPENAPI_PYTHON_CLIENT)",
-        "python3 -m venv v && v/bin/pip install openapi-python-client, then set DEPUTY_TEST_OPENAPI_PYTHON_CLIENT=v/bin/openapi-python-client (.ci/run does this)",
-    );
-    None
+    let Some(c) = program("DEPUTY_TEST_OPENAPI_PYTHON_CLIENT", "openapi-python-client") else {
+        missing(
+            "generated-client test",
+            "no openapi-python-client (DEPUTY_TEST_OPENAPI_PYTHON_CLIENT)",
+            "python3 -m venv v && v/bin/pip install openapi-python-client, then set DEPUTY_TEST_OPENAPI_PYTHON_CLIENT=v/bin/openapi-python-client (.ci/run does this)",
+        );
+        return None;
+    };
+    let python = std::path::Path::new(&c)
+        .parent()
+        .map(|d| d.join("python"))
+        .filter(|p| p.exists())
+        .map_or_else(|| "python3".to_string(), |p| p.display().to_string());
+    Some((c, python))
 }
