@@ -124,7 +124,8 @@ async fn grants_that_would_undo_the_view_are_refused() {
         assert!(e.contains(dir) && e.contains(says), "{dir}: {e}");
     }
     if let Some(home) = deputy_tools::sandbox::view::home_dir() {
-        let e = deputy_tools::sandbox::grant::check(&[home.clone()], &ws, &[]).unwrap_err();
+        let e =
+            deputy_tools::sandbox::grant::check(std::slice::from_ref(&home), &ws, &[]).unwrap_err();
         assert!(e.contains("home directory"), "{e}");
         let ssh = home.join(".ssh");
         if ssh.is_dir() {

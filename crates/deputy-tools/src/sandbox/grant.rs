@@ -137,10 +137,10 @@ mod tests {
             (base.join("missing"), "No such file"),
             (PathBuf::from("rel"), "absolute path"),
         ] {
-            let e = check(&[bad.clone()], &ws, &[]).unwrap_err();
+            let e = check(std::slice::from_ref(&bad), &ws, &[]).unwrap_err();
             assert!(e.contains(says), "{bad:?}: {e}");
         }
-        let e = check(&[other.clone()], &ws, &[other.join("inner")]).unwrap_err();
+        let e = check(std::slice::from_ref(&other), &ws, &[other.join("inner")]).unwrap_err();
         assert!(e.contains("deputy's own state"), "{e}");
     }
 }
