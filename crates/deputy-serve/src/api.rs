@@ -232,16 +232,13 @@ pub(crate) async fn create(
     }
     let reservation = match key {
         None => None,
-        Some(k) => {
-            let fp = crate::idempotency::fingerprint(&req);
-            match app.keys.reserve(owner, "session", k, fp)? {
-                crate::idempotency::Seen::Done(first) => {
-                    let phase = entry(&app, owner, &first).map_or(Phase::Finished, |e| e.phase());
-                    return Ok(Accepted(created(&first, phase)));
-                }
-                crate::idempotency::Seen::New(r) => Some(r),
+        Some(k) => match app.keys.reserve(owner, "session", k, &req)? {
+            crate::idempotency::Seen::Done(first) => {
+                let phase = entry(&app, owner, &first).map_or(Phase::Finished, |e| e.phase());
+                return Ok(Accepted(created(&first, phase)));
             }
-        }
+            crate::idempotency::Seen::New(r) => Some(r),
+        },
     };
     let made = create_here(&app, owner, req).await?;
     if let Some(r) = reservation {
@@ -319,21 +316,9 @@ fn refuse_if_stopping(app: &App) -> Result<(), Problem> {
     Ok(())
 }
 
+pub(crate) use crate::types::Accepted;
+
 /// The answer to a session accepted.
-/// A 202 that started (or queued) a run: the session in the body, and in `Location`.
-pub(crate) struct Accepted(pub(crate) Created);
-
-impl axum::response::IntoResponse for Accepted {
-    fn into_response(self) -> axum::response::Response {
-        let location = format!("/v1/sessions/{}", self.0.id);
-        let mut r = (StatusCode::ACCEPTED, Json(self.0)).into_response();
-        if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
-            r.headers_mut().insert(axum::http::header::LOCATION, v);
-        }
-        r
-    }
-}
-
 pub(crate) fn created(id: &str, status: Phase) -> Created {
     Created {
         events: format!("/v1/sessions/{id}/events"),
@@ -500,15 +485,12 @@ pub(crate) async fn message(
     check_prompt(&m.prompt)?;
     let reservation = match key {
         None => None,
-        Some(k) => {
-            let fp = crate::idempotency::fingerprint(&m);
-            match app.keys.reserve(owner, &format!("message:{id}"), k, fp)? {
-                crate::idempotency::Seen::Done(_) => {
-                    return Ok(Accepted(created(&e.id, e.phase())));
-                }
-                crate::idempotency::Seen::New(r) => Some(r),
+        Some(k) => match app.keys.reserve(owner, &format!("message:{id}"), k, &m)? {
+            crate::idempotency::Seen::Done(_) => {
+                return Ok(Accepted(created(&e.id, e.phase())));
             }
-        }
+            crate::idempotency::Seen::New(r) => Some(r),
+        },
     };
     let running = || {
         Problem::new(

@@ -92,8 +92,9 @@ impl Keys {
         token: Option<usize>,
         scope: &str,
         key: Key,
-        fingerprint: String,
+        body: &impl Serialize,
     ) -> Result<Seen<'_>, Problem> {
+        let fingerprint = crate::idempotency::fingerprint(body);
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|_, s| !matches!(s, Slot::Done { at, .. } if at.elapsed() > KEPT));
         let index = (token, scope.to_string(), key);
@@ -178,31 +179,31 @@ mod tests {
     fn a_key_gives_the_first_answer_and_refuses_another_body() {
         let keys = Keys::default();
         let k = || Key("k1".into());
-        let Ok(Seen::New(r)) = keys.reserve(Some(0), "session", k(), "a".into()) else {
+        let Ok(Seen::New(r)) = keys.reserve(Some(0), "session", k(), &"a") else {
             panic!("new key not reserved");
         };
         assert!(
-            keys.reserve(Some(0), "session", k(), "a".into()).is_err(),
+            keys.reserve(Some(0), "session", k(), &"a").is_err(),
             "pending"
         );
         r.done("s1");
         assert!(matches!(
-            keys.reserve(Some(0), "session", k(), "a".into()),
+            keys.reserve(Some(0), "session", k(), &"a"),
             Ok(Seen::Done(s)) if s == "s1"
         ));
-        assert!(keys.reserve(Some(0), "session", k(), "b".into()).is_err());
+        assert!(keys.reserve(Some(0), "session", k(), &"b").is_err());
         // Another token, or another scope, has keys of its own.
         assert!(matches!(
-            keys.reserve(Some(1), "session", k(), "a".into()),
+            keys.reserve(Some(1), "session", k(), &"a"),
             Ok(Seen::New(_))
         ));
         // A failed first request frees the key.
-        let Ok(Seen::New(r)) = keys.reserve(Some(0), "message:s1", k(), "m".into()) else {
+        let Ok(Seen::New(r)) = keys.reserve(Some(0), "message:s1", k(), &"m") else {
             panic!("scope not separate");
         };
         drop(r);
         assert!(matches!(
-            keys.reserve(Some(0), "message:s1", k(), "m".into()),
+            keys.reserve(Some(0), "message:s1", k(), &"m"),
             Ok(Seen::New(_))
         ));
     }

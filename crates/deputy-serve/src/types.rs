@@ -50,6 +50,20 @@ pub struct Created {
     pub events: String,
 }
 
+/// A 202 that started (or queued) a run: the session in the body, and in `Location`.
+pub(crate) struct Accepted(pub(crate) Created);
+
+impl axum::response::IntoResponse for Accepted {
+    fn into_response(self) -> axum::response::Response {
+        let location = format!("/v1/sessions/{}", self.0.id);
+        let mut r = (axum::http::StatusCode::ACCEPTED, axum::Json(self.0)).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+            r.headers_mut().insert(axum::http::header::LOCATION, v);
+        }
+        r
+    }
+}
+
 /// A session as it is now.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SessionView {
