@@ -20,16 +20,20 @@ from deputy_client.api.sessions import (  # noqa: E402
     cancel_session,
     continue_session,
     create_session,
+    delete_session,
     get_session,
+    list_sessions,
     session_events,
 )
 from deputy_client.models import (  # noqa: E402
     AnswerIn,
     CreateSession,
+    CreateSessionMetadata,
     Created,
     MessageIn,
     Phase,
     Problem,
+    SessionList,
     SessionView,
 )
 
@@ -58,7 +62,10 @@ def finished(sid):
 agents = list_agents.sync(client=client)
 assert any(a.name == "general" for a in agents), agents
 
-answer = create_session.sync_detailed(client=client, body=CreateSession(prompt="write the file"))
+labels = CreateSessionMetadata.from_dict({"team": "infra"})
+answer = create_session.sync_detailed(
+    client=client, body=CreateSession(prompt="write the file", metadata=labels)
+)
 created = answer.parsed
 assert isinstance(created, Created), created
 sid = created.id
@@ -97,6 +104,22 @@ time.sleep(0.5)
 cancelled = cancel_session.sync(long.id, client=client)
 assert not isinstance(cancelled, Problem), cancelled
 assert finished(long.id).status == "cancelled"
+
+# Found again by its label; the list pages with its cursor.
+mine = list_sessions.sync(client=client, label=["team=infra"])
+assert isinstance(mine, SessionList), mine
+assert [x.id for x in mine.sessions] == [sid], mine
+assert mine.sessions[0].metadata.to_dict() == {"team": "infra"}, mine
+page = list_sessions.sync(client=client, limit=1)
+assert [x.id for x in page.sessions] == [long.id] and page.next_cursor, page
+rest = list_sessions.sync(client=client, limit=1, cursor=page.next_cursor)
+assert [x.id for x in rest.sessions] == [sid], rest
+bad = list_sessions.sync(client=client, label=["no-equals-sign"])
+assert isinstance(bad, Problem) and bad.status == 400, bad
+
+deleted = delete_session.sync_detailed(sid, client=client)
+assert deleted.status_code == 204, deleted
+assert isinstance(get_session.sync(sid, client=client), Problem)
 
 missing = get_session.sync("nope", client=client)
 assert isinstance(missing, Problem) and missing.status == 404, missing

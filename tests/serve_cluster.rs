@@ -658,3 +658,16 @@ async fn a_retried_post_with_its_idempotency_key_runs_once_across_workers() {
     assert_eq!((x.0, y.0), (202, 202), "{x:?} {y:?}");
     assert_eq!(x.1["id"], y.1["id"], "two sessions for one key");
 }
+
+/// Sessions are found again on the shared store: listed, paged, filtered, deleted, whichever
+/// worker is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_filtered_and_deleted_across_workers() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(serve::FINDING).await;
+    let a = worker(&h, &pg.url, "w1", serve::UNLIMITED, Some("tok")).await;
+    let b = worker(&h, &pg.url, "w2", serve::UNLIMITED, Some("tok")).await;
+    serve::finding_sessions(&h, &a, &b).await;
+}

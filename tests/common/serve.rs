@@ -161,7 +161,7 @@ pub async fn schemathesis(st: &str, h: &Harness, s: &Server) {
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("Tested: 10"), "{report}");
+    assert!(report.contains("Tested: 12"), "{report}");
 }
 
 /// A running `deputy serve` and its base URL.
@@ -555,5 +555,150 @@ pub async fn idempotent_posts(h: &Harness, a: &Server, b: &Server) {
         .await;
     assert_eq!(st, 202);
     assert_eq!(runs("idem-more"), 1, "the continuation ran more than once");
+    h.assert_strict_ok();
+}
+
+/// The ids `GET /v1/sessions{q}` lists, and the whole answer.
+async fn listed(s: &Server, q: &str) -> (Vec<String>, Value) {
+    let path = format!("/v1/sessions{q}");
+    let (st, v) = s.get(&path).await;
+    assert_eq!(st, 200, "{path}: {v}");
+    let ids = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, v)
+}
+
+/// The status of `DELETE path`.
+async fn del(s: &Server, path: &str) -> u16 {
+    let r = s.req(reqwest::Method::DELETE, path).send().await.unwrap();
+    r.status().as_u16()
+}
+
+/// The mock script for [`finding_sessions`]: every job answers at once, a `slow` one after a
+/// while.
+pub const FINDING: &str = "steps:\n  - text: done\nrepeat_last: true\nroutes:\n  - when: {last_user_contains: \"slow\"}\n    repeat_last: true\n    steps:\n      - text: slow done\n        delay_ms: 2500\n";
+
+/// `GET /v1/sessions` lists a token's own sessions newest first, pages them without repeats,
+/// filters by phase, status, agent, labels and time; `metadata` is kept and checked;
+/// `DELETE` forgets a finished session (409 while it runs, 404 for another token's). Requests
+/// alternate between `a` and `b` (one server, or two workers of one store).
+pub async fn finding_sessions(h: &Harness, a: &Server, b: &Server) {
+    for d in ["mine", "theirs"] {
+        std::fs::create_dir_all(h.ws.join(d)).unwrap();
+    }
+    let job = |meta: Value| json!({"prompt": "job", "workspace": "mine", "metadata": meta});
+    let mut ids = Vec::new();
+    for (i, meta) in [
+        json!({"team": "infra", "ci": "1"}),
+        json!({"team": "web"}),
+        json!({}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = if i % 2 == 0 { a } else { b };
+        let (st, v) = s.post("/v1/sessions", job(meta)).await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        a.finished(id).await;
+    }
+    let (st, v) = a
+        .as_token("other-token")
+        .post(
+            "/v1/sessions",
+            json!({"prompt": "job", "workspace": "theirs"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let theirs = v["id"].as_str().unwrap().to_string();
+    let (st, v) = a.post("/v1/sessions", job(json!({"bad key": "x"}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("bad key"), "{v}");
+
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let (all, v) = listed(b, "").await;
+    assert_eq!(all, newest_first, "{v}");
+    assert!(v["next_cursor"].is_null(), "{v}");
+    let first = &v["sessions"][2];
+    assert_eq!(
+        (first["metadata"]["team"].as_str(), first["phase"].as_str()),
+        (Some("infra"), Some("finished")),
+        "{v}"
+    );
+    assert_eq!(first["status"], "completed", "{v}");
+    let (st, one) = a.get(&format!("/v1/sessions/{}", ids[0])).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        one["metadata"],
+        json!({"team": "infra", "ci": "1"}),
+        "{one}"
+    );
+    assert_eq!(one["created_at"], first["created_at"], "{one}");
+    assert!(one["created_at"].as_str().unwrap().ends_with('Z'), "{one}");
+
+    // Pages: two, then one, then no cursor.
+    let (p1, v1) = listed(a, "?limit=2").await;
+    let cursor = v1["next_cursor"].as_str().unwrap().to_string();
+    let (p2, v2) = listed(b, &format!("?limit=2&cursor={cursor}")).await;
+    assert!(v2["next_cursor"].is_null(), "{v2}");
+    assert_eq!([p1, p2].concat(), newest_first);
+
+    for (q, want) in [
+        ("?label=team%3Dinfra", vec![ids[0].clone()]),
+        ("?label=team=infra&label=ci=1", vec![ids[0].clone()]),
+        ("?label=team=infra&label=ci=2", vec![]),
+        ("?label=team=web", vec![ids[1].clone()]),
+        (
+            "?phase=finished&status=completed&agent=general",
+            newest_first.clone(),
+        ),
+        ("?phase=running", vec![]),
+        ("?status=error", vec![]),
+        ("?agent=reviewer", vec![]),
+    ] {
+        assert_eq!(listed(a, q).await.0, want, "{q}");
+    }
+    let after = v["sessions"][1]["created_at"].as_str().unwrap().to_string();
+    let (newer, _) = listed(a, &format!("?created_after={}", after.replace('+', "%2B"))).await;
+    assert_eq!(newer, vec![ids[2].clone()]);
+    for q in [
+        "?limit=0",
+        "?label=x",
+        "?sort=asc",
+        "?cursor=zz",
+        "?created_after=today",
+    ] {
+        let (st, v) = a.get(&format!("/v1/sessions{q}")).await;
+        assert_eq!(st, 400, "{q}: {v}");
+    }
+    // Another token's list has only its own.
+    let (other, _) = listed(&a.as_token("other-token"), "").await;
+    assert_eq!(other, vec![theirs.clone()]);
+
+    // Delete: not another token's, not while running; then gone everywhere.
+    let gone = format!("/v1/sessions/{}", ids[0]);
+    assert_eq!(del(&a.as_token("other-token"), &gone).await, 404);
+    let (st, v) = a
+        .post(
+            "/v1/sessions",
+            json!({"prompt": "slow job", "workspace": "mine"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let slow = v["id"].as_str().unwrap().to_string();
+    assert_eq!(del(b, &format!("/v1/sessions/{slow}")).await, 409);
+    assert_eq!(del(a, &gone).await, 204);
+    assert_eq!(b.get(&gone).await.0, 404);
+    assert_eq!(del(b, &gone).await, 404);
+    a.finished(&slow).await;
+    assert_eq!(del(b, &format!("/v1/sessions/{slow}")).await, 204);
+    let (left, _) = listed(b, "").await;
+    assert_eq!(left, vec![ids[2].clone(), ids[1].clone()]);
     h.assert_strict_ok();
 }

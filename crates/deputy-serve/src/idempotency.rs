@@ -137,6 +137,16 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// Forget `token`'s keys that made or continued `session` (it was deleted).
+    pub(crate) fn forget(&self, token: Option<usize>, session: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|(t, _, _), s| {
+            !(*t == token && matches!(s, Slot::Done { session: x, .. } if x == session))
+        });
+    }
+}
+
 /// A key held while its first request is handled.
 pub(crate) struct Reservation<'a> {
     keys: &'a Keys,

@@ -9,12 +9,15 @@
 //! built from the request and response types.
 
 mod api;
+mod clock;
 pub mod cluster;
 mod drain;
 mod events;
 mod idempotency;
+mod list;
 mod openapi;
 mod owners;
+mod prepare;
 pub mod problem;
 mod repo;
 pub mod store;
@@ -202,8 +205,8 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
     });
     let limit = app.opts.body_limit;
     let v1 = Router::new()
-        .route("/v1/sessions", post(api::create))
-        .route("/v1/sessions/{id}", get(api::status))
+        .route("/v1/sessions", post(api::create).get(list::list))
+        .route("/v1/sessions/{id}", get(api::status).delete(list::delete))
         .route("/v1/sessions/{id}/events", get(events::events))
         .route("/v1/sessions/{id}/messages", post(api::message))
         .route("/v1/sessions/{id}/cancel", post(api::cancel))

@@ -74,6 +74,24 @@ fn accepted(schema: Value) -> (String, Value) {
                 "CancelSession": link("cancelSession"),
                 "ListApprovals": link("listApprovals"),
                 "ContinueSession": link("continueSession"),
+                "DeleteSession": link("deleteSession"),
+            }
+        }),
+    )
+}
+
+/// The 200 of the session list, with links from its first session to what can be done with it.
+fn listed(schema: Value) -> (String, Value) {
+    let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/sessions/0/id"}});
+    (
+        "200".into(),
+        json!({
+            "description": "a page of sessions; next_cursor fetches the next",
+            "content": {"application/json": {"schema": schema}},
+            "links": {
+                "GetSession": link("getSession"),
+                "SessionEvents": link("sessionEvents"),
+                "DeleteSession": link("deleteSession"),
             }
         }),
     )
@@ -171,6 +189,22 @@ fn for_generators(v: &mut Value) {
     }
 }
 
+/// The query parameters of `GET /v1/sessions`.
+fn list_parameters() -> Value {
+    let q = |name: &str, schema: Value, what: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": what});
+    json!([
+        q("phase", json!({"type": "string", "enum": ["queued", "running", "finished"]}), "only sessions in this phase"),
+        q("status", json!({"type": "string", "enum": ["completed", "max_steps", "timeout", "budget", "denied", "cancelled", "error"]}), "only sessions whose last run ended so"),
+        q("agent", json!({"type": "string"}), "only sessions of this agent"),
+        {"name": "label", "in": "query", "required": false, "style": "form", "explode": true,
+         "schema": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_./:-]{1,64}=.*$"}},
+         "description": "KEY=VALUE, repeatable: only sessions whose metadata has every one", "example": ["team=infra"]},
+        q("created_after", json!({"type": "string", "format": "date-time"}), "only sessions made after this time (RFC 3339)"),
+        q("cursor", json!({"type": "string"}), "the next_cursor of the previous page"),
+        q("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}), "sessions per page"),
+    ])
+}
+
 /// The document.
 pub fn build() -> Value {
     let mut doc = document_as_written();
@@ -189,6 +223,7 @@ fn document_as_written() -> Value {
     let pending = c.of::<PendingApproval>();
     let agent = c.of::<AgentView>();
     let health = c.of::<Health>();
+    let list = c.of::<crate::list::SessionList>();
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let call =
         json!({"name": "call_id", "in": "path", "required": true, "schema": {"type": "string"}});
@@ -249,7 +284,15 @@ fn document_as_written() -> Value {
             {"name": "server", "description": "health and this document"}
         ],
         "paths": {
-            "/v1/sessions": {"post": {
+            "/v1/sessions": {"get": {
+                "operationId": "listSessions", "tags": ["sessions"],
+                "summary": "The token's sessions, newest first, a page at a time",
+                "parameters": list_parameters(),
+                "responses": with(vec![
+                    listed(list),
+                    problem(&p, "400", "a parameter is not usable (the detail names it)"),
+                ])
+            }, "post": {
                 "operationId": "createSession", "tags": ["sessions"],
                 "summary": "Start a session of an agent on a task",
                 "parameters": [idem.clone()],
@@ -269,6 +312,15 @@ fn document_as_written() -> Value {
                 "summary": "A session's state, result, usage and cost",
                 "parameters": [id],
                 "responses": with(vec![ok("200", "the session", view), problem(&p, "404", "no such session")])
+            }, "delete": {
+                "operationId": "deleteSession", "tags": ["sessions"],
+                "summary": "Forget a finished session: its record, events, journal and scratch clone",
+                "parameters": [id],
+                "responses": with(vec![
+                    ("204".into(), json!({"description": "deleted"})),
+                    problem(&p, "404", "no such session"),
+                    problem(&p, "409", "the session is queued or running; cancel it first"),
+                ])
             }},
             "/v1/sessions/{id}/events": {"get": {
                 "operationId": "sessionEvents", "tags": ["sessions"],

@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub finished_at: Option<std::time::Instant>,
     /// For a cloned repository: its change after the last run, as a unified diff.
     pub patch: Option<String>,
+    /// Deleted: no further run may begin.
+    pub deleted: bool,
 }
 
 /// One session of the server.
@@ -71,6 +73,10 @@ pub struct Entry {
     pub owner: Option<usize>,
     /// The scratch clone the session works in (`repo`), removed with the entry.
     pub repo_dir: Option<std::path::PathBuf>,
+    /// When it was made (microseconds since the epoch).
+    pub created_us: i64,
+    /// The client's labels.
+    pub metadata: crate::list::Metadata,
     pub(crate) state: Mutex<State>,
     /// The number of events so far (SSE readers wait on it).
     pub(crate) count: watch::Sender<usize>,
@@ -85,12 +91,15 @@ impl Entry {
         agent: String,
         owner: Option<usize>,
         repo_dir: Option<std::path::PathBuf>,
+        metadata: crate::list::Metadata,
     ) -> Arc<Entry> {
         Arc::new(Entry {
             id,
             agent,
             owner,
             repo_dir,
+            created_us: crate::clock::now_us(),
+            metadata,
             state: Mutex::new(State {
                 phase: Phase::Queued,
                 events: Vec::new(),
@@ -98,6 +107,7 @@ impl Entry {
                 approvals: Vec::new(),
                 finished_at: None,
                 patch: None,
+                deleted: false,
             }),
             count: watch::channel(0).0,
             cancel: Mutex::new(CancellationToken::new()),
@@ -114,10 +124,11 @@ impl Entry {
         }
     }
 
-    /// Queue the next run if the last one has finished; `false` if a run is queued or going.
+    /// Queue the next run if the last one has finished; `false` if a run is queued or going,
+    /// or the session was deleted.
     pub(crate) fn begin_next(&self) -> bool {
         self.state.lock().is_ok_and(|mut st| {
-            let finished = st.phase == Phase::Finished;
+            let finished = st.phase == Phase::Finished && !st.deleted;
             if finished {
                 st.phase = Phase::Queued;
             }
@@ -169,6 +180,39 @@ impl Registry {
         if let Ok(mut m) = self.entries.lock() {
             m.insert(e.id.clone(), e);
         }
+    }
+
+    /// The sessions `owner` made.
+    pub(crate) fn owned_by(&self, owner: Option<usize>) -> Vec<Arc<Entry>> {
+        self.entries
+            .lock()
+            .map(|m| m.values().filter(|e| e.owner == owner).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Remove session `id` of `owner` if it is finished (its scratch clone goes with it); a
+    /// run cannot begin on it afterwards (see [`Entry::begin_next`]).
+    pub(crate) fn remove_finished(&self, id: &str, owner: Option<usize>) -> crate::list::Deleted {
+        use crate::list::Deleted;
+        let Ok(mut m) = self.entries.lock() else {
+            return Deleted::Missing;
+        };
+        let Some(e) = m.get(id).filter(|e| e.owner == owner).cloned() else {
+            return Deleted::Missing;
+        };
+        let Ok(mut st) = e.state.lock() else {
+            return Deleted::Missing;
+        };
+        if st.phase != Phase::Finished {
+            return Deleted::Busy;
+        }
+        st.deleted = true;
+        drop(st);
+        m.remove(id);
+        if let Some(dir) = &e.repo_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Deleted::Yes
     }
 
     /// Sessions queued or running.

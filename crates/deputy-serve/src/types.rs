@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::list::Metadata;
 use crate::store::Phase;
 
 /// Limits for one session (each bounded as on the command line).
@@ -39,6 +40,11 @@ pub struct CreateSession {
     pub limits: Option<LimitsIn>,
     /// A JSON Schema the final answer must match.
     pub output_schema: Option<Value>,
+    /// Labels for finding the session again (`GET /v1/sessions?label=KEY=VALUE`): at most 16,
+    /// keys 1 to 64 of `A-Z a-z 0-9 _ . - / :`, values at most 256 characters.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub metadata: Metadata,
 }
 
 /// A session was accepted.
@@ -84,6 +90,11 @@ pub struct SessionView {
     pub pending_approvals: usize,
     /// For a `repo` session: its change as a unified diff, after each run.
     pub patch: Option<String>,
+    /// When it was made (RFC 3339, UTC).
+    #[schemars(extend("format" = "date-time"))]
+    pub created_at: String,
+    /// The labels it was made with.
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -38,13 +38,13 @@ pub(crate) async fn create(
 ) -> Result<Accepted, Problem> {
     let fingerprint = crate::idempotency::fingerprint(&req);
     // Checked here so a bad request is told at once; the worker that runs it checks again.
-    let p = crate::api::prepare(app, &req).await?;
-    if let crate::api::Place::Dir(d) = &p.place {
+    let p = crate::prepare::prepare(app, &req).await?;
+    if let crate::prepare::Place::Dir(d) = &p.place {
         app.claim(d, owner).await?;
     }
     let owner = app.owner_key(owner);
     let mut stored = req;
-    if let crate::api::Place::Dir(d) = &p.place {
+    if let crate::prepare::Place::Dir(d) = &p.place {
         stored.workspace = Some(d.display().to_string());
     }
     stored.agent = Some(p.agent.name.clone());
@@ -98,11 +98,19 @@ pub(crate) async fn status(
     let row = c.row(id, owner.as_deref()).await?.ok_or_else(|| gone(id))?;
     let mut v = row
         .outcome
-        .and_then(|o| serde_json::from_value::<SessionView>(o).ok())
+        .and_then(|mut o| {
+            // The row has these (an outcome recorded before they were in the view lacks them).
+            let fields = o.as_object_mut()?;
+            fields.insert("created_at".into(), "".into());
+            fields.insert("metadata".into(), serde_json::json!({}));
+            serde_json::from_value::<SessionView>(o).ok()
+        })
         .unwrap_or_else(|| crate::api::view(id, &row.agent, Phase::Queued, None, 0, None));
     v.phase = phase_of(&row.phase);
     v.pending_approvals = usize::try_from(row.pending).unwrap_or(0);
     v.patch = row.patch;
+    v.created_at = crate::clock::format(row.created_us);
+    v.metadata = row.metadata;
     Ok(Json(v))
 }
 

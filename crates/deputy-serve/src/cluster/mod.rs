@@ -13,6 +13,7 @@
 pub(crate) mod api;
 mod events;
 mod idempotency;
+mod list;
 mod notify;
 mod worker;
 mod writer;
@@ -82,6 +83,8 @@ pub(crate) struct SessionRow {
     pub outcome: Option<Value>,
     pub patch: Option<String>,
     pub pending: i64,
+    pub created_us: i64,
+    pub metadata: crate::list::Metadata,
 }
 
 /// What became of a request to queue a session.
@@ -284,7 +287,9 @@ impl Cluster {
     ) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
             "SELECT agent, phase, outcome::text AS outcome, patch, \
-               (SELECT count(*) FROM deputy_approvals a WHERE a.session_id = s.id AND a.answer IS NULL) AS pending \
+               (SELECT count(*) FROM deputy_approvals a WHERE a.session_id = s.id AND a.answer IS NULL) AS pending, \
+               (extract(epoch FROM created_at) * 1000000)::bigint AS created_us, \
+               (request->'metadata')::text AS metadata \
              FROM deputy_sessions s WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
         )
         .bind(id)
@@ -299,6 +304,8 @@ impl Cluster {
             outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
             patch: r.try_get("patch")?,
             pending: r.try_get("pending")?,
+            created_us: r.try_get("created_us")?,
+            metadata: list::metadata_of(r.try_get("metadata")?),
         }))
     }
 

@@ -64,3 +64,6 @@ CREATE TABLE IF NOT EXISTS deputy_idempotency (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (owner, scope, key)
 );
+
+-- GET /v1/sessions: a token's sessions, newest first.
+CREATE INDEX IF NOT EXISTS deputy_sessions_list ON deputy_sessions (owner, created_at DESC, id DESC);

@@ -17,7 +17,8 @@ use super::notify::wait;
 use super::writer::Record;
 use super::{Cluster, Job, MAX_ATTEMPTS};
 use crate::App;
-use crate::api::{AnswerIn, CreateSession, Place, Start};
+use crate::api::{AnswerIn, CreateSession};
+use crate::prepare::{Place, Start};
 use crate::problem::Problem;
 use crate::store::{PendingApproval, Phase};
 
@@ -197,11 +198,11 @@ async fn run_claimed(
     } else {
         prompt.clone()
     };
-    let p = crate::api::prepare(app, &req).await?;
+    let p = crate::prepare::prepare(app, &req).await?;
     let ws = match &p.place {
         Place::Dir(d) => d.clone(),
         Place::Repo(r) => {
-            let dir = crate::repo::clone(r, &app.opts.roots, &crate::api::scratch(app)).await?;
+            let dir = crate::repo::clone(r, &app.opts.roots, &crate::prepare::scratch(app)).await?;
             *scratch = Some(dir.clone());
             if let Some(patch) = job.patch.as_deref().filter(|p| !p.is_empty()) {
                 crate::repo::apply(&dir, patch).await.map_err(fail)?;
@@ -233,7 +234,7 @@ async fn run_claimed(
         c: c.clone(),
         id: job.id.clone(),
     });
-    let mut session = crate::api::make_session(app, &p, ws.clone(), approver, start).await?;
+    let mut session = crate::prepare::make_session(app, &p, ws.clone(), approver, start).await?;
     session.set_cancel_token(cancel.clone());
     session.set_mirror(
         c.writer
