@@ -515,6 +515,10 @@ pub struct ServeArgs {
     /// Keep it under the grace period of what stops the process (Kubernetes: 30 s).
     #[arg(long = "drain", value_name = "SECONDS", default_value_t = 20.0)]
     pub drain_s: f64,
+    /// An origin whose browser pages may call the API, e.g. https://app.example.com
+    /// (repeatable; `*` for any). Requests still need a bearer token
+    #[arg(long = "cors", value_name = "ORIGIN")]
+    pub cors: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -195,6 +195,76 @@ async fn cancel_stops_a_running_session() {
     h.assert_strict_ok();
 }
 
+/// `--cors ORIGIN`: a browser page on that origin gets its preflight answered (before
+/// authentication, as browsers send it without the token) and may read the answers; another
+/// origin gets no CORS headers; the token is still required. A malformed origin stops start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_the_named_origins_call_the_api() {
+    let h = Harness::yaml("steps:\n  - text: ok\n").await;
+    let out = h.run(&["serve", "--cors", "app.example.com"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cors app.example.com"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = start(&h, &["--cors", "https://app.example.com"], Some("tok")).await;
+    let preflight = |origin: &'static str| {
+        s.http
+            .request(reqwest::Method::OPTIONS, format!("{}/v1/sessions", s.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let r = preflight("https://app.example.com").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let hv = |r: &reqwest::Response, k: &str| {
+        r.headers()
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_lowercase())
+    };
+    assert_eq!(
+        hv(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    let allowed = hv(&r, "access-control-allow-headers").unwrap_or_default();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("idempotency-key"),
+        "{allowed}"
+    );
+    assert!(
+        hv(&r, "access-control-allow-methods")
+            .unwrap_or_default()
+            .contains("delete")
+    );
+    let r = preflight("https://evil.example").await.unwrap();
+    assert_eq!(hv(&r, "access-control-allow-origin"), None);
+    // The real request: readable from the origin, still authenticated.
+    let r = s
+        .req(reqwest::Method::GET, "/v1/sessions")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        hv(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    let r = s
+        .http
+        .get(format!("{}/v1/sessions", s.url))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_rate_limit_body_cap_and_roots() {
     let h = Harness::yaml("steps:\n  - text: ok\n").await;

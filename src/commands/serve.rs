@@ -49,6 +49,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         auto_approve: args.session.auto_approve,
         retention: std::time::Duration::from_secs(args.retention_s.max(1)),
         cluster: None,
+        cors: args.cors.clone(),
         drain: std::time::Duration::try_from_secs_f64(args.drain_s)
             .ok()
             .filter(|d| d.as_secs() <= 3600)

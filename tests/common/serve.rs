@@ -578,9 +578,9 @@ async fn del(s: &Server, path: &str) -> u16 {
     r.status().as_u16()
 }
 
-/// The mock script for [`finding_sessions`]: every job answers at once, a `slow` one after a
-/// while.
-pub const FINDING: &str = "steps:\n  - text: done\nrepeat_last: true\nroutes:\n  - when: {last_user_contains: \"slow\"}\n    repeat_last: true\n    steps:\n      - text: slow done\n        delay_ms: 2500\n";
+/// The mock script for [`finding_sessions`]: every job answers at once, a `slow` one runs a
+/// command and answers after a while.
+pub const FINDING: &str = "steps:\n  - text: done\nrepeat_last: true\nroutes:\n  - when: {last_user_contains: \"slow\"}\n    steps:\n      - tool_calls:\n          - {name: bash, arguments: {command: \"echo hi\"}}\n      - text: slow done\n        delay_ms: 2500\n";
 
 /// `GET /v1/sessions` lists a token's own sessions newest first, pages them without repeats,
 /// filters by phase, status, agent, labels and time; `metadata` is kept and checked;
@@ -692,6 +692,25 @@ pub async fn finding_sessions(h: &Harness, a: &Server, b: &Server) {
         .await;
     assert_eq!(st, 202, "{v}");
     let slow = v["id"].as_str().unwrap().to_string();
+    // While it runs, GET shows its turns and usage so far.
+    let t0 = Instant::now();
+    let running = loop {
+        let (_, v) = b.get(&format!("/v1/sessions/{slow}")).await;
+        if v["num_turns"] == 1 {
+            break v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no progress shown: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(running["phase"], "running", "{running}");
+    assert!(
+        running["usage"]["input_tokens"].as_u64().unwrap() > 0,
+        "{running}"
+    );
+    assert!(running["result"].is_null(), "{running}");
     assert_eq!(del(b, &format!("/v1/sessions/{slow}")).await, 409);
     assert_eq!(del(a, &gone).await, 204);
     assert_eq!(b.get(&gone).await.0, 404);

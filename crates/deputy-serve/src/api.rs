@@ -243,6 +243,9 @@ pub(crate) async fn status(
     );
     v.created_at = crate::clock::format(e.created_us);
     v.metadata = e.metadata.clone();
+    if st.phase == Phase::Running {
+        st.progress.show(&mut v);
+    }
     Ok(Json(v))
 }
 

@@ -11,6 +11,7 @@
 mod api;
 mod clock;
 pub mod cluster;
+mod cors;
 mod drain;
 mod events;
 mod idempotency;
@@ -71,6 +72,8 @@ pub struct ServeOptions {
     /// How long runs in flight get to end once the server is told to stop, before they are
     /// handed over (shared store) or cancelled (embedded).
     pub drain: std::time::Duration,
+    /// Origins whose browser pages may call the API (`--cors`; `*` for any).
+    pub cors: Vec<String>,
 }
 
 /// Why the server cannot start or stopped.
@@ -81,6 +84,8 @@ pub enum ServeError {
          Set DEPUTY_SERVE_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
     )]
     NoToken(SocketAddr),
+    #[error("{0}")]
+    Cors(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -145,6 +150,7 @@ pub fn check(addr: SocketAddr, opts: &ServeOptions) -> Result<(), ServeError> {
     if opts.tokens.is_empty() && !addr.ip().is_loopback() {
         return Err(ServeError::NoToken(addr));
     }
+    cors::layer(&opts.cors).map_err(ServeError::Cors)?;
     Ok(())
 }
 
@@ -225,6 +231,11 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app.clone());
+    // Outermost: a preflight is answered before authentication (`check` refused bad origins).
+    let router = match cors::layer(&app.opts.cors) {
+        Ok(Some(cors)) => router.layer(cors),
+        _ => router,
+    };
     (router, app)
 }
 

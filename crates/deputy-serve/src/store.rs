@@ -51,6 +51,43 @@ impl From<&ApprovalRequest> for PendingApproval {
     }
 }
 
+/// A session's model turns so far, counted from its own `turn.completed` events (its
+/// subagents' are in the outcome once the run ends): what `GET` shows while a run goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Progress {
+    pub turns: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
+}
+
+impl Progress {
+    fn add(&mut self, session: &str, e: &Event) {
+        if let deputy_runtime::EventKind::TurnCompleted {
+            usage, cost_usd, ..
+        } = &e.kind
+            && e.session_id == session
+        {
+            self.turns += 1;
+            self.input_tokens += usage.input_tokens;
+            self.output_tokens += usage.output_tokens;
+            if let Some(c) = cost_usd {
+                self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + c);
+            }
+        }
+    }
+
+    /// Show these figures in `v` (a run is going: they are newer than the last outcome's).
+    pub(crate) fn show(&self, v: &mut crate::types::SessionView) {
+        v.num_turns = Some(self.turns);
+        v.usage = Some(crate::types::UsageView {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+        });
+        v.cost_usd = self.cost_usd.or(v.cost_usd);
+    }
+}
+
 pub(crate) struct State {
     pub phase: Phase,
     /// Every event of the session and its subagents, in order; an event's SSE id is its index.
@@ -63,6 +100,7 @@ pub(crate) struct State {
     pub patch: Option<String>,
     /// Deleted: no further run may begin.
     pub deleted: bool,
+    pub progress: Progress,
 }
 
 /// One session of the server.
@@ -108,6 +146,7 @@ impl Entry {
                 finished_at: None,
                 patch: None,
                 deleted: false,
+                progress: Progress::default(),
             }),
             count: watch::channel(0).0,
             cancel: Mutex::new(CancellationToken::new()),
@@ -118,6 +157,7 @@ impl Entry {
     /// Record an event (the session's sink).
     pub(crate) fn push(&self, e: &Event) {
         if let Ok(mut st) = self.state.lock() {
+            st.progress.add(&self.id, e);
             st.events.push(Arc::new(e.clone()));
             let n = st.events.len();
             self.count.send_replace(n);

@@ -107,6 +107,9 @@ pub(crate) async fn status(
         })
         .unwrap_or_else(|| crate::api::view(id, &row.agent, Phase::Queued, None, 0, None));
     v.phase = phase_of(&row.phase);
+    if v.phase == Phase::Running {
+        c.progress(id).await?.show(&mut v);
+    }
     v.pending_approvals = usize::try_from(row.pending).unwrap_or(0);
     v.patch = row.patch;
     v.created_at = crate::clock::format(row.created_us);

@@ -1,4 +1,5 @@
-//! Listing and deleting sessions on the shared store (see [`crate::list`]).
+//! Listing and deleting sessions on the shared store (see [`crate::list`]), and a running
+//! session's progress.
 
 use sqlx::Row;
 
@@ -22,6 +23,27 @@ fn phase_name(p: Phase) -> &'static str {
 }
 
 impl Cluster {
+    /// Session `id`'s model turns so far (see [`crate::store::Progress`]).
+    pub(crate) async fn progress(&self, id: &str) -> Result<crate::store::Progress, StoreError> {
+        let (turns, input, output, cost): (i64, i64, i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), \
+               coalesce(sum((event->'usage'->>'input_tokens')::bigint), 0)::bigint, \
+               coalesce(sum((event->'usage'->>'output_tokens')::bigint), 0)::bigint, \
+               sum((event->>'cost_usd')::float8) \
+             FROM deputy_events \
+             WHERE session_id = $1 AND event->>'type' = 'turn.completed' AND event->>'session_id' = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(crate::store::Progress {
+            turns: u32::try_from(turns).unwrap_or(u32::MAX),
+            input_tokens: u64::try_from(input).unwrap_or(0),
+            output_tokens: u64::try_from(output).unwrap_or(0),
+            cost_usd: cost,
+        })
+    }
+
     /// `owner`'s sessions that `f` admits, newest first, at most `f.limit + 1`.
     pub(crate) async fn list(
         &self,
