@@ -178,11 +178,17 @@ steps:
         .collect();
     assert_eq!(events[0]["type"], "session.started");
     assert_eq!(events[0]["resumed"], true);
+    // Only the command had started: it is interrupted; the read after it never started, so
+    // it runs now (and is recorded as starting).
     let interrupted: Vec<&Value> = of_type(&events, "tool.completed")
         .into_iter()
         .filter(|e| e["metadata"]["interrupted"] == true)
         .collect();
-    assert_eq!(interrupted.len(), 2, "{events:#?}");
+    assert_eq!(interrupted.len(), 1, "{events:#?}");
+    assert_eq!(interrupted[0]["tool"], "bash");
+    let started: Vec<&Value> = of_type(&events, "tool.started");
+    assert_eq!(started.len(), 1, "{events:#?}");
+    assert_eq!(started[0]["tool"], "read");
     assert_eq!(events.last().unwrap()["type"], "session.finished");
 
     h.assert_strict_ok();
@@ -193,7 +199,47 @@ steps:
     let msgs = shape(&h.mock.requests().last().unwrap().body);
     let tools: Vec<&(String, String)> = msgs.iter().filter(|m| m.0 == "tool").collect();
     assert_eq!(tools.len(), 2);
-    assert!(tools.iter().all(|t| t.1.contains("was interrupted")));
+    assert!(tools[0].1.contains("was interrupted"), "{tools:?}");
+    assert!(!tools[1].1.contains("was interrupted"), "{tools:?}");
+}
+
+/// A run cut off after the model's final answer was recorded (before `session.finished`)
+/// ends with that answer when resumed: the model is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_on_record_ends_a_cut_off_run() {
+    let h =
+        Harness::yaml("steps:\n  - text: \"The answer on record.\"\n  - text: never asked\n").await;
+    let out = h.run(&["run", "answer me"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let id = h.only_session();
+    // What a kill between the answer and the end leaves: the journal up to the answer.
+    let path = h.home.join("state/sessions").join(&id).join("events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.contains("\"type\":\"session.finished\""))
+        .collect();
+    assert!(kept.last().unwrap().contains("turn.completed"), "{kept:?}");
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let before = h.mock.requests().len();
+
+    let out = h.run(&["resume", &id, "--output-format", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["result"], "The answer on record.", "{v}");
+    assert_eq!(h.mock.requests().len(), before, "the model was asked again");
+    let after = h.journal(&id);
+    assert_eq!(of_type(&after, "session.finished").len(), 1);
+    // A finished session resumed without a prompt still goes on (the model is asked).
+    let out = h.run(&["resume", &id, "--output-format", "json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "never asked", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -578,6 +578,9 @@ async fn sigterm_drains_then_cancels_what_is_still_running() {
     );
     assert!(!h.ws.join("slow/slept.txt").exists());
     assert!(h.ws.join("quick/slept.txt").exists());
+    // A cancelled run starts nothing more: the write after the slow command never ran.
+    assert!(h.ws.join("quick/after.txt").exists());
+    assert!(!h.ws.join("slow/after.txt").exists());
     let events = h.journal(&ids[1]);
     let end = common::of_type(&events, "session.finished");
     assert_eq!(end.len(), 1, "{events:?}");

@@ -184,7 +184,7 @@ async fn two_workers_run_a_hundred_sessions_each_exactly_once() {
 
 /// SIGTERM to a worker: what finishes within `--drain` finishes there; what does not is handed
 /// over at once (not when its 60 s lease runs out) and resumed by the other worker, its
-/// interrupted command not run again.
+/// interrupted command not run again and the call after it (never started) run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_hands_running_sessions_over_without_waiting_for_the_lease() {
     let Some(pg) = common::postgres::start() else {
@@ -219,6 +219,17 @@ async fn sigterm_hands_running_sessions_over_without_waiting_for_the_lease() {
     assert!(slow.is_empty() || slow == "ran\n", "{slow:?}");
     assert!(h.ws.join("quick/slept.txt").exists());
     assert!(!h.ws.join("slow/slept.txt").exists());
+    // The write after the slow command had not started when it was handed over: the worker
+    // that took it over ran it.
+    for d in ["quick", "slow"] {
+        assert_eq!(
+            std::fs::read_to_string(h.ws.join(d).join("after.txt"))
+                .ok()
+                .as_deref(),
+            Some("after"),
+            "{d}"
+        );
+    }
     assert!(
         common::processes_with("sleep 62.41").is_empty(),
         "the slow command survived"
@@ -290,9 +301,10 @@ async fn a_worker_killed_mid_session_loses_nothing_and_runs_no_tool_twice() {
     let Some(pg) = common::postgres::start() else {
         return;
     };
-    // Each session's command notes that it ran, then takes long enough to be cut off.
+    // Each session's command notes that it ran, then takes long enough to be cut off; the
+    // write after it (the same response) never starts on the killed worker.
     let h = Harness::yaml(
-        "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep 5; echo slept >> ran.log\"}}\n  - text: finished after all\n",
+        "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep 5; echo slept >> ran.log\"}}\n      - {name: write, arguments: {path: after.txt, content: written}}\n  - text: finished after all\n",
     )
     .await;
     let flags = ["--max-sessions", "4", "--lease", "2", "--auto-approve"];
@@ -327,13 +339,17 @@ async fn a_worker_killed_mid_session_loses_nothing_and_runs_no_tool_twice() {
         } else {
             assert_eq!(log, "ran\nslept\n", "session {i}");
         }
+        // The call that never started was run by the worker that took over (exactly once:
+        // the write tool refuses nothing here, and its result is not an interruption).
+        let after = std::fs::read_to_string(h.ws.join(format!("s{i}/after.txt")));
+        assert_eq!(after.ok().as_deref(), Some("written"), "session {i}");
     }
     assert!(interrupted >= 4, "only {interrupted} sessions were cut off");
     // The model was told the cut-off calls were interrupted, and was never asked to make them
     // again: one call per session, and its one result is either the output or the notice.
     h.assert_strict_ok();
     let results = results_per_call(&h);
-    assert_eq!(results.len(), 10, "{results:?}");
+    assert_eq!(results.len(), 20, "{results:?}");
     let notices = results
         .values()
         .filter(|r| r.iter().all(|c| c.contains("interrupted")))

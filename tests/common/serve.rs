@@ -69,7 +69,9 @@ fn accepted(answers: &[(u16, Value)], n: usize) -> Vec<String> {
 /// A session that tries to read tenant A's file from wherever it is, and says where it is.
 pub const PEEK: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"cat ../a/secret.txt 2>&1; echo pwd=$PWD\"}}\n  - text: looked\n";
 
-pub const DELAYED: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep $(cat delay) && echo slept > slept.txt\"}}\n  - text: finished\n";
+/// A command that takes `delay` seconds, then (in the same response) a write that cannot start
+/// before it ends.
+pub const DELAYED: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep $(cat delay) && echo slept > slept.txt\"}}\n      - {name: write, arguments: {path: after.txt, content: after}}\n  - text: finished\n";
 
 /// With [`DELAYED`]: a session in each of `dirs` (name, delay), once every command is running;
 /// their ids. Each delay must be unique among the running processes of the machine.

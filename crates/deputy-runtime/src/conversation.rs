@@ -152,10 +152,23 @@ impl Conversation {
         &mut self,
         content: impl Fn(&PendingCall) -> String,
     ) -> Vec<(PendingCall, String)> {
-        let closed = std::mem::take(&mut self.pending);
+        self.close_pending_if(|_| true, content)
+    }
+
+    /// Answer the pending calls `which` selects with `content(call)`; the others stay
+    /// pending. Returns the calls closed, with the result each got, in order.
+    pub fn close_pending_if(
+        &mut self,
+        which: impl Fn(&PendingCall) -> bool,
+        content: impl Fn(&PendingCall) -> String,
+    ) -> Vec<(PendingCall, String)> {
+        let (closed, kept) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|c| which(c));
+        self.pending = kept;
         closed
             .into_iter()
-            .map(|c| {
+            .map(|c: PendingCall| {
                 let text = content(&c);
                 self.messages
                     .push(Message::tool(c.id.clone(), text.clone()));

@@ -131,6 +131,19 @@ impl Session {
                 .filter(|p| matches!(p.verdict, Verdict::Run { .. }))
                 .map(|p| p.call.id.clone())
                 .collect();
+            // On record before anything runs: a call without this event never started.
+            for p in batch
+                .iter()
+                .filter(|p| matches!(p.verdict, Verdict::Run { .. }))
+            {
+                self.emit(EventKind::ToolStarted {
+                    call_id: p.call.id.clone(),
+                    tool: p.call.name.clone(),
+                });
+            }
+            if self.cancel.is_cancelled() {
+                return Some(Status::Cancelled);
+            }
             let (futures, batch): (Vec<BoxFuture<'static, (ToolResult, Duration)>>, Vec<_>) = batch
                 .into_iter()
                 .map(|p| {

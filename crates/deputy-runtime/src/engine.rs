@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::event::{CompactTrigger, EventKind, Status};
 use crate::options::Outcome;
 use crate::prompt;
-use crate::rebuild::INTERRUPTED_RESULT;
+use crate::rebuild::{INTERRUPTED_RESULT, NOT_RUN_RESULT};
 use crate::session::{RunState, Session};
 use crate::turn::TurnError;
 
@@ -79,32 +79,98 @@ impl Session {
 
     async fn run_inner(&mut self, prompt: Option<String>) -> Outcome {
         let started = Instant::now();
-        self.begin_run();
-        let first = match prompt {
-            Some(p) => Some(p),
-            // A resume without new instructions continues where the conversation stands.
-            None if !matches!(
-                self.conversation.messages().last(),
-                Some(deputy_llm::Message::User { .. } | deputy_llm::Message::Tool { .. })
-            ) =>
-            {
-                Some("Continue.".to_string())
+        let cut_off = self.begin_run();
+        // Calls the last run decided on but never started: a resume that just goes on runs
+        // them; new instructions replace them.
+        let waiting = self.never_started();
+        if !waiting.is_empty() {
+            if prompt.is_some() {
+                self.close_unrun();
+            } else if let Some(end) = self.run_calls(waiting).await {
+                return self.end(end, started).await;
             }
-            None => None,
-        };
-        let end = match first.map(|p| self.push_user(p)) {
-            Some(Err(e)) => End::Failed {
-                result: format!("internal error: {e}"),
-                error: e,
-            },
-            _ => self.turns().await,
+        }
+        let last = self.conversation.messages().last();
+        let end = match (prompt, last) {
+            (Some(p), _) => self.first_turns(p).await,
+            // The last run was cut off after the model's final answer was recorded: that
+            // answer ends the run (as it would have), instead of asking the model again.
+            (
+                None,
+                Some(deputy_llm::Message::Assistant {
+                    content,
+                    tool_calls,
+                    ..
+                }),
+            ) if cut_off && tool_calls.is_empty() => {
+                let text = content.as_deref().unwrap_or_default().trim().to_string();
+                let mut tries = 0;
+                match self.final_answer(text, &mut tries) {
+                    Some(end) => end,
+                    None => self.turns().await,
+                }
+            }
+            // A resume without new instructions continues where the conversation stands.
+            (None, Some(deputy_llm::Message::User { .. } | deputy_llm::Message::Tool { .. })) => {
+                self.turns().await
+            }
+            (None, _) => self.first_turns("Continue.".to_string()).await,
         };
         self.end(end, started).await
     }
 
+    /// Turns after the user message `p`.
+    async fn first_turns(&mut self, p: String) -> End {
+        match self.push_user(p) {
+            Err(e) => End::Failed {
+                result: format!("internal error: {e}"),
+                error: e,
+            },
+            Ok(()) => self.turns().await,
+        }
+    }
+
+    /// The pending calls (left by a cut-off run that never started them), as the model asked.
+    fn never_started(&self) -> Vec<deputy_llm::ToolCall> {
+        let pending = self.conversation.pending();
+        // Their message is the last assistant one (results of the interrupted calls follow it).
+        let asked = self
+            .conversation
+            .messages()
+            .iter()
+            .rev()
+            .find(|m| matches!(m, deputy_llm::Message::Assistant { .. }));
+        match asked {
+            Some(deputy_llm::Message::Assistant { tool_calls, .. }) => tool_calls
+                .iter()
+                .filter(|c| pending.iter().any(|p| p.id == c.id))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Close the never-started calls unrun: the resume brought new instructions.
+    fn close_unrun(&mut self) {
+        for (call, text) in self
+            .conversation
+            .close_pending(|_| NOT_RUN_RESULT.to_string())
+        {
+            self.emit(EventKind::ToolCompleted {
+                call_id: call.id,
+                tool: call.tool,
+                is_error: true,
+                output: text,
+                metadata: json!({"not_run": true}),
+                duration_ms: 0,
+            });
+        }
+    }
+
     /// The start of a run: its clock, `session.started` (now, so the sink attached by the
-    /// caller sees it), what a resume found, and the calls a crash left unanswered.
-    fn begin_run(&mut self) {
+    /// caller sees it), what a resume found, and the calls a crash left unanswered that may
+    /// have started (closed as interrupted). `true` when the journal's last run was cut off.
+    fn begin_run(&mut self) -> bool {
         let now = tokio::time::Instant::now();
         let timeout = self.opts.limits.timeout;
         // Saturating: a limit too far away to add is no deadline at all.
@@ -122,9 +188,15 @@ impl Session {
         for w in std::mem::take(&mut self.notices) {
             self.emit(EventKind::Warning { message: w });
         }
+        // A live session's pending calls (a cancelled run) may all have started; a resumed
+        // one's journal says which did.
+        let unsettled = self.unsettled.take();
+        let begun = |c: &crate::conversation::PendingCall| {
+            unsettled.as_ref().is_none_or(|u| u.begun.contains(&c.id))
+        };
         for (call, _) in self
             .conversation
-            .close_pending(|_| INTERRUPTED_RESULT.to_string())
+            .close_pending_if(begun, |_| INTERRUPTED_RESULT.to_string())
         {
             self.emit(EventKind::Warning {
                 message: format!(
@@ -141,6 +213,7 @@ impl Session {
                 duration_ms: 0,
             });
         }
+        unsettled.is_some_and(|u| u.cut_off)
     }
 
     fn emit_started(&mut self) {
@@ -165,6 +238,7 @@ impl Session {
             parent_session_id: self.opts.parent_session_id.clone(),
             resumed: self.resumed,
             limits: self.opts.limits.info(),
+            records_starts: true,
         });
     }
 

@@ -107,6 +107,10 @@ pub enum EventKind {
         resumed: bool,
         /// The limits in force.
         limits: LimitsInfo,
+        /// This process records `tool.started` before each call runs, so a resume can tell a
+        /// call that never started (false in journals written before it did).
+        #[serde(default)]
+        records_starts: bool,
     },
     /// A user message (the task, or more instructions on resume).
     #[serde(rename = "user.message")]
@@ -147,6 +151,10 @@ pub enum EventKind {
         by: DecidedBy,
         reason: Option<String>,
     },
+    /// The call is about to run: recorded before it starts, so a call without it never
+    /// started (a resume runs it; one with it and no result was interrupted, never run again).
+    #[serde(rename = "tool.started")]
+    ToolStarted { call_id: String, tool: String },
     /// The call's result (also for denied calls: the result is the denial).
     #[serde(rename = "tool.completed")]
     ToolCompleted {
@@ -280,6 +288,7 @@ impl EventKind {
             EventKind::MessageCompleted { .. } => "message.completed",
             EventKind::ToolRequested { .. } => "tool.requested",
             EventKind::ToolDecided { .. } => "tool.decided",
+            EventKind::ToolStarted { .. } => "tool.started",
             EventKind::ToolCompleted { .. } => "tool.completed",
             EventKind::TurnCompleted { .. } => "turn.completed",
             EventKind::SubagentStarted { .. } => "subagent.started",

@@ -3,8 +3,11 @@
 //! Only the session's own events count (those with the `session_id` of its first
 //! `session.started`): a subagent's events, should an older journal hold them, are its own
 //! ledger's business. The conversation is replayed through [`Conversation`], so it is
-//! well-formed whatever the journal holds; calls left without a result (deputy was killed while
-//! they ran) stay pending, for the resumed session to close: they are never run again.
+//! well-formed whatever the journal holds; calls left without a result stay pending, for the
+//! resumed session to settle: one that may have started (deputy was killed while it ran) is
+//! closed as interrupted and never run again; one that provably never started is run.
+
+use std::collections::HashSet;
 
 use deputy_llm::Usage;
 use serde_json::Value;
@@ -15,6 +18,10 @@ use crate::journal::JournalError;
 
 /// The text the model gets for a call that was cut off by a crash or a kill.
 pub const INTERRUPTED_RESULT: &str = "This tool call was interrupted: deputy stopped while it was running, so it may or may not have taken effect, in part or in whole. It has not been run again. Check the current state (read the files, list the directory, run a harmless command) before you decide whether to repeat it.";
+
+/// The text the model gets for a call that never started, when the session is resumed with
+/// new instructions instead of going on.
+pub const NOT_RUN_RESULT: &str = "This tool call was not run: the session stopped before it started, and was resumed with new instructions. Ask for it again if it is still needed.";
 
 /// A session rebuilt from its journal.
 #[derive(Debug, Clone)]
@@ -38,6 +45,12 @@ pub struct Rebuilt {
     pub warnings: Vec<String>,
     /// The task list as last written.
     pub todos: Vec<crate::todo::Todo>,
+    /// Pending calls that may have started (`tool.started` on record; in a journal from before
+    /// that event, an allowing `tool.decided`): closed as interrupted on resume. The other
+    /// pending calls provably never started.
+    pub begun: Vec<String>,
+    /// The last run has no `session.finished`: it was cut off (a crash, a kill, a lost lease).
+    pub cut_off: bool,
 }
 
 impl Rebuilt {
@@ -87,19 +100,36 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
         files_changed: Vec::new(),
         warnings: Vec::new(),
         todos: Vec::new(),
+        begun: Vec::new(),
+        cut_off: false,
     };
     let mut started = false;
+    // What says a call may have started, and whether the writer recorded starts at all.
+    let (mut ran, mut allowed, mut records_starts) = (HashSet::new(), HashSet::new(), false);
     for e in events.iter().filter(|e| e.session_id == own) {
         r.next_seq = r.next_seq.max(e.seq + 1);
+        r.cut_off = !matches!(e.kind, EventKind::SessionFinished { .. });
         match &e.kind {
+            EventKind::ToolStarted { call_id, .. } => {
+                ran.insert(call_id.clone());
+            }
+            EventKind::ToolDecided {
+                call_id,
+                allowed: true,
+                ..
+            } => {
+                allowed.insert(call_id.clone());
+            }
             EventKind::SessionStarted {
                 agent,
                 model,
                 system_prompt,
                 parent_session_id,
                 workspace,
+                records_starts: records,
                 ..
             } => {
+                records_starts = *records;
                 if !started {
                     started = true;
                     r.agent = agent.clone();
@@ -188,6 +218,13 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
             _ => {}
         }
     }
+    r.begun = r
+        .conversation
+        .pending()
+        .iter()
+        .filter(|p| ran.contains(&p.id) || (!records_starts && allowed.contains(&p.id)))
+        .map(|p| p.id.clone())
+        .collect();
     Ok(r)
 }
 
@@ -225,6 +262,11 @@ mod tests {
     }
 
     fn started(session: &str) -> Event {
+        started_by(session, false)
+    }
+
+    /// `session.started` of a writer that records `tool.started` (`records`) or not.
+    fn started_by(session: &str, records: bool) -> Event {
         ev(
             session,
             0,
@@ -239,8 +281,92 @@ mod tests {
                 parent_session_id: None,
                 resumed: false,
                 limits: Default::default(),
+                records_starts: records,
             },
         )
+    }
+
+    fn decided(seq: u64, id: &str) -> Event {
+        ev(
+            "p",
+            seq,
+            EventKind::ToolDecided {
+                call_id: id.into(),
+                tool: "bash".into(),
+                allowed: true,
+                by: crate::event::DecidedBy::Rule,
+                reason: None,
+            },
+        )
+    }
+
+    /// A run cut off with three calls pending: c1 started, c2 decided, c3 only requested.
+    fn cut_off_with_three_calls(records: bool) -> Vec<Event> {
+        let calls = ["c1", "c2", "c3"]
+            .map(|id| ToolCall::from_raw(id, "bash", "{}"))
+            .to_vec();
+        let mut events = vec![
+            started_by("p", records),
+            ev("p", 1, EventKind::UserMessage { text: "go".into() }),
+            ev(
+                "p",
+                2,
+                EventKind::MessageCompleted {
+                    turn: 1,
+                    text: String::new(),
+                    reasoning: None,
+                    tool_calls: calls,
+                },
+            ),
+            decided(3, "c1"),
+            decided(4, "c2"),
+        ];
+        if records {
+            events.push(ev(
+                "p",
+                5,
+                EventKind::ToolStarted {
+                    call_id: "c1".into(),
+                    tool: "bash".into(),
+                },
+            ));
+        }
+        events
+    }
+
+    #[test]
+    fn only_calls_that_may_have_started_are_begun() {
+        // A writer that records starts: only c1 began; c2 and c3 never started.
+        let r = rebuild(&cut_off_with_three_calls(true)).unwrap();
+        assert_eq!(r.begun, ["c1"]);
+        assert_eq!(r.conversation.pending().len(), 3);
+        assert!(r.cut_off);
+        // An older journal: a call allowed may have started; one never decided did not.
+        let r = rebuild(&cut_off_with_three_calls(false)).unwrap();
+        assert_eq!(r.begun, ["c1", "c2"]);
+    }
+
+    #[test]
+    fn a_finished_run_is_not_cut_off() {
+        let mut events = cut_off_with_three_calls(true);
+        assert!(rebuild(&events).unwrap().cut_off);
+        events.push(ev(
+            "p",
+            9,
+            EventKind::SessionFinished {
+                status: Status::Cancelled,
+                result: String::new(),
+                structured_output: None,
+                usage: Usage::default(),
+                cost_usd: None,
+                duration_ms: 0,
+                num_turns: 1,
+                files_changed: vec![],
+                errors: vec![],
+                metrics: Default::default(),
+            },
+        ));
+        assert!(!rebuild(&events).unwrap().cut_off);
     }
 
     #[test]

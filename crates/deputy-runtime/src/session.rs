@@ -69,6 +69,19 @@ pub struct Session {
     pub(crate) mcp: crate::mcp::McpView,
     /// The task list (`todowrite`).
     pub(crate) todos: crate::todo::TodoList,
+    /// What a resumed session's journal left unsettled, for its next run to settle once.
+    pub(crate) unsettled: Option<Unsettled>,
+}
+
+/// What the last run of a resumed session left: calls without a result, and whether it
+/// ended at all.
+#[derive(Debug, Default)]
+pub(crate) struct Unsettled {
+    /// Pending calls that may have started: closed as interrupted. The other pending calls
+    /// never started: run (or, when the resume brings new instructions, closed unrun).
+    pub begun: std::collections::HashSet<String>,
+    /// The last run has no `session.finished`: a final answer it recorded ends the next run.
+    pub cut_off: bool,
 }
 
 /// What a session can call, set up for `agent`: the built-in tools, the task list (starting
@@ -183,6 +196,7 @@ impl Session {
             context: Default::default(),
             mcp,
             todos,
+            unsettled: None,
         };
         let system = s.build_system_prompt();
         s.conversation.set_system(system);
@@ -238,6 +252,10 @@ impl Session {
             context: Default::default(),
             mcp,
             todos,
+            unsettled: Some(Unsettled {
+                begun: rebuilt.begun.into_iter().collect(),
+                cut_off: rebuilt.cut_off,
+            }),
         })
     }
 

@@ -28,6 +28,7 @@ fn all_kinds() -> Vec<EventKind> {
             system_prompt: "You are backend-architect…".into(),
             parent_session_id: None,
             resumed: false,
+            records_starts: true,
             limits: LimitsInfo {
                 max_steps: 50,
                 timeout_s: Some(600.0),
@@ -62,6 +63,10 @@ fn all_kinds() -> Vec<EventKind> {
             allowed: true,
             by: DecidedBy::Rule,
             reason: None,
+        },
+        EventKind::ToolStarted {
+            call_id: "call_1".into(),
+            tool: "bash".into(),
         },
         EventKind::ToolCompleted {
             call_id: "call_1".into(),
@@ -192,6 +197,7 @@ fn variant_index(k: &EventKind) -> usize {
         EventKind::ContextCompacted { .. } => 15,
         EventKind::TodoUpdated { .. } => 16,
         EventKind::WriteRefused { .. } => 17,
+        EventKind::ToolStarted { .. } => 18,
     }
 }
 
@@ -200,7 +206,7 @@ fn the_snapshot_covers_every_event_kind() {
     let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..=17).collect::<Vec<_>>());
+    assert_eq!(seen, (0..=18).collect::<Vec<_>>());
 }
 
 #[test]
