@@ -4,6 +4,8 @@
 //! fsync on; skipped without PostgreSQL). Prints sessions per second (submission to the last
 //! result) and API latency p50/p99 for the submissions and for the status polls made
 //! meanwhile (on two workers, each session is polled on the worker it was not sent to).
+//! Then, on PostgreSQL, the time from kill -9 of a worker mid-command to its session finished
+//! on the other worker, under the default 30 s lease.
 //!
 //! Run with `bench/serve.sh` (builds the release binary first).
 
@@ -143,6 +145,76 @@ async fn load(http: &reqwest::Client, urls: &[String]) {
     );
 }
 
+/// A command long enough to be cut off, then the answer.
+const LONG: &str = "steps:\n  - tool_calls:\n      - {name: bash, arguments: {command: \"sleep 30\"}}\n  - text: finished\n";
+
+/// Kill a worker while its session's command runs; how long until another worker (started
+/// once the session runs on the first, so it cannot have claimed it) has finished it: taken
+/// over, the command reported interrupted, the answer given.
+async fn takeover(
+    bin: &str,
+    dir: &std::path::Path,
+    ws: &std::path::Path,
+    store: &str,
+    http: &reqwest::Client,
+) {
+    let mock = MockServer::start(Script::parse(LONG, false).unwrap(), ServeOptions::default())
+        .await
+        .unwrap();
+    let args = ["--store", store, "--auto-approve"];
+    let status = |url: String, id: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{url}/v1/sessions/{id}"))
+                .send()
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap()
+        }
+    };
+    let mut took = Vec::new();
+    for round in 0..3 {
+        let (mut a, url_a) =
+            worker(bin, ws, &dir.join(format!("ta{round}")), &mock.url(), &args).await;
+        let r = http
+            .post(format!("{url_a}/v1/sessions"))
+            .header("content-type", "application/json")
+            .body("{\"prompt\": \"long\"}")
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        // The first turn is done (its command asked for): let the command start.
+        while status(url_a.clone(), id.clone()).await["num_turns"] != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (mut b, url_b) =
+            worker(bin, ws, &dir.join(format!("tb{round}")), &mock.url(), &args).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = a.kill().await;
+        let t = Instant::now();
+        loop {
+            let v = status(url_b.clone(), id.clone()).await;
+            if v["phase"] == "finished" {
+                assert_eq!(v["status"], "completed", "{v}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        took.push(t.elapsed().as_secs_f64());
+        let _ = b.kill().await;
+    }
+    println!(
+        "  kill -9 mid-command -> finished on another worker (lease 30 s): {}",
+        took.iter()
+            .map(|t| format!("{t:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 fn main() {
     let bin = support::deputy_bin();
     let rt = support::runtime();
@@ -190,5 +262,7 @@ fn main() {
         for mut w in workers {
             let _ = w.kill().await;
         }
+        println!("a worker killed, two workers on PostgreSQL:");
+        takeover(&bin, dir.path(), &ws, &pg.url, &http).await;
     });
 }

@@ -687,3 +687,67 @@ async fn sessions_are_listed_filtered_and_deleted_across_workers() {
     let b = worker(&h, &pg.url, "w2", serve::UNLIMITED, Some("tok")).await;
     serve::finding_sessions(&h, &a, &b).await;
 }
+
+/// A worker that dies is noticed at once (its liveness lock is released with its connection):
+/// its session is taken over within seconds under the default 30 s lease, the command it ran
+/// reported interrupted and the call after it run. A worker that is alive but stalled
+/// (SIGSTOP: its connections stay open) keeps its session: nobody takes it before its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_worker_is_taken_over_in_seconds_and_a_stalled_one_is_not() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(serve::DELAYED).await;
+    let mut a = worker(&h, &pg.url, "w1", &[], None).await;
+    let ids = serve::delayed(&h, &a, &[("dies", "47.13")]).await;
+    let b = worker(&h, &pg.url, "w2", &[], None).await;
+    a.kill().await;
+    let killed = Instant::now();
+    let done = all_finished(&[&b], &ids, Duration::from_secs(25)).await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: waited for the lease"
+    );
+    assert_eq!(done[0]["status"], "completed", "{}", done[0]);
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("dies/after.txt"))
+            .ok()
+            .as_deref(),
+        Some("after")
+    );
+    let ran = std::fs::read_to_string(h.ws.join("dies/ran.log")).unwrap_or_default();
+    assert!(ran.is_empty() || ran == "ran\n", "{ran:?}");
+
+    // Stalled, not dead: b must leave the session alone while a's lease (6 s) lasts.
+    let mut c = worker(&h, &pg.url, "w3", &["--lease", "6"], None).await;
+    let ids = serve::delayed(&h, &c, &[("stalls", "4.37")]).await;
+    c.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, v) = b.get(&format!("/v1/sessions/{}", ids[0])).await;
+    assert_eq!(v["phase"], "running", "{v}");
+    c.signal(libc::SIGCONT);
+    let done = all_finished(&[&b], &ids, Duration::from_secs(30)).await;
+    assert_eq!(done[0]["status"], "completed", "{}", done[0]);
+    // It ran to its end where it started: one start, nothing interrupted.
+    let events = b.events(&ids[0], None).await;
+    let of = |kind: &str| events.iter().filter(|(_, t, _)| t == kind).count();
+    assert_eq!(
+        of("session.started"),
+        1,
+        "another worker resumed it: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|(_, _, d)| d["metadata"]["interrupted"] != true),
+        "{events:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("stalls/ran.log")).unwrap(),
+        "ran\n"
+    );
+    assert!(h.ws.join("stalls/slept.txt").exists());
+    c.kill().await;
+    h.assert_strict_ok();
+}

@@ -244,6 +244,12 @@ impl Server {
         assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     }
 
+    /// Send the server `signal` (SIGSTOP: a worker alive but not answering).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    }
+
     /// Wait up to `limit` for the server process to exit; its exit code.
     pub async fn exited(&mut self, limit: Duration) -> Option<i32> {
         let c = self.child.as_mut().unwrap();

@@ -442,6 +442,11 @@ pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, 
         c.ping()
             .await
             .map_err(|e| unready(format!("the store does not answer: {e}")))?;
+        if c.liveness.current().is_cancelled() {
+            return Err(unready(
+                "the store connection that shows this worker alive is being re-established".into(),
+            ));
+        }
     }
     if let Some(dir) = &app.opts.factory.state_dir {
         let probe = dir.join(".readyz");

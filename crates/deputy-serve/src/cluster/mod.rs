@@ -14,6 +14,7 @@ pub(crate) mod api;
 mod events;
 mod idempotency;
 mod list;
+mod liveness;
 mod notify;
 mod worker;
 mod writer;
@@ -62,6 +63,8 @@ pub struct Cluster {
     pub(crate) lease: Lease,
     pub(crate) notices: Notices,
     pub(crate) writer: Writer,
+    /// This worker's sign of life to the others (see [`liveness`]).
+    pub(crate) liveness: std::sync::Arc<liveness::Liveness>,
 }
 
 /// A session a worker has claimed.
@@ -177,15 +180,26 @@ impl Cluster {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "worker".into());
-        let worker = format!("{host}/{}", std::process::id());
+        // The random part: a restarted worker (pid 1 in a container, the same host name) is
+        // not mistaken for the one it replaces.
+        let worker = format!(
+            "{host}/{}/{}",
+            std::process::id(),
+            deputy_runtime::journal::new_session_id()
+                .rsplit('-')
+                .next()
+                .unwrap_or("0")
+        );
         let notices = Notices::start(url).await?;
         let writer = Writer::start(url)?;
+        let liveness = liveness::Liveness::start(url, &worker).await?;
         Ok(Cluster {
             pool,
             worker,
             lease,
             notices,
             writer,
+            liveness,
         })
     }
 
@@ -309,17 +323,21 @@ impl Cluster {
         }))
     }
 
-    /// Take the oldest session that is queued, or whose worker's lease ran out.
+    /// Take the oldest session that is queued, or whose worker is dead (its lock is free: see
+    /// [`liveness`]) or whose lease ran out.
     pub(crate) async fn claim(&self) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "UPDATE deputy_sessions s SET phase = 'running', worker = $1, epoch = s.epoch + 1, \
                attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $2) \
              WHERE s.id = (SELECT id FROM deputy_sessions \
-                 WHERE phase = 'queued' OR (phase = 'running' AND lease_until < now()) \
+                 WHERE phase = 'queued' OR (phase = 'running' AND (lease_until < now() \
+                   OR (worker IS NOT NULL AND pg_try_advisory_xact_lock(",
+            liveness::worker_key!("worker"),
+            ")))) \
                  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING s.id, s.request::text AS request, s.prompt, s.epoch, s.attempts, \
                s.cancel_requested, s.patch",
-        )
+        ))
         .bind(&self.worker)
         .bind(self.lease.secs())
         .fetch_optional(&self.pool)

@@ -41,7 +41,14 @@ async fn claim_loop(app: Arc<App>, c: Arc<Cluster>) {
         let Ok(permit) = permit else {
             return;
         };
-        match c.claim().await {
+        // A worker that cannot show it is alive claims nothing (the others could take it back
+        // at once).
+        let claimed = if c.liveness.current().is_cancelled() {
+            Ok(None)
+        } else {
+            c.claim().await
+        };
+        match claimed {
             Ok(Some(job)) => {
                 tracing::info!(session = %job.id, epoch = job.epoch, "claimed");
                 let (app, c) = (app.clone(), c.clone());
@@ -118,10 +125,15 @@ async fn run_job(app: &App, c: &Arc<Cluster>, job: Job) {
     // Stopping, out of time: nothing more is recorded, the run stops, and the session is
     // released to another worker.
     let handover = app.drain.handover.clone();
+    // Lost: this worker can no longer show it is alive, so another may have the session.
+    let lost = c.liveness.current();
     let watch = {
         let (rec, cancel) = (rec.clone(), cancel.clone());
         tokio::spawn(async move {
-            handover.cancelled().await;
+            tokio::select! {
+                () = handover.cancelled() => {}
+                () = lost.cancelled() => {}
+            }
             rec.closed.store(true, Ordering::Release);
             cancel.cancel();
         })
