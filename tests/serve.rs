@@ -669,3 +669,97 @@ async fn a_repo_is_cloned_and_its_change_comes_back_as_a_patch() {
         assert_eq!(st, status, "{repo}: {v}");
     }
 }
+
+/// A session in `WS/mine` with `prompt` and labels `meta`; its id.
+async fn post_in_mine(s: &serve::Server, prompt: &str, meta: Value) -> String {
+    let body = json!({"prompt": prompt, "workspace": "mine", "metadata": meta});
+    let (st, v) = s.post("/v1/sessions", body).await;
+    assert_eq!(st, 202, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The embedded store survives a restart (kill -9, then a new process on the same state
+/// directory): a finished session is served from its journal (result, labels, events) and can
+/// be continued; the session that was running is resumed by the takeover rule (its command
+/// reported interrupted, never run again; the call after it run); the one still queued runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_survives_a_restart() {
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        "steps:\n  - text: unused\nroutes:\n  - when: {last_user_contains: \"more\"}\n    steps:\n      - text: unused\n      - text: more answer\n  - when: {last_user_contains: \"quick\"}\n    steps:\n      - text: quick answer\n  - when: {last_user_contains: \"long\"}\n    steps:\n      - tool_calls:\n          - {name: bash, arguments: {command: \"echo ran >> ran.log; sleep 41.73\"}}\n          - {name: write, arguments: {path: after.txt, content: after}}\n      - text: long answer\n  - when: {last_user_contains: \"queued\"}\n    steps:\n      - text: queued answer\n",
+    )
+    .await;
+    std::fs::create_dir_all(h.ws.join("mine")).unwrap();
+    let flags = ["--max-sessions", "1", "--auto-approve"];
+    let mut s = start(&h, &flags, Some("tok")).await;
+    let quick = post_in_mine(&s, "quick", json!({"run": "1"})).await;
+    let before = s.finished(&quick).await;
+    let long = post_in_mine(&s, "long", json!({})).await;
+    let t0 = Instant::now();
+    while common::processes_with("sleep 41.73").is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queued = post_in_mine(&s, "queued", json!({})).await;
+    let (_, v) = s.get(&format!("/v1/sessions/{queued}")).await;
+    assert_eq!(v["phase"], "queued", "{v}");
+    s.kill().await;
+
+    let s = start(&h, &flags, Some("tok")).await;
+    let (st, again) = s.get(&format!("/v1/sessions/{quick}")).await;
+    assert_eq!(st, 200, "{again}");
+    for k in [
+        "result",
+        "status",
+        "metadata",
+        "created_at",
+        "num_turns",
+        "usage",
+    ] {
+        assert_eq!(again[k], before[k], "{k}: {again}");
+    }
+    assert_eq!(again["phase"], "finished");
+    let events = s.events(&quick, None).await;
+    assert_eq!(events.last().unwrap().1, "session.finished", "{events:?}");
+    assert_eq!(
+        s.as_token("other-token")
+            .get(&format!("/v1/sessions/{quick}"))
+            .await
+            .0,
+        404
+    );
+    let done = s.finished(&long).await;
+    assert_eq!(done["result"], "long answer", "{done}");
+    let ran = std::fs::read_to_string(h.ws.join("mine/ran.log")).unwrap_or_default();
+    assert!(ran.is_empty() || ran == "ran\n", "run again: {ran:?}");
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("mine/after.txt"))
+            .ok()
+            .as_deref(),
+        Some("after")
+    );
+    let events = s.events(&long, None).await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, _, d)| d["metadata"]["interrupted"] == true),
+        "{events:?}"
+    );
+    let done = s.finished(&queued).await;
+    assert_eq!(done["result"], "queued answer", "{done}");
+    // A restored session goes on with a message (its session is made from the journal).
+    let (st, v) = s
+        .post(
+            &format!("/v1/sessions/{quick}/messages"),
+            json!({"prompt": "more"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = s.finished(&quick).await;
+    assert_eq!(done["result"], "more answer", "{done}");
+    let (_, list) = s.get("/v1/sessions").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 3, "{list}");
+    h.assert_strict_ok();
+}

@@ -79,22 +79,46 @@ async fn create_here(
         p.agent.name.clone(),
         owner,
         repo_dir.and_then(Scratch::keep),
-        req.metadata,
+        req.metadata.clone(),
     );
     let _ = slot.set(Arc::downgrade(&e));
-    let sink = Arc::downgrade(&e);
+    attach(&e, &mut session);
+    if let Ok(mut s) = e.session.try_lock() {
+        *s = Some(session);
+    }
+    // On disk before the 202: a restart serves it again (see `restore`).
+    if let Some(state) = &app.opts.factory.state_dir {
+        let mut request = req.clone();
+        request.prompt = String::new();
+        let record = crate::restore::Record {
+            owner: app.owner_key(owner),
+            agent: e.agent.clone(),
+            created_us: e.created_us,
+            metadata: e.metadata.clone(),
+            request,
+            repo_dir: e.repo_dir.clone(),
+            runs: 1,
+            prompt: req.prompt.clone(),
+            patch: None,
+        };
+        if let Err(err) = crate::restore::save(state, &e.id, &record) {
+            tracing::warn!(session = %e.id, "cannot keep the session's record (a restart will not show it): {err}");
+        }
+    }
+    app.registry.prune(app.opts.retention);
+    app.registry.insert(e.clone());
+    start(app.clone(), e.clone(), Some(req.prompt), seat);
+    Ok(Accepted(created(&e.id, e.phase())))
+}
+
+/// Send the session's events to its entry.
+pub(crate) fn attach(e: &Arc<Entry>, session: &mut deputy_runtime::Session) {
+    let sink = Arc::downgrade(e);
     session.set_sink(Arc::new(move |ev: &deputy_runtime::Event| {
         if let Some(e) = sink.upgrade() {
             e.push(ev);
         }
     }));
-    if let Ok(mut s) = e.session.try_lock() {
-        *s = Some(session);
-    }
-    app.registry.prune(app.opts.retention);
-    app.registry.insert(e.clone());
-    start(app.clone(), e.clone(), req.prompt, seat);
-    Ok(Accepted(created(&e.id, e.phase())))
 }
 
 /// A prompt either store can take: not empty, and without NUL (U+0000), which PostgreSQL's
@@ -180,9 +204,9 @@ impl Approver for LateApprover {
     }
 }
 
-/// Run `prompt` in the entry's session on a task of its own, once a place is free; the run
-/// holds its token's `seat` until it ends.
-fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
+/// Run `prompt` in the entry's session on a task of its own, once a place is free (no prompt:
+/// go on from the journal); the run holds its token's `seat` until it ends.
+pub(crate) fn start(app: Arc<App>, e: Arc<Entry>, prompt: Option<String>, seat: Seat) {
     e.set_phase(Phase::Queued);
     let cancel = tokio_util::sync::CancellationToken::new();
     if let Ok(mut c) = e.cancel.lock() {
@@ -194,6 +218,14 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
             _ = cancel.cancelled() => None,
         };
         let mut guard = e.session.lock().await;
+        if guard.is_none() {
+            match crate::restore::reopen(&app, &e).await {
+                Ok(s) => *guard = Some(s),
+                Err(p) => {
+                    tracing::error!(session = %e.id, "cannot go on with the session: {}", p.detail)
+                }
+            }
+        }
         let Some(session) = guard.as_mut() else {
             e.set_phase(Phase::Finished);
             return;
@@ -203,9 +235,12 @@ fn start(app: Arc<App>, e: Arc<Entry>, prompt: String, seat: Seat) {
         if permit.is_none() {
             cancel.cancel();
         }
-        let outcome = session.run(Some(prompt)).await;
+        let outcome = session.run(prompt).await;
         drop(permit);
         let patch = crate::repo::patch_of(e.repo_dir.as_deref()).await;
+        if patch.is_some() {
+            crate::restore::update(&app, &e.id, |r| r.patch.clone_from(&patch));
+        }
         if let Ok(mut st) = e.state.lock() {
             // Calls left waiting are answered no by the end of the run; forget them.
             st.approvals.clear();
@@ -322,7 +357,12 @@ pub(crate) async fn message(
     if !e.begin_next() {
         return Err(running());
     }
-    start(app.clone(), e.clone(), m.prompt, seat);
+    // On disk before the 202 (see `restore`).
+    crate::restore::update(&app, &e.id, |r| {
+        r.runs += 1;
+        r.prompt.clone_from(&m.prompt);
+    });
+    start(app.clone(), e.clone(), Some(m.prompt), seat);
     if let Some(r) = reservation {
         r.done(&e.id);
     }

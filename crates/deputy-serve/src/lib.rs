@@ -21,6 +21,7 @@ mod owners;
 mod prepare;
 pub mod problem;
 mod repo;
+mod restore;
 pub mod store;
 mod types;
 
@@ -164,6 +165,9 @@ pub async fn serve(
     check(listener.local_addr()?, &opts)?;
     let (router, app) = build(opts);
     cluster::spawn_workers(app.clone());
+    if app.cluster.is_none() {
+        restore::restore(&app);
+    }
     let closed = tokio_util::sync::CancellationToken::new();
     let server =
         axum::serve(listener, router).with_graceful_shutdown(closed.clone().cancelled_owned());
@@ -186,7 +190,10 @@ pub async fn serve(
 /// queue too.
 pub fn router(opts: ServeOptions) -> Router {
     let (router, app) = build(opts);
-    cluster::spawn_workers(app);
+    cluster::spawn_workers(app.clone());
+    if app.cluster.is_none() {
+        restore::restore(&app);
+    }
     router
 }
 

@@ -62,7 +62,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    fn add(&mut self, session: &str, e: &Event) {
+    pub(crate) fn add(&mut self, session: &str, e: &Event) {
         if let deputy_runtime::EventKind::TurnCompleted {
             usage, cost_usd, ..
         } = &e.kind
@@ -131,12 +131,24 @@ impl Entry {
         repo_dir: Option<std::path::PathBuf>,
         metadata: crate::list::Metadata,
     ) -> Arc<Entry> {
+        Entry::with(id, agent, owner, repo_dir, metadata, crate::clock::now_us())
+    }
+
+    /// An entry made at `created_us`.
+    pub(crate) fn with(
+        id: String,
+        agent: String,
+        owner: Option<usize>,
+        repo_dir: Option<std::path::PathBuf>,
+        metadata: crate::list::Metadata,
+        created_us: i64,
+    ) -> Arc<Entry> {
         Arc::new(Entry {
             id,
             agent,
             owner,
             repo_dir,
-            created_us: crate::clock::now_us(),
+            created_us,
             metadata,
             state: Mutex::new(State {
                 phase: Phase::Queued,
