@@ -436,6 +436,73 @@ async fn a_generated_python_client_drives_the_api() {
     h.assert_strict_ok();
 }
 
+/// Types openapi-typescript (npm) generates from the live `/openapi.json` compile with a
+/// client that uses them (`tsc --strict`), and that client drives the API: create, poll, list
+/// by label, a 400, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_client_typed_by_the_document_drives_the_api() {
+    let Some(ts) = common::outside::openapi_typescript() else {
+        return;
+    };
+    let h = Harness::yaml("steps:\n  - text: typed answer\n").await;
+    let s = start(&h, &[], Some("tok")).await;
+    let (st, doc) = s.get("/openapi.json").await;
+    assert_eq!(st, 200);
+    let out = h.dir.path().join("ts");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("openapi.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/serve_client.ts"),
+        out.join("serve_client.ts"),
+    )
+    .unwrap();
+    let bin = |n: &str| ts.join("node_modules/.bin").join(n);
+    let run = |cmd: &mut std::process::Command| {
+        let o = cmd.current_dir(&out).output().unwrap();
+        let said =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{cmd:?}: {said}");
+        said
+    };
+    let said = run(std::process::Command::new(bin("openapi-typescript")).args([
+        "openapi.json",
+        "-o",
+        "api.d.ts",
+    ]));
+    assert!(!said.to_lowercase().contains("warn"), "{said}");
+    run(std::process::Command::new(bin("tsc"))
+        .args([
+            "--strict",
+            "--target",
+            "es2022",
+            "--module",
+            "commonjs",
+            "--lib",
+            "es2022,dom",
+            "--types",
+            "node",
+            "--typeRoots",
+        ])
+        .arg(ts.join("node_modules/@types"))
+        .args(["--outDir", "out", "serve_client.ts"]));
+    let node = tokio::process::Command::new("node")
+        .arg(out.join("out/serve_client.js"))
+        .arg(&s.url)
+        .arg("tok")
+        .env("NO_PROXY", "127.0.0.1")
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(60), node)
+        .await
+        .expect("the TypeScript client did not finish")
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && said.contains("typescript client: ok"),
+        "{said}"
+    );
+    h.assert_strict_ok();
+}
+
 /// A token sees only the sessions it started: another token cannot read, follow, cancel or
 /// answer them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,27 @@ fn program(var: &str, name: &str) -> Option<String> {
         })
 }
 
+/// A directory where `openapi-typescript`, `typescript` and `@types/node` are installed (its
+/// `node_modules/.bin` has `openapi-typescript` and `tsc`), and `node`: DEPUTY_TEST_OPENAPI_TS.
+/// `None` (after a SKIP line, or a failure where outside things are required) when missing.
+pub fn openapi_typescript() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("DEPUTY_TEST_OPENAPI_TS").map(std::path::PathBuf::from);
+    let bin = |d: &std::path::Path, n: &str| d.join("node_modules/.bin").join(n);
+    let found = dir.filter(|d| {
+        bin(d, "openapi-typescript").exists()
+            && bin(d, "tsc").exists()
+            && program("NODE", "node").is_some()
+    });
+    if found.is_none() {
+        missing(
+            "TypeScript client test",
+            "no openapi-typescript, typescript and node (DEPUTY_TEST_OPENAPI_TS)",
+            "mkdir t && cd t && npm install openapi-typescript@7 typescript@5 @types/node@20, then set DEPUTY_TEST_OPENAPI_TS=t (.ci/run does this)",
+        );
+    }
+    found
+}
+
 /// The `schemathesis` program: DEPUTY_TEST_SCHEMATHESIS, else `schemathesis` on PATH. `None`
 /// (after a SKIP line, or a failure where outside things are required) when there is none.
 pub fn schemathesis() -> Option<String> {
