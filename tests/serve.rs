@@ -830,3 +830,99 @@ async fn the_embedded_store_survives_a_restart() {
     assert_eq!(list["sessions"].as_array().unwrap().len(), 3, "{list}");
     h.assert_strict_ok();
 }
+
+/// `/metrics`: the scraper's token only (a tenant's is refused, every tenant's figures are
+/// there); after a session with a command, the official Prometheus client's parser reads
+/// sessions by phase, runs by status, model and tool latencies and HTTP requests from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_for_the_scraper_only() {
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - {name: write, arguments: {path: m.txt, content: m}}\n  - text: measured\n",
+    )
+    .await;
+    let s = serve::start_with(
+        &h,
+        &["--auto-approve"],
+        Some("tok"),
+        &[("DEPUTY_SERVE_METRICS_TOKEN", "scrape-token".to_string())],
+    )
+    .await;
+    let (st, v) = s.post("/v1/sessions", json!({"prompt": "go"})).await;
+    assert_eq!(st, 202, "{v}");
+    s.finished(v["id"].as_str().unwrap()).await;
+    assert_eq!(
+        s.get("/metrics").await.0,
+        401,
+        "a tenant's token read /metrics"
+    );
+    // Tenants' tokens but no scraper's: nobody reads it.
+    let other = start(&h, &[], Some("tok")).await;
+    let (st, v) = other.get("/metrics").await;
+    assert_eq!(st, 403, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DEPUTY_SERVE_METRICS_TOKEN"),
+        "{v}"
+    );
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth("scrape-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for needle in [
+        "deputy_sessions{phase=\"finished\"} 1",
+        "deputy_runs_total{status=\"completed\"} 1",
+        "deputy_tool_call_seconds_bucket{tool=\"write\"",
+        "deputy_model_request_seconds_count{model=",
+        "deputy_http_requests_total{method=\"POST\",route=\"/v1/sessions\",status=\"202\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+    // Parsed by the official client's parser, not only grepped.
+    let Some(py) = common::outside::prometheus_python() else {
+        return;
+    };
+    let mut child = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families as p\nprint(json.dumps({f.name: f.type for f in p(sys.stdin.read())}))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(families["deputy_sessions"], "gauge", "{families}");
+    assert_eq!(families["deputy_runs"], "counter", "{families}");
+    assert_eq!(
+        families["deputy_model_request_seconds"], "histogram",
+        "{families}"
+    );
+    assert_eq!(
+        families["deputy_tool_call_seconds"], "histogram",
+        "{families}"
+    );
+    assert_eq!(
+        families["deputy_http_request_seconds"], "histogram",
+        "{families}"
+    );
+}

@@ -751,3 +751,44 @@ async fn a_dead_worker_is_taken_over_in_seconds_and_a_stalled_one_is_not() {
     c.kill().await;
     h.assert_strict_ok();
 }
+
+/// `/metrics` on a worker counts the store's sessions (every worker's) and this worker's runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_stores_sessions() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    let h = Harness::yaml(ONCE).await;
+    let a = worker(&h, &pg.url, "w1", &["--auto-approve"], None).await;
+    let ids = submit(&h, &[&a], 3).await;
+    all_finished(&[&a], &ids, Duration::from_secs(60)).await;
+    let home = h.home.join("w2");
+    std::fs::create_dir_all(&home).unwrap();
+    let b = serve::start_with(
+        &h,
+        &["--store", &pg.url],
+        None,
+        &[
+            ("DEPUTY_HOME", home.display().to_string()),
+            ("DEPUTY_SERVE_METRICS_TOKEN", "scrape".to_string()),
+        ],
+    )
+    .await;
+    let r = b
+        .http
+        .get(format!("{}/metrics", b.url))
+        .bearer_auth("scrape")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("deputy_sessions{phase=\"finished\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deputy_store_seconds_count{op=\"claim\"}"),
+        "{text}"
+    );
+}

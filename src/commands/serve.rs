@@ -50,6 +50,10 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         retention: std::time::Duration::from_secs(args.retention_s.max(1)),
         cluster: None,
         cors: args.cors.clone(),
+        metrics_token: std::env::var("DEPUTY_SERVE_METRICS_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
         drain: std::time::Duration::try_from_secs_f64(args.drain_s)
             .ok()
             .filter(|d| d.as_secs() <= 3600)

@@ -163,7 +163,7 @@ pub async fn schemathesis(st: &str, h: &Harness, s: &Server) {
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("Tested: 12"), "{report}");
+    assert!(report.contains("Tested: 13"), "{report}");
 }
 
 /// A running `deputy serve` and its base URL.

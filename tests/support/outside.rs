@@ -104,6 +104,32 @@ pub fn openapi_typescript() -> Option<std::path::PathBuf> {
     found
 }
 
+/// A Python with the official Prometheus client (its text-format parser): DEPUTY_TEST_PYTHON,
+/// else python3. `None` (after a SKIP line, or a failure where outside things are required)
+/// when there is none.
+pub fn prometheus_python() -> Option<String> {
+    let found = [
+        std::env::var("DEPUTY_TEST_PYTHON").ok(),
+        Some("python3".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import prometheus_client"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        missing(
+            "/metrics parser test",
+            "no Python with `prometheus-client` (DEPUTY_TEST_PYTHON)",
+            "python3 -m venv v && v/bin/pip install prometheus-client, then set DEPUTY_TEST_PYTHON=v/bin/python (.ci/run does this)",
+        );
+    }
+    found
+}
+
 /// The `schemathesis` program: DEPUTY_TEST_SCHEMATHESIS, else `schemathesis` on PATH. `None`
 /// (after a SKIP line, or a failure where outside things are required) when there is none.
 pub fn schemathesis() -> Option<String> {

@@ -236,6 +236,7 @@ pub(crate) fn start(app: Arc<App>, e: Arc<Entry>, prompt: Option<String>, seat: 
             cancel.cancel();
         }
         let outcome = session.run(prompt).await;
+        crate::metrics::run_ended(outcome.status.as_str());
         drop(permit);
         let patch = crate::repo::patch_of(e.repo_dir.as_deref()).await;
         if patch.is_some() {

@@ -16,6 +16,7 @@ mod drain;
 mod events;
 mod idempotency;
 mod list;
+mod metrics;
 mod openapi;
 mod owners;
 mod prepare;
@@ -75,6 +76,9 @@ pub struct ServeOptions {
     pub drain: std::time::Duration,
     /// Origins whose browser pages may call the API (`--cors`; `*` for any).
     pub cors: Vec<String>,
+    /// The scraper's token for `/metrics` (`DEPUTY_SERVE_METRICS_TOKEN`); tenants' tokens never
+    /// read it.
+    pub metrics_token: Option<String>,
 }
 
 /// Why the server cannot start or stopped.
@@ -217,6 +221,7 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         opts,
     });
     let limit = app.opts.body_limit;
+    let _ = metrics::handle();
     let v1 = Router::new()
         .route("/v1/sessions", post(api::create).get(list::list))
         .route("/v1/sessions/{id}", get(api::status).delete(list::delete))
@@ -234,8 +239,10 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::http))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app.clone());
     // Outermost: a preflight is answered before authentication (`check` refused bad origins).
@@ -268,7 +275,7 @@ async fn no_nul(req: Request, next: Next) -> Response {
 }
 
 /// Equal, in time that does not depend on where the two differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for (i, x) in a.iter().enumerate() {
         diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));

@@ -383,6 +383,17 @@ fn document_as_written() -> Value {
                 "operationId": "readyz", "tags": ["server"], "summary": "Ready: the store is writable and a sandbox works", "security": [],
                 "responses": responses(vec![ok("200", "ready", health), problem(&p, "503", "not ready, and why")])
             }},
+            "/metrics": {"get": {
+                "operationId": "metrics", "tags": ["server"],
+                "summary": "Prometheus metrics: sessions by phase, runs, model, tool, store and HTTP latencies",
+                "description": "Every tenant's figures, so it answers only the scraper's token (DEPUTY_SERVE_METRICS_TOKEN); open when the server has no token at all.",
+                "responses": responses(vec![
+                    ("200".into(), json!({"description": "the Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})),
+                    problem(&p, "401", "not the scraper's token"),
+                    problem(&p, "403", "the server has tenant tokens but no DEPUTY_SERVE_METRICS_TOKEN"),
+                    problem(&p, "503", "the store cannot be reached"),
+                ])
+            }},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "tags": ["server"], "summary": "This document", "security": [],
                 "responses": responses(vec![("200".into(), json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}))])

@@ -168,6 +168,7 @@ impl Entry {
 
     /// Record an event (the session's sink).
     pub(crate) fn push(&self, e: &Event) {
+        crate::metrics::event(e);
         if let Ok(mut st) = self.state.lock() {
             st.progress.add(&self.id, e);
             st.events.push(Arc::new(e.clone()));
@@ -232,6 +233,25 @@ impl Registry {
         if let Ok(mut m) = self.entries.lock() {
             m.insert(e.id.clone(), e);
         }
+    }
+
+    /// How many sessions are in each phase.
+    pub(crate) fn phase_counts(&self) -> Vec<(Phase, u64)> {
+        let mut n = [0u64; 3];
+        if let Ok(m) = self.entries.lock() {
+            for e in m.values() {
+                n[match e.phase() {
+                    Phase::Queued => 0,
+                    Phase::Running => 1,
+                    Phase::Finished => 2,
+                }] += 1;
+            }
+        }
+        vec![
+            (Phase::Queued, n[0]),
+            (Phase::Running, n[1]),
+            (Phase::Finished, n[2]),
+        ]
     }
 
     /// The sessions `owner` made.

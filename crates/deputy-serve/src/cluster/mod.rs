@@ -327,6 +327,7 @@ impl Cluster {
     /// Take the oldest session that is queued, or whose worker is dead (its lock is free: see
     /// [`liveness`]) or whose lease ran out.
     pub(crate) async fn claim(&self) -> Result<Option<Job>, StoreError> {
+        let t = std::time::Instant::now();
         let row = sqlx::query(concat!(
             "UPDATE deputy_sessions s SET phase = 'running', worker = $1, epoch = s.epoch + 1, \
                attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $2) \
@@ -343,6 +344,7 @@ impl Cluster {
         .bind(self.lease.secs())
         .fetch_optional(&self.pool)
         .await?;
+        crate::metrics::store("claim", t);
         let Some(r) = row else { return Ok(None) };
         let request: String = r.try_get("request")?;
         Ok(Some(Job {
@@ -387,6 +389,7 @@ impl Cluster {
         outcome: &Value,
         patch: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let t = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE deputy_sessions SET phase = 'finished', outcome = $3::text::json, \
@@ -409,6 +412,7 @@ impl Cluster {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        crate::metrics::store("finish", t);
         Ok(done.rows_affected() == 1)
     }
 
@@ -543,6 +547,24 @@ impl Cluster {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// How many sessions of the store are in each phase.
+    pub(crate) async fn phase_counts(&self) -> Result<Vec<(crate::store::Phase, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT phase, count(*) FROM deputy_sessions GROUP BY phase")
+                .fetch_all(&self.pool)
+                .await?;
+        let n = |p: &str| {
+            rows.iter()
+                .find(|(x, _)| x == p)
+                .map_or(0, |(_, c)| u64::try_from(*c).unwrap_or(0))
+        };
+        Ok(vec![
+            (crate::store::Phase::Queued, n("queued")),
+            (crate::store::Phase::Running, n("running")),
+            (crate::store::Phase::Finished, n("finished")),
+        ])
     }
 
     /// The store answers.

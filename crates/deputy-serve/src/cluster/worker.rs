@@ -176,7 +176,10 @@ async fn run_job(app: &App, c: &Arc<Cluster>, job: Job) {
     }
     let view = serde_json::to_value(&view).unwrap_or_default();
     match c.finish(&job.id, job.epoch, &view, patch.as_deref()).await {
-        Ok(true) => tracing::info!(session = %job.id, "finished"),
+        Ok(true) => {
+            crate::metrics::run_ended(view["status"].as_str().unwrap_or("error"));
+            tracing::info!(session = %job.id, "finished");
+        }
         Ok(false) => tracing::warn!(session = %job.id, "taken over before it finished here"),
         Err(e) => tracing::error!(session = %job.id, "cannot record the end of the run: {e}"),
     }

@@ -119,6 +119,7 @@ impl Writer {
             if rec.closed.load(Ordering::Acquire) {
                 return;
             }
+            crate::metrics::event(e);
             let json = match serde_json::to_string(e) {
                 Ok(j) => j,
                 Err(err) => {
@@ -165,7 +166,9 @@ fn run(rt: &tokio::runtime::Runtime, pool: &PgPool, rx: &mpsc::Receiver<Write>) 
             if wait > 0 {
                 std::thread::sleep(Duration::from_millis(wait));
             }
+            let t = std::time::Instant::now();
             result = rt.block_on(write(pool, &batch)).map_err(|e| e.to_string());
+            crate::metrics::store("events", t);
             match &result {
                 Ok(_) => break,
                 Err(e) => tracing::warn!("writing {} events to the store: {e}", batch.len()),
