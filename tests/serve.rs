@@ -761,7 +761,12 @@ async fn the_embedded_store_survives_a_restart() {
     std::fs::create_dir_all(h.ws.join("mine")).unwrap();
     let flags = ["--max-sessions", "1", "--auto-approve"];
     let mut s = start(&h, &flags, Some("tok")).await;
-    let quick = post_in_mine(&s, "quick", json!({"run": "1"})).await;
+    let keyed = json!({"prompt": "quick", "workspace": "mine", "metadata": {"run": "1"}});
+    let (st, v) = s
+        .post_keyed("/v1/sessions", "restart-key", keyed.clone())
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let quick = v["id"].as_str().unwrap().to_string();
     let before = s.finished(&quick).await;
     let long = post_in_mine(&s, "long", json!({})).await;
     let t0 = Instant::now();
@@ -777,6 +782,10 @@ async fn the_embedded_store_survives_a_restart() {
     let s = start(&h, &flags, Some("tok")).await;
     let (st, again) = s.get(&format!("/v1/sessions/{quick}")).await;
     assert_eq!(st, 200, "{again}");
+    // Its Idempotency-Key outlived the restart: the retry gets it, and runs nothing (the
+    // model was asked about "quick" once, below).
+    let (st, v) = s.post_keyed("/v1/sessions", "restart-key", keyed).await;
+    assert_eq!((st, v["id"].as_str()), (202, Some(quick.as_str())), "{v}");
     for k in [
         "result",
         "status",
@@ -828,6 +837,18 @@ async fn the_embedded_store_survives_a_restart() {
     assert_eq!(done["result"], "more answer", "{done}");
     let (_, list) = s.get("/v1/sessions").await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 3, "{list}");
+    let quick_runs = h
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .is_some_and(|m| m["content"] == "quick")
+        })
+        .count();
+    assert_eq!(quick_runs, 1, "the keyed job ran again after the restart");
     h.assert_strict_ok();
 }
 

@@ -46,8 +46,9 @@ pub(crate) async fn create(
         },
     };
     let made = create_here(&app, owner, req).await?;
-    if let Some(r) = reservation {
-        r.done(&made.0.id);
+    if let Some(kept) = reservation.and_then(|r| r.done(&made.0.id)) {
+        // On disk before the 202, like the session itself.
+        crate::restore::update(&app, &made.0.id, |r| r.keys.push(kept));
     }
     Ok(made)
 }
@@ -100,6 +101,7 @@ async fn create_here(
             runs: 1,
             prompt: req.prompt.clone(),
             patch: None,
+            keys: Vec::new(),
         };
         if let Err(err) = crate::restore::save(state, &e.id, &record) {
             tracing::warn!(session = %e.id, "cannot keep the session's record (a restart will not show it): {err}");
@@ -358,15 +360,14 @@ pub(crate) async fn message(
     if !e.begin_next() {
         return Err(running());
     }
+    let kept = reservation.and_then(|r| r.done(&e.id));
     // On disk before the 202 (see `restore`).
     crate::restore::update(&app, &e.id, |r| {
         r.runs += 1;
         r.prompt.clone_from(&m.prompt);
+        r.keys.extend(kept);
     });
     start(app.clone(), e.clone(), Some(m.prompt), seat);
-    if let Some(r) = reservation {
-        r.done(&e.id);
-    }
     Ok(Accepted(created(&e.id, Phase::Queued)))
 }
 

@@ -4,7 +4,8 @@
 //! 422; a key whose first request is still being handled is a 409. Keys are per token and kept
 //! [`KEPT`].
 //!
-//! The embedded store keeps them here, in memory; the shared store in a table
+//! The embedded store keeps them here, in memory, and in each session's record (so they
+//! outlive a restart: see `restore`); the shared store in a table
 //! (`deputy_idempotency`), inside the transaction that queues the run, so every worker answers
 //! alike (see `cluster::idempotency`).
 
@@ -147,6 +148,36 @@ impl Keys {
     }
 }
 
+/// A key as a session's record keeps it across a restart (see `restore`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KeptKey {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    /// When it was first used (milliseconds since the epoch).
+    pub at_ms: u64,
+}
+
+impl Keys {
+    /// Remember `k` of `token` as having made `session` (a restart restoring its records).
+    pub(crate) fn restore(&self, token: Option<usize>, session: &str, k: KeptKey) {
+        let now_ms = u64::try_from(crate::clock::now_us() / 1000).unwrap_or(0);
+        let age = Duration::from_millis(now_ms.saturating_sub(k.at_ms));
+        let Some(at) = Instant::now().checked_sub(age).filter(|_| age < KEPT) else {
+            return;
+        };
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.insert(
+            (token, k.scope, Key(k.key)),
+            Slot::Done {
+                fingerprint: k.fingerprint,
+                session: session.to_string(),
+                at,
+            },
+        );
+    }
+}
+
 /// A key held while its first request is handled.
 pub(crate) struct Reservation<'a> {
     keys: &'a Keys,
@@ -155,19 +186,26 @@ pub(crate) struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// The request made `session`: later ones with the key get it.
-    pub(crate) fn done(mut self, session: &str) {
-        if let Some(index) = self.index.take() {
-            let mut slots = self.keys.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.insert(
-                index,
-                Slot::Done {
-                    fingerprint: std::mem::take(&mut self.fingerprint),
-                    session: session.to_string(),
-                    at: Instant::now(),
-                },
-            );
-        }
+    /// The request made `session`: later ones with the key get it. Returns the key as a
+    /// record keeps it.
+    pub(crate) fn done(mut self, session: &str) -> Option<KeptKey> {
+        let (token, scope, key) = self.index.take()?;
+        let kept = KeptKey {
+            scope: scope.clone(),
+            key: key.0.clone(),
+            fingerprint: self.fingerprint.clone(),
+            at_ms: u64::try_from(crate::clock::now_us() / 1000).unwrap_or(0),
+        };
+        let mut slots = self.keys.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.insert(
+            (token, scope, key),
+            Slot::Done {
+                fingerprint: std::mem::take(&mut self.fingerprint),
+                session: session.to_string(),
+                at: Instant::now(),
+            },
+        );
+        Some(kept)
     }
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct Record {
     pub prompt: String,
     /// A `repo` session's change after its last run.
     pub patch: Option<String>,
+    /// The `Idempotency-Key`s that made or continued it.
+    #[serde(default)]
+    pub keys: Vec<crate::idempotency::KeptKey>,
 }
 
 fn path(state: &Path, id: &str) -> PathBuf {
@@ -189,6 +192,9 @@ pub(crate) fn restore(app: &Arc<App>) {
             st.phase = Phase::Finished;
             st.finished_at = Some(std::time::Instant::now());
             e.count.send_replace(st.events.len());
+        }
+        for k in rec.keys.iter().cloned() {
+            app.keys.restore(owner, &id, k);
         }
         app.registry.insert(e.clone());
         restored += 1;
