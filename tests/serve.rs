@@ -837,18 +837,11 @@ async fn the_embedded_store_survives_a_restart() {
     assert_eq!(done["result"], "more answer", "{done}");
     let (_, list) = s.get("/v1/sessions").await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 3, "{list}");
-    let quick_runs = h
-        .mock
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.body["messages"]
-                .as_array()
-                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                .is_some_and(|m| m["content"] == "quick")
-        })
-        .count();
-    assert_eq!(quick_runs, 1, "the keyed job ran again after the restart");
+    assert_eq!(
+        serve::runs_of(&h, "quick"),
+        1,
+        "the keyed job ran again after the restart"
+    );
     h.assert_strict_ok();
 }
 

@@ -496,24 +496,28 @@ impl Server {
     }
 }
 
+/// How many model requests a prompt containing `needle` caused (the last user message of
+/// each request).
+pub fn runs_of(h: &Harness, needle: &str) -> usize {
+    h.mock
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .is_some_and(|c| c.contains(needle))
+        })
+        .count()
+}
+
 /// A retried POST with its `Idempotency-Key` gets the first answer and runs nothing again — a
 /// new session, and a continuation — whichever of `a` and `b` (the same server, or two workers
 /// of one store) it reaches; the key with another body is a 422, a malformed one a 400. Judged
 /// by the model requests each prompt caused (the mock plays [`IDEMPOTENT`]).
 pub async fn idempotent_posts(h: &Harness, a: &Server, b: &Server) {
-    let runs = |needle: &str| {
-        h.mock
-            .requests()
-            .iter()
-            .filter(|r| {
-                r.body["messages"]
-                    .as_array()
-                    .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                    .and_then(|m| m["content"].as_str())
-                    .is_some_and(|c| c.contains(needle))
-            })
-            .count()
-    };
+    let runs = |needle: &str| runs_of(h, needle);
     let (st, _) = a
         .post_keyed("/v1/sessions", "bad key", json!({"prompt": "idem-job"}))
         .await;

@@ -283,17 +283,21 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// The bearer token a request carries (empty when none).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 /// Bearer authentication and the per-token rate limit.
 async fn auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let token = if app.opts.tokens.is_empty() {
         None
     } else {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = bearer(req.headers());
         // Every token is compared, so the time taken does not say which one nearly matched.
         let mut found = None;
         for (i, t) in app.opts.tokens.iter().enumerate() {

@@ -107,12 +107,7 @@ pub(crate) async fn http(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`.
 pub(crate) async fn scrape(State(app): State<Arc<App>>, req: Request) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = crate::bearer(req.headers());
     match &app.opts.metrics_token {
         Some(t) if crate::same(given.as_bytes(), t.as_bytes()) && !given.is_empty() => {}
         Some(_) => {
