@@ -380,6 +380,10 @@ pub struct RunArgs {
     /// Continue the last session of this workspace with PROMPT (as `deputy resume last`)
     #[arg(short = 'c', long = "continue")]
     pub continue_last: bool,
+    /// Work in a git worktree of its own (.deputy/worktrees/NAME, branch deputy/NAME), made
+    /// from the current state; the change is committed there, the main tree left as it is
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "continue_last")]
+    pub worktree: Option<String>,
     #[command(flatten)]
     pub session: SessionArgs,
 }
@@ -415,11 +419,12 @@ pub enum SessionsCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Delete journals of finished sessions older than a duration (e.g. 30d)
+    /// Settle and remove this repository's worktrees whose session is gone (what they hold
+    /// is committed on their branch first), and delete journals older than --older-than
     Prune {
-        /// Age, e.g. 30d, 12h
+        /// Also delete journals of finished sessions older than this age, e.g. 30d, 12h
         #[arg(long, value_name = "AGE", value_parser = parse_age)]
-        older_than: std::time::Duration,
+        older_than: Option<std::time::Duration>,
         /// Say what would be deleted, delete nothing
         #[arg(long)]
         dry_run: bool,

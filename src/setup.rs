@@ -435,12 +435,23 @@ pub fn find_journaled(ctx: &Context, wanted: &str) -> CliResult<Journaled> {
 
 /// A session of `agent` (new, or `resume`d from its journal) with the model, options and task
 /// runner resolved; the resolution's warnings are returned for the caller to show.
+/// Which session [`open_session`] opens.
+pub enum Open<'a> {
+    New,
+    Resume(&'a str),
+    /// A new session `id` in a worktree made for it (`--worktree`).
+    Worktree {
+        id: &'a str,
+        worktree: &'a deputy_runtime::worktree::Worktree,
+    },
+}
+
 pub async fn open_session(
     factory: &Factory,
     agent: AgentSpec,
     settings: &RunSettings,
     runner: Arc<TaskRunner>,
-    resume: Option<&str>,
+    open: Open<'_>,
 ) -> CliResult<(deputy_runtime::Session, Vec<String>)> {
     let (client, label, mut warnings) = factory
         .client(&agent, settings)
@@ -455,12 +466,16 @@ pub async fn open_session(
             ));
         }
     }
-    let opts = factory
+    let mut opts = factory
         .options(&agent, settings, label)
         .map_err(setup_error)?;
-    let mut session = match resume {
-        Some(id) => deputy_runtime::Session::resume(id, agent, client, opts),
-        None => deputy_runtime::Session::new(agent, client, opts),
+    let mut session = match open {
+        Open::Resume(id) => deputy_runtime::Session::resume(id, agent, client, opts),
+        Open::New => deputy_runtime::Session::new(agent, client, opts),
+        Open::Worktree { id, worktree } => {
+            worktree.apply(&mut opts);
+            deputy_runtime::Session::named(id, agent, client, opts)
+        }
     }
     .map_err(CliError::usage)?;
     runner.attach(&mut session, 0);

@@ -336,7 +336,7 @@ impl Chat<'_> {
             agent,
             &self.settings,
             self.runner.clone(),
-            None,
+            setup::Open::New,
         )
         .await
         .map_err(|e| e.error.to_string())?;
@@ -654,7 +654,9 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
         agent,
         &settings,
         runner.clone(),
-        resume_id.as_deref(),
+        resume_id
+            .as_deref()
+            .map_or(setup::Open::New, setup::Open::Resume),
     ))?;
     for w in warnings {
         eprintln!("⚠ {w}");

@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> CliResult {
     let rt = setup::runtime()?;
     let outcome: Outcome = rt.block_on(async {
         let (mut session, warnings) =
-            setup::open_session(&factory, agent, &settings, runner, None).await?;
+            setup::open_session(&factory, agent, &settings, runner, setup::Open::New).await?;
         for w in warnings {
             tracing::warn!("{w}");
         }

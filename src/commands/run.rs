@@ -12,6 +12,7 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{out_json, outln};
 use crate::render::{Progress, Style};
 use crate::setup;
+use deputy_runtime::worktree::{Plan, Settled, Worktree};
 
 /// The exit code for a status (DESIGN.md).
 pub fn exit_for(status: Status) -> Exit {
@@ -51,10 +52,46 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
     let runner = setup::task_runner(ctx, &factory, &settings)?;
     let rt = setup::runtime()?;
     let view = View::new(args.output_format, args.quiet, args.verbose);
+    let worktree = match &args.worktree {
+        None => None,
+        Some(name) => {
+            let id = deputy_runtime::journal::new_session_id();
+            let wt = Worktree::create(&Plan {
+                workspace: &ctx.workspace,
+                agent: &agent.name,
+                session_id: &id,
+                parent_session_id: None,
+                name: Some(name.as_str()).filter(|n| !n.trim().is_empty()),
+                confined: false,
+            })
+            .map_err(|e| CliError::usage(anyhow::anyhow!("--worktree: {e}")))?;
+            Some((id, wt))
+        }
+    };
     rt.block_on(async move {
-        let (session, warnings) =
-            setup::open_session(&factory, agent, &settings, runner, None).await?;
-        drive(session, Some(prompt), warnings, view).await
+        let open = match &worktree {
+            Some((id, wt)) => setup::Open::Worktree { id, worktree: wt },
+            None => setup::Open::New,
+        };
+        let opened = setup::open_session(&factory, agent, &settings, runner, open).await;
+        let (session, warnings) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                // Nobody will work there: it goes (nothing changed yet).
+                if let Some((_, wt)) = &worktree {
+                    let _ = wt.settle("");
+                }
+                return Err(e);
+            }
+        };
+        drive(
+            session,
+            Some(prompt),
+            warnings,
+            view,
+            worktree.as_ref().map(|(_, w)| w),
+        )
+        .await
     })
 }
 
@@ -104,8 +141,9 @@ fn resume_inner(ctx: &Context, args: ResumeArgs) -> CliResult {
     let (id, agent) = (found.id, found.agent);
     rt.block_on(async move {
         let (session, warnings) =
-            setup::open_session(&factory, agent, &settings, runner, Some(&id)).await?;
-        drive(session, prompt, warnings, view).await
+            setup::open_session(&factory, agent, &settings, runner, setup::Open::Resume(&id))
+                .await?;
+        drive(session, prompt, warnings, view, None).await
     })
 }
 
@@ -167,6 +205,7 @@ async fn drive(
     prompt: Option<String>,
     warnings: Vec<String>,
     view: View,
+    worktree: Option<&Worktree>,
 ) -> CliResult {
     setup::install_signals(session.cancel_token());
     let spinner = match view.format {
@@ -206,7 +245,27 @@ async fn drive(
     if let Some(s) = spinner {
         s.stop().await;
     }
-    report(&outcome, view, journal.as_deref(), &warnings)?;
+    // The change in the worktree, committed on its branch whatever the outcome.
+    let mut warnings = warnings;
+    let settled = worktree.and_then(|wt| {
+        let message = deputy_runtime::worktree::commit_message(wt.record(), &outcome.result);
+        wt.settle(&message)
+            .map_err(|e| warnings.push(format!("the worktree could not be settled: {e}")))
+            .ok()
+    });
+    if let Some(s) = &settled
+        && view.format == OutputFormat::Text
+        && !view.quiet
+    {
+        eprintln!("{}", s.describe());
+    }
+    report(
+        &outcome,
+        view,
+        journal.as_deref(),
+        &warnings,
+        settled.as_ref(),
+    )?;
     Ok(exit_for(outcome.status))
 }
 
@@ -215,6 +274,7 @@ fn report(
     view: View,
     journal: Option<&std::path::Path>,
     warnings: &[String],
+    settled: Option<&Settled>,
 ) -> CliResult<()> {
     match view.format {
         OutputFormat::Text => {
@@ -277,6 +337,9 @@ fn report(
             });
             if let Some(s) = &o.structured_output {
                 v["structured_output"] = s.clone();
+            }
+            if let Some(s) = settled {
+                v["worktree"] = json!(s);
             }
             out_json(&v)?;
         }

@@ -10,6 +10,29 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{out, out_json};
 use crate::render::{human_ms, human_tokens, tool_result_note, tool_subject};
 
+/// Settle and remove the worktrees of this workspace's repository that no session works in.
+fn prune_worktrees(ctx: &crate::context::Context, dry_run: bool) -> CliResult<()> {
+    use deputy_runtime::worktree::Settled;
+    if deputy_runtime::worktree::git::find_repo(&ctx.workspace).is_err() {
+        return Ok(());
+    }
+    let reports = deputy_runtime::worktree::prune(&ctx.workspace, dry_run)
+        .map_err(|e| CliError::failure(anyhow::anyhow!("pruning worktrees: {e}")))?;
+    for r in &reports {
+        let what = match (&r.settled, r.live) {
+            (_, true) => "in use by a running session; left alone".to_string(),
+            (None, false) => "would be settled and removed".to_string(),
+            (Some(Settled::Unchanged), _) => "removed (no change)".to_string(),
+            (Some(Settled::Committed { branch, commit, .. }), _) => format!(
+                "removed; its change is commit {} on branch {branch}",
+                commit.get(..12).unwrap_or(commit)
+            ),
+        };
+        eprintln!("worktree {} (session {}): {what}", r.name, r.session_id);
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
     let state = journal::state_dir().ok_or_else(|| {
         CliError::usage(anyhow::anyhow!(
@@ -65,16 +88,19 @@ pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
             older_than,
             dry_run,
         } => {
-            let gone = journal::prune(&state, older_than, dry_run);
-            for id in &gone {
-                crate::output::outln(id)?;
+            prune_worktrees(ctx, dry_run)?;
+            if let Some(older_than) = older_than {
+                let gone = journal::prune(&state, older_than, dry_run);
+                for id in &gone {
+                    crate::output::outln(id)?;
+                }
+                eprintln!(
+                    "{} {} session journal(s) older than {}",
+                    if dry_run { "would delete" } else { "deleted" },
+                    gone.len(),
+                    human_ms(older_than.as_millis() as u64)
+                );
             }
-            eprintln!(
-                "{} {} session journal(s) older than {}",
-                if dry_run { "would delete" } else { "deleted" },
-                gone.len(),
-                human_ms(older_than.as_millis() as u64)
-            );
         }
         SessionsCommand::Show { id, json } => {
             let id = journal::find_session(&state, &id, Some(&ctx.workspace))
@@ -97,12 +123,21 @@ pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
                         model,
                         workspace,
                         resumed,
+                        worktree,
                         ..
                     } => {
-                        format!(
+                        let mut line = format!(
                             "{} {agent} · {model} · {workspace}",
                             if *resumed { "resumed" } else { "started" }
-                        )
+                        );
+                        if let Some(w) = worktree {
+                            line.push_str(&format!(
+                                "\nworktree {} on branch {}",
+                                w.path.display(),
+                                w.branch
+                            ));
+                        }
+                        line
                     }
                     EventKind::UserMessage { text } => format!("user: {}", text.trim()),
                     EventKind::MessageCompleted { text, .. } if !text.trim().is_empty() => {
@@ -169,6 +204,22 @@ pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
             }
             for w in warnings {
                 let _ = writeln!(t, "⚠ {w}");
+            }
+            // Worktrees this session (or its subagents) left with no live session in them.
+            let left: Vec<_> = deputy_runtime::worktree::left_behind(&ctx.workspace)
+                .into_iter()
+                .filter(|r| {
+                    r.session_id == id || r.parent_session_id.as_deref() == Some(id.as_str())
+                })
+                .collect();
+            for r in left {
+                let _ = writeln!(
+                    t,
+                    "⚠ worktree left behind: {} (branch {}, session {}); `deputy sessions prune` commits what it holds and removes it",
+                    r.path.display(),
+                    r.branch,
+                    r.session_id
+                );
             }
             out(&t)?;
         }

@@ -38,5 +38,5 @@ pub use load::{
 };
 pub use mcp::{McpServer, McpTransport, NumberUnit, mcp_server_of};
 pub use permission::{Action, PermissionRule, parse_permission};
-pub use spec::{AgentSpec, MODEL_ALIASES, Mode, ModelRef};
+pub use spec::{AgentSpec, Isolation, MODEL_ALIASES, Mode, ModelRef};
 pub use tools::{BUILTIN_TOOLS, ToolSet, canonical_tool_name, is_builtin_tool};

@@ -391,6 +391,18 @@ impl Ctx<'_> {
                     }
                 }
                 "network" => spec.network = self.boolean(&v, &key),
+                "isolation" => {
+                    if let Some(s) = self.string(&v, &key) {
+                        match crate::spec::Isolation::parse(&s) {
+                            Some(i) => spec.isolation = i,
+                            None => self.error_at(
+                                &v,
+                                &key,
+                                format!("must be `worktree` (or `none`); found `{s}`"),
+                            ),
+                        }
+                    }
+                }
                 "hidden" => spec.hidden = self.boolean(&v, &key).unwrap_or(false),
                 "disable" | "disabled" => spec.disable = self.boolean(&v, &key).unwrap_or(false),
                 "color" | "colour" => spec.color = self.string(&v, &key),

@@ -39,6 +39,27 @@ impl Mode {
     }
 }
 
+/// Where an agent's session works (Claude Code's `isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In the workspace it is given.
+    #[default]
+    None,
+    /// In a git worktree and branch of its own (see deputy-runtime's `worktree`).
+    Worktree,
+}
+
+impl Isolation {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "worktree" => Some(Isolation::Worktree),
+            "none" | "" => Some(Isolation::None),
+            _ => None,
+        }
+    }
+}
+
 /// The `model` of an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -121,6 +142,8 @@ pub struct AgentSpec {
     pub permission: Vec<PermissionRule>,
     /// Opt in to network access from the bash sandbox.
     pub network: Option<bool>,
+    /// `isolation: worktree`: run in a git worktree of its own.
+    pub isolation: Isolation,
     /// Not offered to the `task` tool or listed in MCP.
     pub hidden: bool,
     /// Present but switched off.
@@ -160,6 +183,7 @@ impl AgentSpec {
             tools: ToolSet::all(),
             permission: Vec::new(),
             network: None,
+            isolation: Isolation::None,
             hidden: false,
             disable: false,
             color: None,

@@ -175,6 +175,7 @@ impl Session {
         CallCtx {
             call_id: call_id.to_string(),
             session_id: self.id.clone(),
+            workspace: self.opts.workspace.clone(),
             cancel: self.cancel.clone(),
             budget: Budget {
                 deadline: self.run.deadline,

@@ -239,6 +239,7 @@ impl Session {
             resumed: self.resumed,
             limits: self.opts.limits.info(),
             records_starts: true,
+            worktree: self.opts.worktree.clone(),
         });
     }
 

@@ -111,6 +111,9 @@ pub enum EventKind {
         /// call that never started (false in journals written before it did).
         #[serde(default)]
         records_starts: bool,
+        /// The git worktree the session works in (`isolation: worktree`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<crate::worktree::Record>,
     },
     /// A user message (the task, or more instructions on resume).
     #[serde(rename = "user.message")]

@@ -269,6 +269,7 @@ impl Factory {
         let extra_dirs = self.granted(settings, &sandbox_cfg)?;
         let policy = SandboxPolicy {
             extra_dirs,
+            read_dirs: Vec::new(),
             mode,
             // The agent's own `network` is added by the toolbox, only for a trusted agent file.
             network: settings.network.or(sandbox_cfg.network).unwrap_or(false),
@@ -521,7 +522,14 @@ impl ChildMaker for Children {
             opts.sandbox_ceiling = Some(parent.sandbox.clone());
             opts.approver = parent.approver.clone();
             opts.mcp_hub = Some(parent.mcp.clone());
-            let session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
+            let session = match &parent.worktree {
+                Some((id, wt)) => {
+                    wt.apply(&mut opts);
+                    Session::named(id, agent, client, opts)
+                }
+                None => Session::new(agent, client, opts),
+            }
+            .map_err(|e| e.to_string())?;
             Ok((session, warnings))
         })
     }

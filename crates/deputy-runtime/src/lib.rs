@@ -38,6 +38,7 @@ mod toolbox;
 mod transcript;
 pub mod trust;
 mod turn;
+pub mod worktree;
 
 pub use approve::{Approval, ApprovalRequest, Approver, AutoApprove, Headless};
 pub use builder::{Running, SessionBuilder};

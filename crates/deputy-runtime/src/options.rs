@@ -143,6 +143,9 @@ pub struct SessionOptions {
     pub mcp_servers: indexmap::IndexMap<String, deputy_agent::McpServer>,
     /// The session tree's MCP connections (a subagent gets its parent's); `None` starts a tree.
     pub mcp_hub: Option<Arc<crate::mcp::McpHub>>,
+    /// The worktree the session works in (`isolation: worktree`): named in `session.started`
+    /// and in the system prompt. Set by [`crate::worktree::Worktree::apply`].
+    pub worktree: Option<crate::worktree::Record>,
 }
 
 impl SessionOptions {
@@ -172,6 +175,7 @@ impl SessionOptions {
             web: Default::default(),
             mcp_servers: indexmap::IndexMap::new(),
             mcp_hub: None,
+            worktree: None,
         }
     }
 }

@@ -282,6 +282,7 @@ mod tests {
                 resumed: false,
                 limits: Default::default(),
                 records_starts: records,
+                worktree: None,
             },
         )
     }

@@ -28,6 +28,8 @@ pub struct Budget {
 pub struct CallCtx {
     pub call_id: String,
     pub session_id: String,
+    /// The calling session's workspace (a worktree subagent's is made from it).
+    pub workspace: std::path::PathBuf,
     pub cancel: CancellationToken,
     pub budget: Budget,
     /// The calling session's permission rules (a subagent's ceiling).

@@ -476,6 +476,10 @@ impl Session {
         } else {
             format!("{preamble}\n---\n\n{}", self.agent.prompt)
         };
+        if let Some(w) = &self.opts.worktree {
+            prompt.push_str("\n\n");
+            prompt.push_str(&w.prompt_note());
+        }
         if let Some(extra) = self.opts.append_system_prompt.as_deref()
             && !extra.trim().is_empty()
         {

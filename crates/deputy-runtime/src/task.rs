@@ -34,6 +34,7 @@ use crate::event::{EventKind, Status};
 use crate::options::Limits;
 use crate::router::{CallCtx, Handler, PreparedCall, ToolResult};
 use crate::session::Session;
+use crate::worktree::{Settled, Worktree};
 
 /// `[task]` in config.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -68,6 +69,19 @@ pub struct TaskInput {
     /// To continue a task given earlier, its task_id; leave empty for a new task.
     #[serde(default)]
     pub task_id: Option<String>,
+    /// `worktree`: the subagent works in a git worktree and branch of its own, so parallel
+    /// subagents never edit the same files; its change comes back as a commit on that branch.
+    /// Default: the subagent's own setting (usually the shared workspace).
+    #[serde(default)]
+    pub isolation: Option<IsolationIn>,
+}
+
+/// The `isolation` a task call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationIn {
+    None,
+    Worktree,
 }
 
 /// What a parent hands down to a new child.
@@ -82,6 +96,8 @@ pub struct ChildOf {
     pub approver: Arc<dyn Approver>,
     /// The session tree's MCP connections, reused by the child.
     pub mcp: Arc<crate::mcp::McpHub>,
+    /// The worktree the child works in, and the session id it was made for.
+    pub worktree: Option<(String, Arc<Worktree>)>,
 }
 
 /// Makes the session of a subagent.
@@ -103,6 +119,9 @@ struct Child {
     own: Limits,
     usage: Usage,
     cost: Option<f64>,
+    /// Its worktree (`isolation: worktree`), and whether it is gone (nothing changed).
+    worktree: Option<Arc<Worktree>>,
+    worktree_gone: bool,
 }
 
 /// Runs subagents for every session of a process.
@@ -191,7 +210,7 @@ impl TaskRunner {
             })
             .collect();
         let description = format!(
-            "Hand a self-contained task to a subagent, which works on it on its own (with its own tools, in the same workspace) and returns its final answer. Give it everything it needs in the prompt: it does not see this conversation. Several task calls in one reply run at the same time. The result starts with a task_id; pass it again as task_id to continue that subagent's work.\n\nAvailable subagents:\n{}",
+            "Hand a self-contained task to a subagent, which works on it on its own (with its own tools, in the same workspace, or with isolation: worktree in a git worktree and branch of its own) and returns its final answer. Give it everything it needs in the prompt: it does not see this conversation. Several task calls in one reply run at the same time. The result starts with a task_id; pass it again as task_id to continue that subagent's work.\n\nAvailable subagents:\n{}",
             list.join("\n")
         );
         let mut parameters = deputy_tools::tools::strict_schema::<TaskInput>();
@@ -229,10 +248,20 @@ impl TaskRunner {
                 Err(e) => return err(e),
             },
         };
-        let (session, own, agent_name) = {
+        let (session, own, agent_name, worktree) = {
             let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
             match children.get(&child_id) {
-                Some(c) => (c.session.clone(), c.own.clone(), c.agent.clone()),
+                Some(c) if c.worktree_gone => {
+                    return err(format!(
+                        "task {child_id} worked in a worktree that was removed because it changed nothing; start a new task"
+                    ));
+                }
+                Some(c) => (
+                    c.session.clone(),
+                    c.own.clone(),
+                    c.agent.clone(),
+                    c.worktree.clone(),
+                ),
                 None => return err(format!("task {child_id} is gone")),
             }
         };
@@ -248,6 +277,34 @@ impl TaskRunner {
         });
         let outcome = session.run(Some(input.prompt.clone())).await;
         drop(session);
+        // Its change, committed on its branch whatever the outcome (nothing is lost).
+        let settled = match worktree {
+            Some(wt) => {
+                let answer = outcome.result.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let message = crate::worktree::commit_message(wt.record(), &answer);
+                    wt.settle(&message)
+                })
+                .await;
+                match done {
+                    Ok(Ok(s)) => Some(Ok(s)),
+                    Ok(Err(e)) => Some(Err(e.to_string())),
+                    Err(e) => Some(Err(e.to_string())),
+                }
+            }
+            None => None,
+        };
+        if let Some(Err(e)) = &settled {
+            ctx.emit(EventKind::Warning {
+                message: format!("subagent {agent_name}: its worktree could not be settled: {e}"),
+            });
+        }
+        if matches!(settled, Some(Ok(Settled::Unchanged))) {
+            let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = children.get_mut(&child_id) {
+                c.worktree_gone = true;
+            }
+        }
         ctx.emit(EventKind::SubagentFinished {
             child_session_id: child_id.clone(),
             agent: agent_name.clone(),
@@ -273,8 +330,13 @@ impl TaskRunner {
             Status::Completed => String::new(),
             s => format!("\n(the subagent stopped: {})", s.as_str()),
         };
+        let place = match &settled {
+            Some(Ok(s)) => format!("\n\n{}", s.describe()),
+            Some(Err(e)) => format!("\n\nworktree: could not be settled: {e}"),
+            None => String::new(),
+        };
         let text = format!(
-            "task_id: {child_id} (pass it as task_id to continue this subagent's work)\n\n<task_result>\n{}\n</task_result>{note}",
+            "task_id: {child_id} (pass it as task_id to continue this subagent's work)\n\n<task_result>\n{}\n</task_result>{note}{place}",
             outcome.result.trim()
         );
         ToolResult {
@@ -289,6 +351,11 @@ impl TaskRunner {
                     "usage": usage,
                     "cost_usd": cost,
                     "duration_ms": outcome.duration_ms,
+                    "worktree": match &settled {
+                        Some(Ok(s)) => json!(s),
+                        Some(Err(e)) => json!({"outcome": "error", "error": e}),
+                        None => Value::Null,
+                    },
                 }),
             },
             usage,
@@ -331,6 +398,37 @@ impl TaskRunner {
                 names.join(", ")
             ));
         };
+        let isolation = match input.isolation {
+            Some(IsolationIn::Worktree) => deputy_agent::Isolation::Worktree,
+            Some(IsolationIn::None) => deputy_agent::Isolation::None,
+            None => agent.isolation,
+        };
+        let worktree = match isolation {
+            deputy_agent::Isolation::None => None,
+            deputy_agent::Isolation::Worktree => {
+                let id = crate::journal::new_session_id();
+                let plan_ws = ctx.workspace.clone();
+                let (agent_name, parent_id) = (agent.name.clone(), ctx.session_id.clone());
+                // A tenant's session (its home hidden: `deputy serve`) may not follow a
+                // `gitdir:` file out of its workspace.
+                let confined = ctx.sandbox.home == deputy_tools::sandbox::HomeView::Hidden;
+                let child_id = id.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    Worktree::create(&crate::worktree::Plan {
+                        workspace: &plan_ws,
+                        agent: &agent_name,
+                        session_id: &child_id,
+                        parent_session_id: Some(&parent_id),
+                        name: None,
+                        confined,
+                    })
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot make a worktree for subagent {}: {e}", agent.name))?;
+                Some((id, Arc::new(made)))
+            }
+        };
         let parent = ChildOf {
             session_id: ctx.session_id.clone(),
             model_label: ctx.model_label.clone(),
@@ -338,9 +436,19 @@ impl TaskRunner {
             sandbox: ctx.sandbox.clone(),
             approver: ctx.approver.clone(),
             mcp: ctx.mcp.clone(),
+            worktree: worktree.clone(),
         };
         let name = agent.name.clone();
-        let (mut session, warnings) = self.maker.make(agent, &parent).await?;
+        let (mut session, warnings) = match self.maker.make(agent, &parent).await {
+            Ok(made) => made,
+            Err(e) => {
+                // A worktree nobody will work in goes at once.
+                if let Some((_, wt)) = worktree {
+                    let _ = tokio::task::spawn_blocking(move || wt.settle("")).await;
+                }
+                return Err(e);
+            }
+        };
         self.attach(&mut session, depth + 1);
         for w in warnings {
             ctx.emit(EventKind::Warning {
@@ -361,6 +469,8 @@ impl TaskRunner {
                     own,
                     usage: Usage::default(),
                     cost: None,
+                    worktree: worktree.map(|(_, w)| w),
+                    worktree_gone: false,
                 },
             );
         Ok(id)

@@ -29,6 +29,15 @@ fn all_kinds() -> Vec<EventKind> {
             parent_session_id: None,
             resumed: false,
             records_starts: true,
+            worktree: Some(deputy_runtime::worktree::Record {
+                name: "backend-architect-8f3a1c".into(),
+                session_id: "20261127-221930-8f3a1c".into(),
+                parent_session_id: None,
+                agent: "backend-architect".into(),
+                branch: "deputy/backend-architect-8f3a1c".into(),
+                base: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+                path: "/work/project/.deputy/worktrees/backend-architect-8f3a1c".into(),
+            }),
             limits: LimitsInfo {
                 max_steps: 50,
                 timeout_s: Some(600.0),

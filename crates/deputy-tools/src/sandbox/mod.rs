@@ -299,7 +299,7 @@ impl Sandbox {
             }
         }
         let rlimits = limits::prepare(&policy.limits);
-        let view = view::View::build(policy.home, &policy.hidden, root);
+        let view = view::View::build(policy.home, &policy.read_dirs, &policy.hidden, root);
         Ok(Sandbox {
             policy,
             backend,

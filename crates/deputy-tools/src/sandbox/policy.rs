@@ -55,6 +55,10 @@ pub struct SandboxPolicy {
     /// Directories commands may write besides the workspace (`--add-dir`), absolute; checked
     /// by [`grant::check`] when a sandbox is made.
     pub extra_dirs: Vec<PathBuf>,
+    /// Directories commands may read, never write, besides the view (a worktree session's
+    /// git directory). Set by the runtime for the session it makes, never from config or
+    /// the model, so a parent's ceiling does not narrow them.
+    pub read_dirs: Vec<PathBuf>,
 }
 
 impl SandboxMode {
@@ -125,6 +129,7 @@ impl SandboxPolicy {
                 .filter(|d| ceiling.extra_dirs.iter().any(|c| d.starts_with(c)))
                 .cloned()
                 .collect(),
+            read_dirs: self.read_dirs.clone(),
         }
     }
 }

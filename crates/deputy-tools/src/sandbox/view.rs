@@ -100,9 +100,10 @@ pub struct View {
 }
 
 impl View {
-    /// The view for `home` (how much of `$HOME`) and `hide` (paths the caller adds: deputy's
-    /// state and config directories), around the workspace `root`.
-    pub fn build(home: HomeView, hide: &[PathBuf], root: &Path) -> View {
+    /// The view for `home` (how much of `$HOME`), `read` (directories the runtime shows
+    /// read-only) and `hide` (paths the caller adds: deputy's state and config directories),
+    /// around the workspace `root`.
+    pub fn build(home: HomeView, read: &[PathBuf], hide: &[PathBuf], root: &Path) -> View {
         let mut v = View::default();
         for d in SYSTEM {
             let p = Path::new(d);
@@ -134,6 +135,11 @@ impl View {
         for dir in path_roots(home_dir.as_deref()) {
             if !v.covers(&dir) {
                 v.visible.push(Visible::Dir(dir));
+            }
+        }
+        for dir in read {
+            if dir.is_dir() && !v.covers(dir) {
+                v.visible.push(Visible::Dir(dir.clone()));
             }
         }
         let mut hidden: Vec<PathBuf> = SYSTEM_SECRETS.iter().map(PathBuf::from).collect();
@@ -226,7 +232,7 @@ mod tests {
     #[test]
     fn system_dirs_are_shown_and_secrets_under_them_hidden() {
         let ws = tempfile::tempdir().unwrap();
-        let v = View::build(HomeView::Hidden, &[], ws.path());
+        let v = View::build(HomeView::Hidden, &[], &[], ws.path());
         assert!(v.dirs().any(|d| d == Path::new("/usr")));
         assert!(
             !v.dirs()

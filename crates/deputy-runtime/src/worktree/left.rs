@@ -1,0 +1,156 @@
+//! Worktrees a session left behind: each has a record `NAME.json` beside it, locked (`flock`)
+//! by the process whose session works there. A kill releases the lock with the process, so a
+//! record nobody locks is a worktree nobody works in.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Git, Record, Settled, WORKTREES_DIR, WorktreeError, git, io};
+
+fn record_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+/// Write `record` beside its worktree and hold its lock; the file is the lock.
+pub(super) fn write_record(dir: &Path, record: &Record) -> Result<File, WorktreeError> {
+    let path = record_path(dir, &record.name);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    f.lock().map_err(io(&path))?;
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| WorktreeError::Io(format!("{}: {e}", path.display())))?;
+    f.write_all(&json).map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
+    Ok(f)
+}
+
+pub(super) fn remove_record(record: &Record) -> Result<(), WorktreeError> {
+    let Some(dir) = record.path.parent() else {
+        return Ok(());
+    };
+    let path = record_path(dir, &record.name);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// A record and whether its session still lives (its lock is held).
+struct Found {
+    record: Record,
+    live: bool,
+    /// The open record, locked by us when `!live`.
+    _file: File,
+}
+
+fn found_in(dir: &Path) -> Vec<Found> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        let live = match file.try_lock() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(_)) => continue,
+        };
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(&text) {
+            // A record names the worktree beside it, nothing else.
+            Ok(record) if record.path == dir.join(&record.name) => out.push(Found {
+                record,
+                live,
+                _file: file,
+            }),
+            Ok(_) => tracing::warn!("{}: names a worktree elsewhere; ignored", path.display()),
+            // Made but not written yet (its maker holds the lock), or damaged.
+            Err(e) if !live => tracing::warn!("{}: {e}", path.display()),
+            Err(_) => {}
+        }
+    }
+    out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+    out
+}
+
+/// The worktrees of `workspace`'s repository that no live session works in.
+pub fn left_behind(workspace: &Path) -> Vec<Record> {
+    let Ok((top, _)) = git::find_repo(workspace) else {
+        return Vec::new();
+    };
+    found_in(&top.join(WORKTREES_DIR))
+        .into_iter()
+        .filter(|f| !f.live)
+        .map(|f| f.record)
+        .collect()
+}
+
+/// What `prune` did with one worktree.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub name: String,
+    pub session_id: String,
+    /// Its session still runs: left alone.
+    pub live: bool,
+    pub settled: Option<Settled>,
+}
+
+/// Settle and remove every worktree of `workspace`'s repository that no live session works
+/// in: what was left uncommitted is committed on its branch (nothing is lost), then the
+/// worktree goes; a branch with no change goes too. With `dry_run`, only say which.
+pub fn prune(workspace: &Path, dry_run: bool) -> Result<Vec<PruneReport>, WorktreeError> {
+    let (top, git_dir) = git::find_repo(workspace)?;
+    let dir = top.join(WORKTREES_DIR);
+    let main = Git::open(&git_dir, &top)?;
+    let common =
+        PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
+    let mut reports = Vec::new();
+    for f in found_in(&dir) {
+        let mut report = PruneReport {
+            name: f.record.name.clone(),
+            session_id: f.record.session_id.clone(),
+            live: f.live,
+            settled: None,
+        };
+        if !f.live && !dry_run {
+            let r = &f.record;
+            let wt = match git::find_repo(&r.path) {
+                // Its `.git` file leads into this repository's worktrees, or it is not used.
+                Ok((t, g)) if t == r.path && g.starts_with(common.join("worktrees")) => {
+                    main.with_work_tree(&g, &r.path)
+                }
+                _ => main.clone(),
+            };
+            let answer = format!(
+                "Work left in the worktree by session {}, which did not finish\n\nCommitted by `deputy sessions prune`.",
+                r.session_id
+            );
+            let settled = super::settle(&main, &wt, r, &answer)?;
+            if matches!(settled, Settled::Committed { .. }) {
+                super::remove(&main, r, false)?;
+            }
+            report.settled = Some(settled);
+        }
+        reports.push(report);
+    }
+    if !dry_run && git_dir.is_dir() {
+        main.output(&["worktree", "prune"])?;
+    }
+    Ok(reports)
+}

@@ -1,0 +1,462 @@
+//! `isolation: worktree`: a session that works in a git worktree of its own, on a branch of its
+//! own, so parallel subagents on one repository never touch each other's files or the user's.
+//!
+//! - **Made** from the parent's current state, uncommitted changes included: the tracked and
+//!   untracked (not ignored) files as they are on disk are written, through a temporary index
+//!   (the user's own index is not touched), into a commit "deputy: uncommitted state of …" on
+//!   top of `HEAD`; with nothing uncommitted the base is `HEAD` itself. The worktree is
+//!   `.deputy/worktrees/NAME` at the top of the repository (ignored by its own `.gitignore`),
+//!   on the branch `deputy/NAME`. Ignored files listed by `.worktreeinclude` (Claude Code's)
+//!   are copied in.
+//! - **Settled** when the session ends: its change is committed on the branch (the message is
+//!   the session's answer) and the branch, commit and diff stat are given back; with no change
+//!   the worktree and the branch are removed. The user's tree and branches are never touched:
+//!   merging is the parent's or the user's choice.
+//! - **Left behind** by a crash or a kill: a record beside the worktree, locked while its
+//!   session lives, lets `deputy sessions prune` commit what was left and remove the worktree.
+//!
+//! git runs outside the sandbox, so it runs as [`git::Git`] does: with the repository's
+//! program-naming config emptied. Inside the sandbox the worktree's git directory (under the
+//! main repository's) is readable and never writable.
+
+pub mod git;
+mod include;
+mod left;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use git::{Git, GitError};
+pub use left::{PruneReport, left_behind, prune};
+
+/// Where worktrees live, under the top of the repository.
+pub const WORKTREES_DIR: &str = ".deputy/worktrees";
+
+/// A worktree that could not be made or settled.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io(what: &Path) -> impl Fn(std::io::Error) -> WorktreeError + '_ {
+    move |e| WorktreeError::Io(format!("{}: {e}", what.display()))
+}
+
+/// What is kept beside a worktree (`NAME.json`): which session works there, and on what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub name: String,
+    pub session_id: String,
+    pub parent_session_id: Option<String>,
+    pub agent: String,
+    pub branch: String,
+    /// The commit the branch started from.
+    pub base: String,
+    /// The worktree's top directory.
+    pub path: PathBuf,
+}
+
+impl Record {
+    /// Words for the session's system prompt: where it works, and that deputy commits.
+    pub fn prompt_note(&self) -> String {
+        format!(
+            "You work in a git worktree of your own ({}), on branch {}: your changes do not touch the main working tree. Do not commit, stash or switch branches (the repository's git directory is read-only to you): when you finish, deputy commits your changes on this branch with your final answer as the message.",
+            self.path.display(),
+            self.branch
+        )
+    }
+}
+
+/// How a worktree session ended, for its parent or its user.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Settled {
+    /// Nothing changed: the worktree and the branch are gone.
+    Unchanged,
+    /// The change is a commit on `branch` (on top of `base`).
+    Committed {
+        branch: String,
+        commit: String,
+        base: String,
+        /// `git diff --stat base commit`.
+        stat: String,
+        files_changed: usize,
+        /// The worktree, kept until `deputy sessions prune` (or a continued task) needs it.
+        path: PathBuf,
+    },
+}
+
+impl Settled {
+    /// One paragraph for the model or the terminal.
+    pub fn describe(&self) -> String {
+        match self {
+            Settled::Unchanged => {
+                "worktree: no change, so its worktree and branch were removed".into()
+            }
+            Settled::Committed {
+                branch,
+                commit,
+                base,
+                stat,
+                ..
+            } => format!(
+                "worktree: the change is commit {} on branch {branch} (from {}); the main tree is unchanged. To take it: git merge {branch} (or git cherry-pick {}).\n{}",
+                short(commit),
+                short(base),
+                short(commit),
+                stat.trim_end()
+            ),
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// A live worktree session's place: made by [`Worktree::create`], ended by
+/// [`Worktree::settle`]. Holding it holds the lock that tells `prune` the session lives.
+#[derive(Debug)]
+pub struct Worktree {
+    record: Record,
+    /// The session's workspace: the worktree's counterpart of the workspace it was made from.
+    workspace: PathBuf,
+    common_dir: PathBuf,
+    main: Git,
+    git: Git,
+    /// The record file, locked while this lives.
+    lock: std::fs::File,
+}
+
+/// What [`Worktree::create`] needs to know.
+pub struct Plan<'a> {
+    /// The workspace the session would otherwise use.
+    pub workspace: &'a Path,
+    pub agent: &'a str,
+    pub session_id: &'a str,
+    pub parent_session_id: Option<&'a str>,
+    /// The name (default: the agent's and the end of the session id).
+    pub name: Option<&'a str>,
+    /// Refuse a repository whose git directory lies outside the workspace (`deputy serve`:
+    /// a `gitdir:` file must not lead into another tenant's repository).
+    pub confined: bool,
+}
+
+/// A name git takes as a branch part and a directory: `[A-Za-z0-9._-]`, no leading `.` or `-`.
+fn clean_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while out.starts_with(['-', '.']) {
+        out.remove(0);
+    }
+    out.truncate(60);
+    if out.is_empty() { "agent".into() } else { out }
+}
+
+impl Worktree {
+    /// Make the worktree for a new session.
+    pub fn create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
+        let (top, git_dir) = git::find_repo(plan.workspace)?;
+        let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
+        let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
+        let main = Git::open(&git_dir, &top)?;
+        let common_dir = PathBuf::from(main.value(&[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+        ])?);
+        let common_dir = common_dir.canonicalize().map_err(io(&common_dir))?;
+        if plan.confined && !common_dir.starts_with(&top) {
+            return Err(WorktreeError::Io(format!(
+                "{}: its git directory {} is outside the workspace",
+                top.display(),
+                common_dir.display()
+            )));
+        }
+        let name = match plan.name {
+            Some(n) => clean_name(n),
+            None => {
+                let tail: String = plan
+                    .session_id
+                    .chars()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("{}-{tail}", clean_name(plan.agent))
+            }
+        };
+        let dir = top.join(WORKTREES_DIR);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(
+                &ignore,
+                "# deputy's worktrees: never part of the repository\n*\n",
+            )
+            .map_err(io(&ignore))?;
+        }
+        let path = dir.join(&name);
+        let branch = format!("deputy/{name}");
+        if path.exists()
+            || main
+                .value(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("refs/heads/{branch}"),
+                ])
+                .is_ok()
+        {
+            return Err(WorktreeError::Io(format!(
+                "a worktree named {name} exists already (branch {branch}); choose another name or run `deputy sessions prune`"
+            )));
+        }
+        let base = snapshot(&main, &name)?;
+        let record = Record {
+            name: name.clone(),
+            session_id: plan.session_id.to_string(),
+            parent_session_id: plan.parent_session_id.map(str::to_string),
+            agent: plan.agent.to_string(),
+            branch: branch.clone(),
+            base: base.clone(),
+            path: path.clone(),
+        };
+        // The record (locked) first: a crash from here on leaves something prune can find.
+        let lock = left::write_record(&dir, &record)?;
+        let path_s = path.display().to_string();
+        main.output(&["worktree", "add", "--quiet", "-b", &branch, &path_s, &base])?;
+        let (_, wt_git_dir) = git::find_repo(&path)?;
+        let git = main.with_work_tree(&wt_git_dir, &path);
+        let wt = Worktree {
+            workspace: path.join(&sub),
+            record,
+            common_dir,
+            main,
+            git,
+            lock,
+        };
+        include::copy_included(&top, &wt.record.path, &wt.main)?;
+        Ok(wt)
+    }
+
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The session's workspace inside the worktree.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// What commands in the sandbox must be able to read (never write) for git to work in
+    /// the worktree: the repository's git directory, and the worktree's top when the
+    /// workspace is below it.
+    pub fn read_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.common_dir.clone()];
+        if self.workspace != self.record.path {
+            dirs.push(self.record.path.clone());
+        }
+        dirs
+    }
+
+    /// Point `opts` at the worktree: its workspace, its git directory readable in the
+    /// sandbox, and its record (for `session.started` and the system prompt).
+    pub fn apply(&self, opts: &mut crate::options::SessionOptions) {
+        opts.workspace = self.workspace.clone();
+        opts.sandbox.read_dirs.extend(self.read_dirs());
+        opts.worktree = Some(self.record.clone());
+    }
+
+    /// Commit what changed on the branch (`message`: the session's answer) or, when nothing
+    /// ever did, remove the worktree and the branch.
+    pub fn settle(&self, message: &str) -> Result<Settled, WorktreeError> {
+        settle(&self.main, &self.git, &self.record, message)
+    }
+
+    /// Release the lock (the record stays while the worktree does).
+    pub fn close(self) {
+        drop(self.lock);
+    }
+}
+
+/// Commit the state of `main`'s work tree, uncommitted and untracked files included, without
+/// touching its index; the commit (or `HEAD` when nothing is uncommitted).
+fn snapshot(main: &Git, name: &str) -> Result<String, WorktreeError> {
+    let head = main
+        .value(&["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+        .ok();
+    let index = std::env::temp_dir().join(format!("deputy-index-{}-{name}", std::process::id()));
+    let real_index = main.git_dir().join("index");
+    if real_index.is_file() {
+        // Its stat cache spares re-reading every file.
+        std::fs::copy(&real_index, &index).map_err(io(&index))?;
+    }
+    let env = [("GIT_INDEX_FILE", index.as_os_str())];
+    let made = (|| {
+        main.output_with(
+            // `.deputy/worktrees` ignores itself (its own `.gitignore`).
+            &["add", "-A"],
+            &env,
+            None,
+        )?;
+        main.output_with(&["write-tree"], &env, None)
+            .map(|s| s.trim().to_string())
+    })();
+    let _ = std::fs::remove_file(&index);
+    let tree = made?;
+    if let Some(h) = &head
+        && main.value(&["rev-parse", &format!("{h}^{{tree}}")])? == tree
+    {
+        return Ok(h.clone());
+    }
+    let msg = "deputy: the uncommitted state the worktree was made from\n";
+    commit(main, &tree, head.as_deref(), msg)
+}
+
+/// `git commit-tree`: the user's identity when git knows it, else deputy's.
+fn commit(
+    git: &Git,
+    tree: &str,
+    parent: Option<&str>,
+    message: &str,
+) -> Result<String, WorktreeError> {
+    let mut args = vec!["commit-tree", "--no-gpg-sign", tree];
+    if let Some(p) = parent {
+        args.extend(["-p", p]);
+    }
+    args.extend(["-F", "-"]);
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = Vec::new();
+    let known = |k: &str| git.value(&["config", k]).is_ok_and(|v| !v.is_empty());
+    if !(known("user.name") && known("user.email")) {
+        for (k, v) in [
+            ("GIT_AUTHOR_NAME", "deputy"),
+            ("GIT_AUTHOR_EMAIL", "deputy@localhost"),
+            ("GIT_COMMITTER_NAME", "deputy"),
+            ("GIT_COMMITTER_EMAIL", "deputy@localhost"),
+        ] {
+            env.push((k, std::ffi::OsStr::new(v)));
+        }
+    }
+    Ok(git
+        .output_with(&args, &env, Some(message.as_bytes()))?
+        .trim()
+        .to_string())
+}
+
+/// The commit message for a session's change: its answer's first line as the subject.
+pub fn commit_message(record: &Record, answer: &str) -> String {
+    let subject: String = answer
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .trim_start_matches('#')
+        .trim()
+        .chars()
+        .take(72)
+        .collect();
+    let subject = if subject.is_empty() {
+        format!("deputy: {}'s change", record.agent)
+    } else {
+        subject
+    };
+    let body: String = answer.trim().chars().take(8_000).collect();
+    format!(
+        "{subject}\n\n{body}\n\nMade by deputy agent {} in session {}.\n",
+        record.agent, record.session_id
+    )
+}
+
+fn settle(main: &Git, git: &Git, record: &Record, answer: &str) -> Result<Settled, WorktreeError> {
+    let branch_ref = format!("refs/heads/{}", record.branch);
+    let tip = main
+        .value(&["rev-parse", "--verify", "--quiet", &branch_ref])
+        .ok();
+    let mut commit_id = tip.clone();
+    if record.path.join(".git").is_file() {
+        git.output(&["add", "-A"])?;
+        let tree = git.value(&["write-tree"])?;
+        let head = git.value(&["rev-parse", "HEAD"])?;
+        if git.value(&["rev-parse", "HEAD^{tree}"])? != tree {
+            let c = commit(git, &tree, Some(&head), &commit_message(record, answer))?;
+            main.output(&["update-ref", &branch_ref, &c, &head])?;
+            commit_id = Some(c);
+        }
+    }
+    match commit_id {
+        Some(c) if c != record.base => {
+            let stat = main.output(&[
+                "diff-tree",
+                "-r",
+                "--stat=100",
+                "--no-ext-diff",
+                "--no-textconv",
+                &record.base,
+                &c,
+            ])?;
+            let files_changed = main
+                .output(&[
+                    "diff-tree",
+                    "-r",
+                    "--name-only",
+                    "--no-ext-diff",
+                    &record.base,
+                    &c,
+                ])?
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count();
+            Ok(Settled::Committed {
+                branch: record.branch.clone(),
+                commit: c,
+                base: record.base.clone(),
+                stat,
+                files_changed,
+                path: record.path.clone(),
+            })
+        }
+        _ => {
+            remove(main, record, true)?;
+            Ok(Settled::Unchanged)
+        }
+    }
+}
+
+/// Remove the worktree directory and its record, and the branch too when `branch`.
+fn remove(main: &Git, record: &Record, branch: bool) -> Result<(), WorktreeError> {
+    if record.path.exists() {
+        let p = record.path.display().to_string();
+        if main
+            .output(&["worktree", "remove", "--force", "--force", &p])
+            .is_err()
+        {
+            std::fs::remove_dir_all(&record.path).map_err(io(&record.path))?;
+        }
+    }
+    main.output(&["worktree", "prune"])?;
+    if branch {
+        let branch_ref = format!("refs/heads/{}", record.branch);
+        if main
+            .value(&["rev-parse", "--verify", "--quiet", &branch_ref])
+            .is_ok()
+        {
+            main.output(&["update-ref", "-d", &branch_ref])?;
+        }
+    }
+    left::remove_record(record)
+}
