@@ -289,3 +289,359 @@ async fn parallel_subagents_each_end_on_their_own_branch() {
         assert_eq!(git(&h.ws, &["status", "--porcelain"]), status_before);
     }
 }
+
+/// Make `ws`'s repository hostile, as a cloned tarball's `.git` could be: every way its
+/// config (and what it includes) or hooks make git run a program, each touching its own
+/// marker in `marks`.
+fn plant(ws: &Path, marks: &Path) {
+    let touch = |what: &str| format!("touch {}/{what}", marks.display());
+    let git_dir = ws.join(".git");
+    for (dir, name) in [
+        (git_dir.join("hooks"), "hook"),
+        (ws.join(".githooks"), "hookspath"),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        for hook in [
+            "post-checkout",
+            "pre-commit",
+            "post-commit",
+            "post-index-change",
+            "reference-transaction",
+        ] {
+            let p = dir.join(hook);
+            std::fs::write(
+                &p,
+                format!("#!/bin/sh\n{}\n", touch(&format!("{name}-{hook}"))),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    std::fs::write(
+        git_dir.join("evil.cfg"),
+        format!(
+            "[filter \"inc\"]\n\tclean = {}\n\tsmudge = {}\n",
+            touch("included-clean"),
+            touch("included-smudge")
+        ),
+    )
+    .unwrap();
+    let mut cfg = std::fs::read_to_string(git_dir.join("config")).unwrap();
+    cfg.push_str(&format!(
+        r#"[core]
+	hooksPath = .githooks
+	fsmonitor = "{fsmonitor}"
+	pager = "{pager}"
+	editor = "{editor}"
+[filter "evil"]
+	clean = "{clean}"
+	smudge = "{smudge}"
+	required = true
+[filter "proc"]
+	process = "{process}"
+[diff]
+	external = "{external}"
+[diff "x"]
+	textconv = "{textconv}"
+	command = "{diffcmd}"
+[commit]
+	gpgSign = true
+[gpg]
+	program = "{gpg}"
+[hook "cfg"]
+	command = "{cfghook}"
+	event = post-checkout
+	event = pre-commit
+[submodule]
+	recurse = true
+[include]
+	path = evil.cfg
+"#,
+        fsmonitor = touch("fsmonitor"),
+        pager = touch("pager"),
+        editor = touch("editor"),
+        clean = touch("clean"),
+        smudge = touch("smudge"),
+        process = touch("process"),
+        external = touch("external"),
+        textconv = touch("textconv"),
+        diffcmd = touch("diffcmd"),
+        gpg = touch("gpg"),
+        cfghook = touch("config-hook"),
+    ));
+    std::fs::write(git_dir.join("config"), cfg).unwrap();
+    std::fs::write(
+        ws.join(".gitattributes"),
+        "*.txt filter=evil diff=x\n*.md filter=inc\n*.rs filter=proc\n",
+    )
+    .unwrap();
+}
+
+/// A repository whose config and hooks name programs (filters, fsmonitor, hooks by path and
+/// by config, diff drivers, signing, included config): deputy makes, settles and prunes
+/// worktrees in it and runs none of them. Inside the sandbox, the subagent can neither write
+/// the main repository's git directory nor point its worktree's `.git` file elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_repository_runs_nothing_and_git_stays_out_of_reach() {
+    if !common::sandbox_available() {
+        return;
+    }
+    for backend in common::backends() {
+        let marks = tempfile::tempdir().unwrap();
+        let h = Harness::yaml(
+            r#"
+steps:
+  - tool_calls: [{name: task, arguments: {description: "edit", prompt: "Edit", subagent_type: alpha}}]
+  - text: "done"
+routes:
+  - when: {system_contains: "You are alpha,"}
+    steps:
+      - tool_calls: [{name: write, arguments: {path: src/lib.txt, content: "changed\n"}}]
+      - tool_calls:
+          - {name: bash, arguments: {command: "G=$(sed 's/gitdir: //' .git); echo '[core] fsmonitor = touch /tmp/x' >> $G/../../config; echo pwned >> $G/HEAD; echo 'gitdir: /tmp' > .git; git config core.fsmonitor 'touch /tmp/y'; echo tried"}}
+          - {name: write, arguments: {path: .git, content: "gitdir: /tmp\n"}}
+      - text: "Edited src/lib.txt"
+"#,
+        )
+        .await;
+        agents(&h);
+        repo(&h.ws);
+        plant(&h.ws, marks.path());
+        std::fs::write(h.ws.join("notes.md"), "uncommitted, filtered by inc\n").unwrap();
+        std::fs::write(h.ws.join("main.rs"), "// uncommitted, filtered by proc\n").unwrap();
+        let config_before = std::fs::read(h.ws.join(".git/config")).unwrap();
+
+        let out = h
+            .cmd(&["run", "--output-format", "json", "--agent", "lead", "edit"])
+            .env("DEPUTY_SANDBOX_BACKEND", backend)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {stderr}");
+        h.assert_strict_ok();
+        let b = branches(&h.ws);
+        assert_eq!(b.len(), 1, "{backend}: {b:?} {:#?}", h.tool_results());
+        assert_eq!(
+            show(&h.ws, &format!("{}:src/lib.txt", b[0])).as_deref(),
+            Some("changed\n"),
+            "{backend}"
+        );
+        // The uncommitted files reached the worktree's base as they are on disk.
+        assert_eq!(
+            show(&h.ws, &format!("{}~1:notes.md", b[0])).as_deref(),
+            Some("uncommitted, filtered by inc\n")
+        );
+        // Nothing in the sandbox reached git's own files.
+        assert_eq!(
+            std::fs::read(h.ws.join(".git/config")).unwrap(),
+            config_before,
+            "{backend}"
+        );
+        let wt = worktrees(&h.ws)
+            .into_iter()
+            .find(|w| w.contains("/alpha-"))
+            .unwrap();
+        let dot_git = std::fs::read_to_string(Path::new(&wt).join(".git")).unwrap();
+        assert!(
+            dot_git.starts_with("gitdir: ") && dot_git.contains("/.git/worktrees/"),
+            "{dot_git}"
+        );
+        let admin = dot_git.trim().strip_prefix("gitdir: ").unwrap();
+        let head = std::fs::read_to_string(Path::new(admin).join("HEAD")).unwrap();
+        assert!(!head.contains("pwned"), "{backend}: {head}");
+        // (The attempts were made, and refused.)
+        let tried = h
+            .tool_results()
+            .into_iter()
+            .chain(
+                h.mock
+                    .requests()
+                    .iter()
+                    .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+                    .filter(|m| m["role"] == "tool")
+                    .map(|m| m["content"].as_str().unwrap_or("").to_string()),
+            )
+            .filter(|t| t.contains("tried") || t.contains(".git"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(tried.contains("tried"), "{backend}: {tried}");
+
+        // And pruning, which settles with the same git, runs nothing either.
+        let out = h.cmd(&["sessions", "prune"]).output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(worktrees(&h.ws).len(), 1);
+        let ran: Vec<_> = std::fs::read_dir(marks.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(ran.is_empty(), "{backend}: the repository ran {ran:?}");
+
+        // The same repository, used by the real git as its owner would, does run them: the
+        // planted programs are live.
+        let _ = std::process::Command::new("git")
+            .args(["add", "-A"])
+            .current_dir(&h.ws)
+            .output()
+            .unwrap();
+        let ran = std::fs::read_dir(marks.path()).unwrap().count();
+        assert!(ran > 0, "the planted config ran nothing even for plain git");
+    }
+}
+
+/// kill -9 while a worktree subagent is mid-way: `sessions show` names the worktree left
+/// behind, and `sessions prune` commits what it held on its branch and removes it, leaving
+/// the repository clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_way_then_prune_leaves_a_clean_repository() {
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - tool_calls: [{name: task, arguments: {description: "edit", prompt: "Edit", subagent_type: alpha}}]
+  - text: "done"
+routes:
+  - when: {system_contains: "You are alpha,"}
+    steps:
+      - tool_calls: [{name: write, arguments: {path: src/lib.txt, content: "partial\n"}}]
+      - tool_calls: [{name: bash, arguments: {command: "sleep 60"}}]
+      - text: "never reached"
+"#,
+    )
+    .await;
+    agents(&h);
+    repo(&h.ws);
+    let status_before = git(&h.ws, &["status", "--porcelain"]);
+    let mut child = h
+        .cmd(&["run", "--output-format", "json", "--agent", "lead", "edit"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the subagent's write is in its worktree and its command runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let written = loop {
+        let found = std::fs::read_dir(h.ws.join(".deputy/worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("src/lib.txt"))
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t == "partial\n"));
+        if let Some(p) = found
+            && h.mock.requests().len() >= 3
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subagent never wrote"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait().await;
+    assert!(written.exists(), "the worktree is there after the kill");
+    assert_eq!(worktrees(&h.ws).len(), 2);
+
+    let lead = h
+        .journal_ids()
+        .into_iter()
+        .find(|id| h.journal(id)[0]["parent_session_id"].is_null())
+        .unwrap();
+    let out = h.cmd(&["sessions", "show", &lead]).output().await.unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("worktree left behind") && shown.contains("deputy sessions prune"),
+        "{shown}"
+    );
+
+    let out = h.cmd(&["sessions", "prune"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("its change is commit"), "{said}");
+    // Clean: one worktree (the main one), nothing in .deputy/worktrees but its .gitignore,
+    // the main tree as it was, and the partial work kept as a commit on the branch.
+    assert_eq!(worktrees(&h.ws).len(), 1);
+    let left: Vec<_> = std::fs::read_dir(h.ws.join(".deputy/worktrees"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [".gitignore"]);
+    assert_eq!(git(&h.ws, &["status", "--porcelain"]), status_before);
+    let b = branches(&h.ws);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        show(&h.ws, &format!("{}:src/lib.txt", b[0])).as_deref(),
+        Some("partial\n")
+    );
+    assert!(git(&h.ws, &["log", "-1", "--format=%s", &b[0]]).contains("did not finish"));
+    // A second prune finds nothing.
+    let out = h.cmd(&["sessions", "prune"]).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
+
+/// `deputy run --worktree NAME`: the top-level session works on branch deputy/NAME; the JSON
+/// result says where its change is. Outside a repository, a clear usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_worktree_commits_on_its_branch() {
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"run\\n\"}}]\n  - text: \"Changed shared.txt\"\n",
+    )
+    .await;
+    let out = h
+        .cmd(&["run", "--worktree", "fix-1", "go"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--worktree") && err.contains("not in a git repository"),
+        "{err}"
+    );
+
+    repo(&h.ws);
+    let (code, v, stderr) = h.run_json(&["--worktree", "fix-1", "go"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    h.assert_strict_ok();
+    assert_eq!(v["worktree"]["outcome"], "committed", "{v:#}");
+    assert_eq!(v["worktree"]["branch"], "deputy/fix-1");
+    assert_eq!(v["worktree"]["files_changed"], 1);
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("shared.txt")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(
+        show(&h.ws, "deputy/fix-1:shared.txt").as_deref(),
+        Some("run\n")
+    );
+    let events = h.journal(v["session_id"].as_str().unwrap());
+    assert_eq!(events[0]["worktree"]["branch"], "deputy/fix-1");
+    assert!(
+        events[0]["system_prompt"]
+            .as_str()
+            .unwrap()
+            .contains("on branch deputy/fix-1")
+    );
+    // The same name again: refused, naming what to do.
+    let out = h
+        .cmd(&["run", "--worktree", "fix-1", "go"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}

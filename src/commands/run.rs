@@ -248,8 +248,7 @@ async fn drive(
     // The change in the worktree, committed on its branch whatever the outcome.
     let mut warnings = warnings;
     let settled = worktree.and_then(|wt| {
-        let message = deputy_runtime::worktree::commit_message(wt.record(), &outcome.result);
-        wt.settle(&message)
+        wt.settle(&outcome.result)
             .map_err(|e| warnings.push(format!("the worktree could not be settled: {e}")))
             .ok()
     });

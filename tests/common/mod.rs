@@ -191,6 +191,17 @@ impl Harness {
             .collect()
     }
 
+    /// Every session id in the state directory.
+    pub fn journal_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.home.join("state/sessions"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The only session id in the state directory.
     pub fn only_session(&self) -> String {
         let dir = self.home.join("state/sessions");

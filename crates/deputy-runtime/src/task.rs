@@ -281,11 +281,7 @@ impl TaskRunner {
         let settled = match worktree {
             Some(wt) => {
                 let answer = outcome.result.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    let message = crate::worktree::commit_message(wt.record(), &answer);
-                    wt.settle(&message)
-                })
-                .await;
+                let done = tokio::task::spawn_blocking(move || wt.settle(&answer)).await;
                 match done {
                     Ok(Ok(s)) => Some(Ok(s)),
                     Ok(Err(e)) => Some(Err(e.to_string())),

@@ -134,3 +134,55 @@ async fn grants_that_would_undo_the_view_are_refused() {
         }
     }
 }
+
+/// A directory the runtime shows read-only (`read_dirs`: a worktree session's git directory)
+/// can be read by commands and never written: not a byte changed, nothing made, nothing
+/// removed; a directory beside it stays out of sight.
+#[tokio::test]
+async fn a_read_only_directory_is_read_and_never_written() {
+    for (b, kept) in modes() {
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let git = top.join("repo.git");
+        let beside = top.join("beside");
+        std::fs::create_dir_all(git.join("worktrees/w")).unwrap();
+        std::fs::write(git.join("config"), "[core]\n\tbare = false\n").unwrap();
+        std::fs::write(git.join("worktrees/w/HEAD"), "ref: refs/heads/deputy/w\n").unwrap();
+        std::fs::create_dir_all(&beside).unwrap();
+        std::fs::write(beside.join("notes"), "besidesecret\n").unwrap();
+        let shown = git.clone();
+        let env = Env::make(b, kept, move |p| p.read_dirs = vec![shown]);
+        let (g, s) = (git.display(), beside.display());
+        let out = env
+            .bash(&format!(
+                "cat {g}/worktrees/w/HEAD; echo pwned >> {g}/config; echo x > {g}/worktrees/w/HEAD; \
+                 echo new > {g}/worktrees/w/new; mkdir {g}/hooks; rm -f {g}/config; mv {g}/worktrees {g}/moved; \
+                 ln -s /etc {g}/link; cat {s}/notes; echo done"
+            ))
+            .await;
+        let c = &out.content;
+        let what = format!("{b:?} kept={kept}: {c}");
+        assert!(
+            c.contains("done") && c.contains("ref: refs/heads/deputy/w"),
+            "{what}"
+        );
+        assert!(!c.contains("besidesecret"), "{what}");
+        assert_eq!(
+            common::read(&git.join("config")).as_deref(),
+            Some("[core]\n\tbare = false\n"),
+            "{what}"
+        );
+        assert_eq!(
+            common::read(&git.join("worktrees/w/HEAD")).as_deref(),
+            Some("ref: refs/heads/deputy/w\n"),
+            "{what}"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&git)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["config", "worktrees"], "{what}");
+        assert!(!git.join("worktrees/w/new").exists(), "{what}");
+    }
+}

@@ -98,17 +98,18 @@ impl Git {
         };
         // Reading config runs nothing; it lists what the repository itself sets.
         let listed = g.output(&["config", "--list", "--show-scope", "--includes", "--null"])?;
-        for entry in listed.split('\0') {
-            // `scope\tkey\nvalue` (with --null: scope, TAB, key, NEWLINE, value).
-            let Some((scope, rest)) = entry.split_once('\t') else {
-                continue;
-            };
+        // With --null: `scope NUL key NEWLINE value NUL`, entry after entry.
+        let mut fields = listed.split('\0');
+        while let (Some(scope), Some(entry)) = (fields.next(), fields.next()) {
             if !matches!(scope, "local" | "worktree") {
                 continue;
             }
-            let (key, value) = rest.split_once('\n').unwrap_or((rest, ""));
+            let (key, value) = entry.split_once('\n').unwrap_or((entry, ""));
             if runs_a_program(key, value) {
                 g.neutral.push(format!("{key}="));
+            } else if key.starts_with("filter.") && key.ends_with(".required") {
+                // A filter emptied must not then be "required" (git would refuse the file).
+                g.neutral.push(format!("{key}=false"));
             }
         }
         g.neutral.sort();
@@ -255,6 +256,40 @@ pub fn find_repo(dir: &Path) -> Result<(PathBuf, PathBuf), GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The repository's own program-naming keys are emptied; the user's are not read here.
+    #[test]
+    fn a_repositorys_program_keys_are_emptied() {
+        let dir = std::env::temp_dir().join(format!("deputy-git-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            assert!(
+                Command::new("git")
+                    .args(args)
+                    .current_dir(&dir)
+                    .status()
+                    .unwrap()
+                    .success()
+            )
+        };
+        run(&["init", "-q"]);
+        run(&["config", "filter.x.clean", "touch y"]);
+        run(&["config", "filter.x.required", "true"]);
+        run(&["config", "hook.h.command", "touch z"]);
+        run(&["config", "user.name", "someone"]);
+        let (top, git_dir) = find_repo(&dir).unwrap();
+        let g = Git::open(&git_dir, &top).unwrap();
+        assert_eq!(
+            g.neutralised(),
+            [
+                "filter.x.clean=",
+                "filter.x.required=false",
+                "hook.h.command="
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn program_keys_are_recognised() {

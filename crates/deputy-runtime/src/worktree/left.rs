@@ -138,7 +138,7 @@ pub fn prune(workspace: &Path, dry_run: bool) -> Result<Vec<PruneReport>, Worktr
                 _ => main.clone(),
             };
             let answer = format!(
-                "Work left in the worktree by session {}, which did not finish\n\nCommitted by `deputy sessions prune`.",
+                "deputy: session {} did not finish\n\nWhat it left in its worktree, committed by `deputy sessions prune`.",
                 r.session_id
             );
             let settled = super::settle(&main, &wt, r, &answer)?;

@@ -282,10 +282,10 @@ impl Worktree {
         opts.worktree = Some(self.record.clone());
     }
 
-    /// Commit what changed on the branch (`message`: the session's answer) or, when nothing
-    /// ever did, remove the worktree and the branch.
-    pub fn settle(&self, message: &str) -> Result<Settled, WorktreeError> {
-        settle(&self.main, &self.git, &self.record, message)
+    /// Commit what changed on the branch (the message made from the session's `answer`)
+    /// or, when nothing ever did, remove the worktree and the branch.
+    pub fn settle(&self, answer: &str) -> Result<Settled, WorktreeError> {
+        settle(&self.main, &self.git, &self.record, answer)
     }
 
     /// Release the lock (the record stays while the worktree does).
@@ -359,7 +359,7 @@ fn commit(
 }
 
 /// The commit message for a session's change: its answer's first line as the subject.
-pub fn commit_message(record: &Record, answer: &str) -> String {
+fn commit_message(record: &Record, answer: &str) -> String {
     let subject: String = answer
         .lines()
         .map(str::trim)
