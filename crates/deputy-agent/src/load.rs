@@ -902,6 +902,23 @@ mod tests {
         parse(text).unwrap_err().diagnostics().remove(0)
     }
 
+    /// Claude Code's `isolation: worktree`; anything else is an error at its line.
+    #[test]
+    fn isolation_is_worktree_or_an_error_at_its_line() {
+        let s = parse("---\nname: w\nisolation: worktree\n---\nBody").unwrap();
+        assert_eq!(s.isolation, crate::spec::Isolation::Worktree);
+        assert_eq!(
+            parse("---\nname: w\n---\n").unwrap().isolation,
+            crate::spec::Isolation::None
+        );
+        let d = first_error("---\nname: w\nisolation: container\n---\n");
+        assert_eq!(d.line, 3, "{d:?}");
+        assert!(
+            d.message.contains("isolation") && d.message.contains("`worktree`"),
+            "{d:?}"
+        );
+    }
+
     #[test]
     fn opencode_map_and_permissions() {
         let spec = parse(
