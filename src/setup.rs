@@ -442,7 +442,7 @@ pub enum Open<'a> {
     /// A new session `id` in a worktree made for it (`--worktree`).
     Worktree {
         id: &'a str,
-        worktree: &'a deputy_runtime::worktree::Worktree,
+        worktree: &'a Arc<deputy_runtime::worktree::Worktree>,
     },
 }
 

@@ -65,7 +65,7 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
                 confined: false,
             })
             .map_err(|e| CliError::usage(anyhow::anyhow!("--worktree: {e}")))?;
-            Some((id, wt))
+            Some((id, std::sync::Arc::new(wt)))
         }
     };
     rt.block_on(async move {
@@ -205,7 +205,7 @@ async fn drive(
     prompt: Option<String>,
     warnings: Vec<String>,
     view: View,
-    worktree: Option<&Worktree>,
+    worktree: Option<&std::sync::Arc<Worktree>>,
 ) -> CliResult {
     setup::install_signals(session.cancel_token());
     let spinner = match view.format {
@@ -245,13 +245,17 @@ async fn drive(
     if let Some(s) = spinner {
         s.stop().await;
     }
-    // The change in the worktree, committed on its branch whatever the outcome.
+    // The change in the worktree was committed on its branch as the run ended; a worktree
+    // that never changed goes now.
     let mut warnings = warnings;
-    let settled = worktree.and_then(|wt| {
-        wt.settle(&outcome.result)
-            .map_err(|e| warnings.push(format!("the worktree could not be settled: {e}")))
-            .ok()
-    });
+    let settled = match (worktree, &outcome.worktree) {
+        (Some(wt), Some(Settled::Unchanged)) => wt
+            .settle("")
+            .map_err(|e| warnings.push(format!("the worktree could not be removed: {e}")))
+            .ok(),
+        (Some(_), s) => s.clone(),
+        (None, _) => None,
+    };
     if let Some(s) = &settled
         && view.format == OutputFormat::Text
         && !view.quiet

@@ -239,7 +239,7 @@ impl Session {
             resumed: self.resumed,
             limits: self.opts.limits.info(),
             records_starts: true,
-            worktree: self.opts.worktree.clone(),
+            worktree: self.opts.worktree.as_ref().map(|w| w.record().clone()),
         });
     }
 
@@ -442,24 +442,40 @@ impl Session {
             End::Completed { .. } => "the session ended".to_string(),
         };
         self.close_pending(&why);
-        match end {
-            End::Completed { text, structured } => {
-                self.finish(Status::Completed, text, structured, started)
-            }
-            End::Stopped(Status::Cancelled) => {
-                self.finish(Status::Cancelled, "Cancelled.".into(), None, started)
-            }
-            End::Stopped(status) => {
-                let summary = self.limit_summary(status).await;
-                match summary {
-                    Ok(text) => self.finish(status, text, None, started),
-                    // Cancelled while summarising.
-                    Err(()) => self.finish(Status::Cancelled, "Cancelled.".into(), None, started),
-                }
-            }
+        let (status, text, structured) = match end {
+            End::Completed { text, structured } => (Status::Completed, text, structured),
+            End::Stopped(Status::Cancelled) => (Status::Cancelled, "Cancelled.".into(), None),
+            End::Stopped(status) => match self.limit_summary(status).await {
+                Ok(text) => (status, text, None),
+                // Cancelled while summarising.
+                Err(()) => (Status::Cancelled, "Cancelled.".into(), None),
+            },
             End::Failed { result, error } => {
                 self.run.errors.push(error);
-                self.finish(Status::Error, result, None, started)
+                (Status::Error, result, None)
+            }
+        };
+        let worktree = self.commit_worktree(&text).await;
+        self.finish(status, text, structured, started, worktree)
+    }
+
+    /// A worktree session's change, committed on its branch whatever the run's end (nothing
+    /// is lost); a failure is one of the run's errors.
+    async fn commit_worktree(&mut self, answer: &str) -> Option<crate::worktree::Settled> {
+        let wt = self.opts.worktree.clone()?;
+        let answer = answer.to_string();
+        let done = tokio::task::spawn_blocking(move || wt.commit(&answer)).await;
+        match done {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                self.run
+                    .errors
+                    .push(format!("the worktree's change could not be committed: {e}"));
+                None
+            }
+            Err(e) => {
+                self.run.errors.push(format!("committing the worktree: {e}"));
+                None
             }
         }
     }
@@ -521,6 +537,7 @@ impl Session {
         result: String,
         structured: Option<Value>,
         started: Instant,
+        worktree: Option<crate::worktree::Settled>,
     ) -> Outcome {
         let outcome = Outcome {
             session_id: self.id.clone(),
@@ -534,6 +551,7 @@ impl Session {
             files_changed: self.totals.files_changed.clone(),
             errors: std::mem::take(&mut self.run.errors),
             metrics: std::mem::take(&mut self.metrics),
+            worktree,
         };
         self.emit(EventKind::SessionFinished {
             status: outcome.status,
@@ -546,6 +564,7 @@ impl Session {
             files_changed: outcome.files_changed.clone(),
             errors: outcome.errors.clone(),
             metrics: outcome.metrics.clone(),
+            worktree: outcome.worktree.clone(),
         });
         self.emitter.sync();
         outcome

@@ -277,6 +277,9 @@ pub enum EventKind {
         files_changed: Vec<String>,
         errors: Vec<String>,
         metrics: Metrics,
+        /// A worktree session's change: the commit on its branch (`isolation: worktree`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<crate::worktree::Settled>,
     },
 }
 

@@ -144,8 +144,9 @@ pub struct SessionOptions {
     /// The session tree's MCP connections (a subagent gets its parent's); `None` starts a tree.
     pub mcp_hub: Option<Arc<crate::mcp::McpHub>>,
     /// The worktree the session works in (`isolation: worktree`): named in `session.started`
-    /// and in the system prompt. Set by [`crate::worktree::Worktree::apply`].
-    pub worktree: Option<crate::worktree::Record>,
+    /// and the system prompt, its change committed at the end of every run. The session holds
+    /// it (and so its lock) while it lives. Set by [`crate::worktree::Worktree::apply`].
+    pub worktree: Option<Arc<crate::worktree::Worktree>>,
 }
 
 impl SessionOptions {
@@ -194,4 +195,6 @@ pub struct Outcome {
     pub files_changed: Vec<String>,
     pub errors: Vec<String>,
     pub metrics: Metrics,
+    /// Where the change of a worktree session is (committed at the end of the run).
+    pub worktree: Option<crate::worktree::Settled>,
 }

@@ -365,6 +365,7 @@ mod tests {
                 files_changed: vec![],
                 errors: vec![],
                 metrics: Default::default(),
+                worktree: None,
             },
         ));
         assert!(!rebuild(&events).unwrap().cut_off);

@@ -478,7 +478,7 @@ impl Session {
         };
         if let Some(w) = &self.opts.worktree {
             prompt.push_str("\n\n");
-            prompt.push_str(&w.prompt_note());
+            prompt.push_str(&w.record().prompt_note());
         }
         if let Some(extra) = self.opts.append_system_prompt.as_deref()
             && !extra.trim().is_empty()

@@ -277,18 +277,23 @@ impl TaskRunner {
         });
         let outcome = session.run(Some(input.prompt.clone())).await;
         drop(session);
-        // Its change, committed on its branch whatever the outcome (nothing is lost).
-        let settled = match worktree {
-            Some(wt) => {
-                let answer = outcome.result.clone();
-                let done = tokio::task::spawn_blocking(move || wt.settle(&answer)).await;
-                match done {
-                    Ok(Ok(s)) => Some(Ok(s)),
-                    Ok(Err(e)) => Some(Err(e.to_string())),
-                    Err(e) => Some(Err(e.to_string())),
-                }
+        // Its change was committed on its branch as the run ended (whatever the outcome); a
+        // worktree that never changed goes now.
+        let settled = match (worktree, &outcome.worktree) {
+            (None, _) => None,
+            (Some(wt), Some(Settled::Unchanged)) => {
+                let done = tokio::task::spawn_blocking(move || wt.settle("")).await;
+                Some(match done {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                })
             }
-            None => None,
+            (Some(_), Some(s)) => Some(Ok(s.clone())),
+            (Some(_), None) => Some(Err(outcome
+                .errors
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "the change could not be committed".into()))),
         };
         if let Some(Err(e)) = &settled {
             ctx.emit(EventKind::Warning {

@@ -144,6 +144,14 @@ fn all_kinds() -> Vec<EventKind> {
                 }],
                 retries: 0,
             },
+            worktree: Some(deputy_runtime::worktree::Settled::Committed {
+                branch: "deputy/backend-architect-8f3a1c".into(),
+                commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".into(),
+                base: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+                stat: " health.py | 12 ++++++++++++\n 1 file changed, 12 insertions(+)\n".into(),
+                files_changed: 1,
+                path: "/work/project/.deputy/worktrees/backend-architect-8f3a1c".into(),
+            }),
         },
         // Added after the first version (appended, so earlier lines keep their seq).
         EventKind::ConversationCleared {},

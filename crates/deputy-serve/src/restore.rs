@@ -93,6 +93,7 @@ fn outcome_of(id: &str, e: &Event) -> Option<Outcome> {
         files_changed,
         errors,
         metrics,
+        worktree,
     } = &e.kind
     else {
         return None;
@@ -109,6 +110,7 @@ fn outcome_of(id: &str, e: &Event) -> Option<Outcome> {
         files_changed: files_changed.clone(),
         errors: errors.clone(),
         metrics: metrics.clone(),
+        worktree: worktree.clone(),
     })
 }
 

@@ -72,10 +72,10 @@ impl Record {
 }
 
 /// How a worktree session ended, for its parent or its user.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Settled {
-    /// Nothing changed: the worktree and the branch are gone.
+    /// Nothing changed (the worktree and branch go when the session is done).
     Unchanged,
     /// The change is a commit on `branch` (on top of `base`).
     Committed {
@@ -141,8 +141,9 @@ pub struct Plan<'a> {
     pub parent_session_id: Option<&'a str>,
     /// The name (default: the agent's and the end of the session id).
     pub name: Option<&'a str>,
-    /// Refuse a repository whose git directory lies outside the workspace (`deputy serve`:
-    /// a `gitdir:` file must not lead into another tenant's repository).
+    /// Refuse a repository that is not the workspace's own: its top above the workspace or
+    /// its git directory elsewhere (`deputy serve`: a tenant's workspace must not lead into a
+    /// repository around it or another tenant's).
     pub confined: bool,
 }
 
@@ -178,9 +179,10 @@ impl Worktree {
             "--git-common-dir",
         ])?);
         let common_dir = common_dir.canonicalize().map_err(io(&common_dir))?;
-        if plan.confined && !common_dir.starts_with(&top) {
+        if plan.confined && (top != ws || !common_dir.starts_with(&top)) {
             return Err(WorktreeError::Io(format!(
-                "{}: its git directory {} is outside the workspace",
+                "{}: here a worktree needs the workspace to be the top of a repository of its own (the repository is {}, its git directory {})",
+                ws.display(),
                 top.display(),
                 common_dir.display()
             )));
@@ -275,15 +277,21 @@ impl Worktree {
     }
 
     /// Point `opts` at the worktree: its workspace, its git directory readable in the
-    /// sandbox, and its record (for `session.started` and the system prompt).
-    pub fn apply(&self, opts: &mut crate::options::SessionOptions) {
+    /// sandbox; the session holds it from then on.
+    pub fn apply(self: &std::sync::Arc<Self>, opts: &mut crate::options::SessionOptions) {
         opts.workspace = self.workspace.clone();
         opts.sandbox.read_dirs.extend(self.read_dirs());
-        opts.worktree = Some(self.record.clone());
+        opts.worktree = Some(self.clone());
     }
 
-    /// Commit what changed on the branch (the message made from the session's `answer`)
-    /// or, when nothing ever did, remove the worktree and the branch.
+    /// Commit what changed on the branch (the message made from the session's `answer`);
+    /// where the branch is now. The worktree stays.
+    pub fn commit(&self, answer: &str) -> Result<Settled, WorktreeError> {
+        commit_change(&self.main, &self.git, &self.record, answer)
+    }
+
+    /// [`Worktree::commit`], then, when nothing ever changed, remove the worktree and the
+    /// branch: the end of a session that will not run again.
     pub fn settle(&self, answer: &str) -> Result<Settled, WorktreeError> {
         settle(&self.main, &self.git, &self.record, answer)
     }
@@ -383,6 +391,20 @@ fn commit_message(record: &Record, answer: &str) -> String {
 }
 
 fn settle(main: &Git, git: &Git, record: &Record, answer: &str) -> Result<Settled, WorktreeError> {
+    let s = commit_change(main, git, record, answer)?;
+    if s == Settled::Unchanged {
+        remove(main, record, true)?;
+    }
+    Ok(s)
+}
+
+/// Commit the worktree's change, if any, on its branch; where the branch is now.
+fn commit_change(
+    main: &Git,
+    git: &Git,
+    record: &Record,
+    answer: &str,
+) -> Result<Settled, WorktreeError> {
     let branch_ref = format!("refs/heads/{}", record.branch);
     let tip = main
         .value(&["rev-parse", "--verify", "--quiet", &branch_ref])
@@ -430,10 +452,7 @@ fn settle(main: &Git, git: &Git, record: &Record, answer: &str) -> Result<Settle
                 path: record.path.clone(),
             })
         }
-        _ => {
-            remove(main, record, true)?;
-            Ok(Settled::Unchanged)
-        }
+        _ => Ok(Settled::Unchanged),
     }
 }
 
