@@ -792,3 +792,19 @@ async fn metrics_count_the_stores_sessions() {
         "{text}"
     );
 }
+
+/// `isolation: "worktree"` on the shared store: sessions on one repository, run by whichever
+/// worker, each end on a branch of their own; deleting one ends its worktree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worktree_sessions_across_workers() {
+    let Some(pg) = common::postgres::start() else {
+        return;
+    };
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(serve::WORKTREES).await;
+    let a = worker(&h, &pg.url, "w1", serve::UNLIMITED, Some("tok")).await;
+    let b = worker(&h, &pg.url, "w2", serve::UNLIMITED, Some("tok")).await;
+    serve::worktree_sessions(&h, &a, &b).await;
+}

@@ -733,3 +733,122 @@ pub async fn finding_sessions(h: &Harness, a: &Server, b: &Server) {
     assert_eq!(left, vec![ids[2].clone(), ids[1].clone()]);
     h.assert_strict_ok();
 }
+
+/// Two sessions writing the same file of one repository, and one that changes nothing.
+pub const WORKTREES: &str = "steps:\n  - text: looked only\nrepeat_last: true\nroutes:\n  - when: {last_user_contains: \"write one\"}\n    steps:\n      - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"one\\n\"}}]\n      - {text: \"One wrote shared.txt\", delay_ms: 400}\n  - when: {last_user_contains: \"write two\"}\n    steps:\n      - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"two\\n\"}}]\n      - {text: \"Two wrote shared.txt\", delay_ms: 400}\n";
+
+/// `git ARGS` in `dir`, its stdout (the real git, as the user would run it).
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `isolation: "worktree"`: two sessions on one repository at once each end as a commit on a
+/// branch of their own, with the main tree untouched; one that changes nothing says so; a
+/// workspace that is not a repository's top, or a `repo` session, is a 422; DELETE removes a
+/// session's worktree and keeps a branch that holds a change. Requests alternate between `a`
+/// and `b` (one server, or two workers of one store).
+pub async fn worktree_sessions(h: &Harness, a: &Server, b: &Server) {
+    let proj = h.ws.join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    git(&proj, &["init", "-q", "-b", "main"]);
+    std::fs::write(proj.join("shared.txt"), "base\n").unwrap();
+    git(&proj, &["add", "."]);
+    git(
+        &proj,
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@e",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    );
+    std::fs::create_dir_all(h.ws.join("plain")).unwrap();
+
+    let job = |prompt: &str, ws: &str| json!({"prompt": prompt, "workspace": ws, "isolation": "worktree"});
+    let mut ids = Vec::new();
+    for (s, prompt) in [(a, "write one"), (b, "write two"), (a, "look")] {
+        let (st, v) = s.post("/v1/sessions", job(prompt, "proj")).await;
+        assert_eq!(st, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut branches = Vec::new();
+    for (id, want) in ids.iter().zip(["one\n", "two\n"]) {
+        let v = a.finished(id).await;
+        assert_eq!(v["status"], "completed", "{v}");
+        let w = &v["worktree"];
+        assert_eq!(w["outcome"], "committed", "{v}");
+        assert_eq!(w["files_changed"], 1, "{v}");
+        let branch = w["branch"].as_str().unwrap().to_string();
+        assert!(branch.starts_with("deputy/general-"), "{branch}");
+        assert_eq!(git(&proj, &["show", &format!("{branch}:shared.txt")]), want);
+        assert_eq!(
+            git(&proj, &["rev-parse", &format!("{branch}~1")]),
+            git(&proj, &["rev-parse", "main"])
+        );
+        branches.push(branch);
+    }
+    assert_ne!(branches[0], branches[1]);
+    let v = b.finished(&ids[2]).await;
+    assert_eq!(v["worktree"]["outcome"], "unchanged", "{v}");
+    assert_eq!(
+        std::fs::read_to_string(proj.join("shared.txt")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(git(&proj, &["status", "--porcelain"]), "");
+
+    for (body, says) in [
+        (job("x", "plain"), "top of a git repository"),
+        (
+            json!({"prompt": "x", "isolation": "worktree", "repo": {"url": format!("file://{}", proj.display())}}),
+            "`repo`",
+        ),
+    ] {
+        let (st, v) = a.post("/v1/sessions", body).await;
+        assert_eq!(st, 422, "{v}");
+        assert!(v["detail"].as_str().unwrap().contains(says), "{v}");
+    }
+
+    // Deleting ends a session's worktree: a branch with a change stays, one without goes.
+    let worktrees = || {
+        git(&proj, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count()
+    };
+    assert_eq!(worktrees(), 4);
+    for id in [&ids[0], &ids[2]] {
+        let r = a
+            .req(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    assert_eq!(worktrees(), 2);
+    let left = git(
+        &proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/deputy/",
+        ],
+    );
+    let mut left: Vec<&str> = left.lines().collect();
+    left.sort();
+    let mut kept = vec![branches[0].as_str(), branches[1].as_str()];
+    kept.sort();
+    assert_eq!(left, kept);
+}

@@ -474,7 +474,9 @@ impl Session {
                 None
             }
             Err(e) => {
-                self.run.errors.push(format!("committing the worktree: {e}"));
+                self.run
+                    .errors
+                    .push(format!("committing the worktree: {e}"));
                 None
             }
         }

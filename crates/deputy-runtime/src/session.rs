@@ -203,6 +203,11 @@ impl Session {
         Ok(s)
     }
 
+    /// The worktree the session works in (`isolation: worktree`).
+    pub fn worktree(&self) -> Option<&Arc<crate::worktree::Worktree>> {
+        self.opts.worktree.as_ref()
+    }
+
     /// Continue session `id` from its journal in `opts.state_dir`. Calls that started and never
     /// completed are not run again: when the run starts, the model is told they were
     /// interrupted.

@@ -76,8 +76,8 @@ pub struct TaskInput {
     pub isolation: Option<IsolationIn>,
 }
 
-/// The `isolation` a task call asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+/// The `isolation` a task call (or a `deputy serve` session) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IsolationIn {
     None,
@@ -289,11 +289,11 @@ impl TaskRunner {
                 })
             }
             (Some(_), Some(s)) => Some(Ok(s.clone())),
-            (Some(_), None) => Some(Err(outcome
-                .errors
-                .last()
-                .cloned()
-                .unwrap_or_else(|| "the change could not be committed".into()))),
+            (Some(_), None) => {
+                Some(Err(outcome.errors.last().cloned().unwrap_or_else(|| {
+                    "the change could not be committed".into()
+                })))
+            }
         };
         if let Some(Err(e)) = &settled {
             ctx.emit(EventKind::Warning {

@@ -310,6 +310,7 @@ pub(crate) fn view(
         errors: o.map(|o| o.errors.clone()).unwrap_or_default(),
         pending_approvals,
         patch,
+        worktree: o.and_then(|o| o.worktree.clone()),
         created_at: String::new(),
         metadata: Default::default(),
     }

@@ -312,10 +312,18 @@ pub(crate) async fn delete(
     Extension(TokenId(owner)): Extension<TokenId>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let done = match &app.cluster {
-        Some(c) => c.delete(&id, app.owner_key(owner).as_deref()).await?,
+    let (done, leftover) = match &app.cluster {
+        Some(c) => {
+            let (done, request) = c.delete(&id, app.owner_key(owner).as_deref()).await?;
+            let request =
+                request.and_then(|r| serde_json::from_value::<crate::types::CreateSession>(r).ok());
+            (done, request.map(Leftover::Request))
+        }
         None => delete_here(&app, owner, &id),
     };
+    if let Some(l) = leftover {
+        discard_worktree(&app, &id, l).await;
+    }
     match done {
         Deleted::Yes => Ok(StatusCode::NO_CONTENT),
         Deleted::Busy => Err(Problem::new(
@@ -331,10 +339,61 @@ pub(crate) async fn delete(
     }
 }
 
+/// What a deleted session may have left: its worktree, held by its session, or the request
+/// that says where to look for it.
+enum Leftover {
+    Held(Arc<deputy_runtime::worktree::Worktree>),
+    Request(crate::types::CreateSession),
+}
+
+/// A deleted `isolation: worktree` session's worktree goes: what it held is committed first,
+/// and its branch stays when it has a change (the client may still merge it).
+async fn discard_worktree(app: &App, id: &str, l: Leftover) {
+    let ws = match &l {
+        Leftover::Request(r)
+            if r.isolation == Some(deputy_runtime::task::IsolationIn::Worktree) =>
+        {
+            crate::prepare::workspace(app, r.workspace.as_deref()).ok()
+        }
+        _ => None,
+    };
+    let id = id.to_string();
+    let done = tokio::task::spawn_blocking(move || match (l, ws) {
+        (Leftover::Held(wt), _) => wt.discard().map(|_| ()),
+        (Leftover::Request(_), Some(ws)) => {
+            deputy_runtime::worktree::prune_session(&ws, &id).map(|_| ())
+        }
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!("a deleted session's worktree was left: {e}");
+    }
+}
+
 /// Delete on the embedded store: the entry, its scratch clone and its journal.
-fn delete_here(app: &App, owner: Option<usize>, id: &str) -> Deleted {
+fn delete_here(app: &App, owner: Option<usize>, id: &str) -> (Deleted, Option<Leftover>) {
+    let entry = app.registry.get(id);
+    let request = app
+        .opts
+        .factory
+        .state_dir
+        .as_deref()
+        .and_then(|s| crate::restore::load(s, id))
+        .map(|r| r.request);
     let done = app.registry.remove_finished(id, owner);
+    let mut leftover = None;
     if done == Deleted::Yes {
+        // The session goes now (not when the last reader lets go of its entry); its worktree,
+        // if it has one, is what is left of it.
+        let held = entry
+            .and_then(|e| e.session.try_lock().ok().and_then(|mut s| s.take()))
+            .and_then(|s| s.worktree().cloned());
+        leftover = match (held, request) {
+            (Some(wt), _) => Some(Leftover::Held(wt)),
+            (None, Some(r)) => Some(Leftover::Request(r)),
+            (None, None) => None,
+        };
         app.keys.forget(owner, id);
         if let Some(state) = &app.opts.factory.state_dir {
             let dir = deputy_runtime::journal::session_dir(state, id);
@@ -345,7 +404,7 @@ fn delete_here(app: &App, owner: Option<usize>, id: &str) -> Deleted {
             }
         }
     }
-    done
+    (done, leftover)
 }
 
 impl Entry {

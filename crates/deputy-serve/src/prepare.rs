@@ -15,7 +15,7 @@ use crate::types::CreateSession;
 const DEFAULT_AGENT: &str = "general";
 
 /// The workspace a request names, inside the server's roots.
-fn workspace(app: &App, wanted: Option<&str>) -> Result<PathBuf, Problem> {
+pub(crate) fn workspace(app: &App, wanted: Option<&str>) -> Result<PathBuf, Problem> {
     let roots: Vec<PathBuf> = app
         .opts
         .roots
@@ -62,6 +62,8 @@ pub(crate) struct Prepared {
     pub agent: deputy_agent::AgentSpec,
     pub settings: deputy_runtime::RunSettings,
     pub place: Place,
+    /// Work in a worktree of the workspace's repository (`isolation: worktree`).
+    pub worktree: bool,
 }
 
 /// Where a session works.
@@ -101,6 +103,28 @@ pub(crate) async fn prepare(app: &App, req: &CreateSession) -> Result<Prepared, 
         }
         (None, w) => Place::Dir(workspace(app, w.as_deref())?),
     };
+    let worktree = req.isolation == Some(deputy_runtime::task::IsolationIn::Worktree);
+    match (&place, worktree) {
+        (Place::Repo(_), true) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`isolation: worktree` is for a `workspace`; a `repo` session works in a clone of its own already",
+            ));
+        }
+        (Place::Dir(d), true) => {
+            let top = deputy_runtime::worktree::git::find_repo(d).map(|(t, _)| t);
+            if top.as_deref().ok() != d.canonicalize().ok().as_deref() {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "`isolation: worktree` needs the workspace to be the top of a git repository; {} is not",
+                        d.display()
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
     let mut settings = app.opts.settings.clone();
     if let Some(m) = &req.model {
         // Said now, not as a failed run after the 202.
@@ -138,6 +162,7 @@ pub(crate) async fn prepare(app: &App, req: &CreateSession) -> Result<Prepared, 
         agent,
         settings,
         place,
+        worktree,
     })
 }
 
@@ -183,17 +208,40 @@ pub(crate) async fn make_session(
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let opts = factory
+    let mut opts = factory
         .options(&p.agent, &p.settings, label)
         .map_err(|e| bad(e.to_string()))?;
     // Making a session opens its journal (an fsync) and looks over the workspace: file system
     // work, kept off the threads that answer requests.
     let made = p.agent.clone();
     let start = match start {
+        // A worktree is named after its session: the id is chosen first.
+        Start::New if p.worktree => Some((deputy_runtime::journal::new_session_id(), false)),
         Start::New => None,
         Start::Named(id) => Some((id.to_string(), false)),
         Start::Resume(id) => Some((id.to_string(), true)),
     };
+    if p.worktree
+        && let Some((id, _)) = &start
+    {
+        // Its own worktree: the one an earlier run (here, or on a worker that died) left,
+        // else a new one.
+        let (ws, agent, id) = (factory.workspace.clone(), p.agent.name.clone(), id.clone());
+        let wt = tokio::task::spawn_blocking(move || {
+            deputy_runtime::worktree::Worktree::open_or_create(&deputy_runtime::worktree::Plan {
+                workspace: &ws,
+                agent: &agent,
+                session_id: &id,
+                parent_session_id: None,
+                name: None,
+                confined: true,
+            })
+        })
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| bad(format!("cannot make the session's worktree: {e}")))?;
+        Arc::new(wt).apply(&mut opts);
+    }
     let mut session = tokio::task::spawn_blocking(move || match start {
         None => Session::new(made, client, opts),
         Some((id, false)) => Session::named(&id, made, client, opts),

@@ -40,6 +40,12 @@ pub struct CreateSession {
     pub limits: Option<LimitsIn>,
     /// A JSON Schema the final answer must match.
     pub output_schema: Option<Value>,
+    /// `worktree`: work in a git worktree and branch of its own (`deputy/AGENT-ID`) of the
+    /// workspace's repository, so sessions on one workspace never edit each other's files;
+    /// each run's change is committed there (see `worktree` in the session). The workspace
+    /// must be the top of a git repository. Not with `repo` (a clone is its own already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<deputy_runtime::task::IsolationIn>,
     /// Labels for finding the session again (`GET /v1/sessions?label=KEY=VALUE`): at most 16,
     /// keys 1 to 64 of `A-Z a-z 0-9 _ . - / :`, values at most 256 characters.
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
@@ -90,6 +96,10 @@ pub struct SessionView {
     pub pending_approvals: usize,
     /// For a `repo` session: its change as a unified diff, after each run.
     pub patch: Option<String>,
+    /// For an `isolation: worktree` session, after each run: `unchanged`, or `committed` with
+    /// the branch, the commit, its base and a diff stat. Merging it is the client's choice.
+    #[serde(default)]
+    pub worktree: Option<deputy_runtime::worktree::Settled>,
     /// When it was made (RFC 3339, UTC).
     #[schemars(extend("format" = "date-time"))]
     pub created_at: String,

@@ -31,6 +31,45 @@ pub(super) fn write_record(dir: &Path, record: &Record) -> Result<File, Worktree
     Ok(f)
 }
 
+/// The record `NAME.json` of session `session_id` and its lock, when it is there and nobody
+/// holds it; `None` when there is none (or its worktree is gone: the record goes too).
+pub(super) fn reopen(
+    dir: &Path,
+    name: &str,
+    session_id: &str,
+) -> Result<Option<(Record, File)>, WorktreeError> {
+    let path = record_path(dir, name);
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(WorktreeError::Io(format!(
+                "the worktree {name} is in use by another process"
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io(&path))?;
+    let record: Record = serde_json::from_str(&text)
+        .map_err(|e| WorktreeError::Io(format!("{}: {e}", path.display())))?;
+    if record.session_id != session_id || record.path != dir.join(name) {
+        return Err(WorktreeError::Io(format!(
+            "the worktree {name} belongs to session {}",
+            record.session_id
+        )));
+    }
+    if !record.path.join(".git").is_file() {
+        remove_record(&record)?;
+        return Ok(None);
+    }
+    Ok(Some((record, file)))
+}
+
 pub(super) fn remove_record(record: &Record) -> Result<(), WorktreeError> {
     let Some(dir) = record.path.parent() else {
         return Ok(());
@@ -115,13 +154,29 @@ pub struct PruneReport {
 /// in: what was left uncommitted is committed on its branch (nothing is lost), then the
 /// worktree goes; a branch with no change goes too. With `dry_run`, only say which.
 pub fn prune(workspace: &Path, dry_run: bool) -> Result<Vec<PruneReport>, WorktreeError> {
+    prune_where(workspace, dry_run, |_| true)
+}
+
+/// [`prune`] for the worktree of session `session_id` only (a deleted session's).
+pub fn prune_session(
+    workspace: &Path,
+    session_id: &str,
+) -> Result<Vec<PruneReport>, WorktreeError> {
+    prune_where(workspace, false, |r| r.session_id == session_id)
+}
+
+fn prune_where(
+    workspace: &Path,
+    dry_run: bool,
+    wanted: impl Fn(&Record) -> bool,
+) -> Result<Vec<PruneReport>, WorktreeError> {
     let (top, git_dir) = git::find_repo(workspace)?;
     let dir = top.join(WORKTREES_DIR);
     let main = Git::open(&git_dir, &top)?;
     let common =
         PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
     let mut reports = Vec::new();
-    for f in found_in(&dir) {
+    for f in found_in(&dir).into_iter().filter(|f| wanted(&f.record)) {
         let mut report = PruneReport {
             name: f.record.name.clone(),
             session_id: f.record.session_id.clone(),

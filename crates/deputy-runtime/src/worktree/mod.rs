@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use git::{Git, GitError};
-pub use left::{PruneReport, left_behind, prune};
+pub use left::{PruneReport, left_behind, prune, prune_session};
 
 /// Where worktrees live, under the top of the repository.
 pub const WORKTREES_DIR: &str = ".deputy/worktrees";
@@ -128,8 +128,8 @@ pub struct Worktree {
     common_dir: PathBuf,
     main: Git,
     git: Git,
-    /// The record file, locked while this lives.
-    lock: std::fs::File,
+    /// The record file, locked while this lives (only held, never read).
+    _lock: std::fs::File,
 }
 
 /// What [`Worktree::create`] needs to know.
@@ -167,18 +167,47 @@ fn clean_name(s: &str) -> String {
 }
 
 impl Worktree {
+    /// The worktree of `plan`'s session (named by [`Plan::name`] or from the session id): the
+    /// one left from an earlier run of the same session (another process, or one that was
+    /// killed) when it is there and nobody holds it, else a new one.
+    pub fn open_or_create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
+        let (top, git_dir) = git::find_repo(plan.workspace)?;
+        let dir = top.join(WORKTREES_DIR);
+        let name = plan_name(plan);
+        match left::reopen(&dir, &name, plan.session_id)? {
+            Some((record, lock)) => {
+                let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
+                let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
+                let main = Git::open(&git_dir, &top)?;
+                let common_dir = common_dir_of(&main)?;
+                let (_, wt_git_dir) = git::find_repo(&record.path)?;
+                if !wt_git_dir.starts_with(common_dir.join("worktrees")) {
+                    return Err(WorktreeError::Io(format!(
+                        "{}: its .git file leads out of the repository",
+                        record.path.display()
+                    )));
+                }
+                let git = main.with_work_tree(&wt_git_dir, &record.path);
+                Ok(Worktree {
+                    workspace: record.path.join(sub),
+                    record,
+                    common_dir,
+                    main,
+                    git,
+                    _lock: lock,
+                })
+            }
+            None => Worktree::create(plan),
+        }
+    }
+
     /// Make the worktree for a new session.
     pub fn create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
         let (top, git_dir) = git::find_repo(plan.workspace)?;
         let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
         let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
         let main = Git::open(&git_dir, &top)?;
-        let common_dir = PathBuf::from(main.value(&[
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-common-dir",
-        ])?);
-        let common_dir = common_dir.canonicalize().map_err(io(&common_dir))?;
+        let common_dir = common_dir_of(&main)?;
         if plan.confined && (top != ws || !common_dir.starts_with(&top)) {
             return Err(WorktreeError::Io(format!(
                 "{}: here a worktree needs the workspace to be the top of a repository of its own (the repository is {}, its git directory {})",
@@ -187,21 +216,7 @@ impl Worktree {
                 common_dir.display()
             )));
         }
-        let name = match plan.name {
-            Some(n) => clean_name(n),
-            None => {
-                let tail: String = plan
-                    .session_id
-                    .chars()
-                    .rev()
-                    .take(6)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                format!("{}-{tail}", clean_name(plan.agent))
-            }
-        };
+        let name = plan_name(plan);
         let dir = top.join(WORKTREES_DIR);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let ignore = dir.join(".gitignore");
@@ -250,7 +265,7 @@ impl Worktree {
             common_dir,
             main,
             git,
-            lock,
+            _lock: lock,
         };
         include::copy_included(&top, &wt.record.path, &wt.main)?;
         Ok(wt)
@@ -296,10 +311,43 @@ impl Worktree {
         settle(&self.main, &self.git, &self.record, answer)
     }
 
-    /// Release the lock (the record stays while the worktree does).
-    pub fn close(self) {
-        drop(self.lock);
+    /// The end of a session that is deleted: what is left is committed, then the worktree
+    /// goes, and the branch too when it holds no change.
+    pub fn discard(&self) -> Result<Settled, WorktreeError> {
+        let why = format!(
+            "deputy: session {} was deleted\n\nWhat it left in its worktree.",
+            self.record.session_id
+        );
+        let s = commit_change(&self.main, &self.git, &self.record, &why)?;
+        remove(&self.main, &self.record, s == Settled::Unchanged)?;
+        Ok(s)
     }
+}
+
+/// The worktree's name: the plan's, else the agent's and the end of the session id.
+fn plan_name(plan: &Plan<'_>) -> String {
+    match plan.name {
+        Some(n) => clean_name(n),
+        None => {
+            let tail: String = plan
+                .session_id
+                .chars()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("{}-{tail}", clean_name(plan.agent))
+        }
+    }
+}
+
+/// The repository's common git directory, absolute and resolved.
+fn common_dir_of(main: &Git) -> Result<PathBuf, WorktreeError> {
+    let dir =
+        PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
+    dir.canonicalize().map_err(io(&dir))
 }
 
 /// Commit the state of `main`'s work tree, uncommitted and untracked files included, without

@@ -98,15 +98,17 @@ impl Cluster {
 
     /// Delete `owner`'s session `id` if it is finished, with its events, approvals and the
     /// idempotency keys that point at it.
+    /// The request it was made with comes back with `Yes`.
     pub(crate) async fn delete(
         &self,
         id: &str,
         owner: Option<&str>,
-    ) -> Result<Deleted, StoreError> {
+    ) -> Result<(Deleted, Option<serde_json::Value>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let gone: Option<String> = sqlx::query_scalar(
             "DELETE FROM deputy_sessions \
-             WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND phase = 'finished' RETURNING id",
+             WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND phase = 'finished' \
+             RETURNING request::text",
         )
         .bind(id)
         .bind(owner)
@@ -114,10 +116,13 @@ impl Cluster {
         .await?;
         if gone.is_none() {
             tx.rollback().await?;
-            return Ok(match self.row(id, owner).await? {
-                Some(_) => Deleted::Busy,
-                None => Deleted::Missing,
-            });
+            return Ok((
+                match self.row(id, owner).await? {
+                    Some(_) => Deleted::Busy,
+                    None => Deleted::Missing,
+                },
+                None,
+            ));
         }
         sqlx::query("DELETE FROM deputy_idempotency WHERE owner = $1 AND session_id = $2")
             .bind(owner.unwrap_or(""))
@@ -125,6 +130,9 @@ impl Cluster {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Deleted::Yes)
+        Ok((
+            Deleted::Yes,
+            gone.and_then(|r| serde_json::from_str(&r).ok()),
+        ))
     }
 }
