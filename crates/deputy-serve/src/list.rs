@@ -317,7 +317,7 @@ pub(crate) async fn delete(
             let (done, request) = c.delete(&id, app.owner_key(owner).as_deref()).await?;
             let request =
                 request.and_then(|r| serde_json::from_value::<crate::types::CreateSession>(r).ok());
-            (done, request.map(Leftover::Request))
+            (done, request.map(|r| Leftover::Request(Box::new(r))))
         }
         None => delete_here(&app, owner, &id),
     };
@@ -343,7 +343,7 @@ pub(crate) async fn delete(
 /// that says where to look for it.
 enum Leftover {
     Held(Arc<deputy_runtime::worktree::Worktree>),
-    Request(crate::types::CreateSession),
+    Request(Box<crate::types::CreateSession>),
 }
 
 /// A deleted `isolation: worktree` session's worktree goes: what it held is committed first,
@@ -391,7 +391,7 @@ fn delete_here(app: &App, owner: Option<usize>, id: &str) -> (Deleted, Option<Le
             .and_then(|s| s.worktree().cloned());
         leftover = match (held, request) {
             (Some(wt), _) => Some(Leftover::Held(wt)),
-            (None, Some(r)) => Some(Leftover::Request(r)),
+            (None, Some(r)) => Some(Leftover::Request(Box::new(r))),
             (None, None) => None,
         };
         app.keys.forget(owner, id);
