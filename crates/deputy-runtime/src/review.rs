@@ -198,61 +198,14 @@ pub fn collect_diff(repo: &Path, spec: &DiffSpec) -> Result<Diff, ReviewError> {
     Ok(split_diff(&text, range, spec.budget_chars.max(1000)))
 }
 
-/// What git said when it failed, without the usage text it prints after a bad argument.
 /// `git` for deputy's own use in `repo`, which may have been armed by an agent or a planted
-/// file: nothing in the repository's config may run a command. Hooks, fsmonitor, pagers,
-/// external diff programs, and every filter and textconv driver the repository's config names
-/// are switched off on the command line (which wins over config files); the user's global and
-/// system config still apply.
+/// file: nothing in the repository's config may run a command (see
+/// [`crate::worktree::git`]); the user's global and system config still apply.
 pub fn hardened_git(repo: &std::path::Path) -> std::process::Command {
-    let mut overrides: Vec<String> = [
-        "core.fsmonitor=false",
-        "core.hooksPath=/dev/null",
-        "core.pager=cat",
-        "core.editor=false",
-        "core.sshCommand=false",
-        "core.askPass=",
-        "diff.external=",
-        "credential.helper=",
-        "protocol.allow=never",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    // Drivers the repository's config defines: reading config runs nothing.
-    let listed = std::process::Command::new("git")
-        .args([
-            "config",
-            "--local",
-            "--includes",
-            "--name-only",
-            "--get-regexp",
-            r"^(filter|diff|merge)\..*\.(clean|smudge|process|textconv|command|driver)$",
-        ])
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output();
-    if let Ok(out) = listed {
-        for key in String::from_utf8_lossy(&out.stdout).lines() {
-            let key = key.trim();
-            if !key.is_empty() && key.chars().all(|c| !c.is_whitespace() && c != '=') {
-                overrides.push(format!("{key}="));
-            }
-        }
-    }
-    let mut cmd = std::process::Command::new("git");
-    for o in overrides {
-        cmd.arg("-c").arg(o);
-    }
-    cmd.current_dir(repo)
-        .env("GIT_PAGER", "cat")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(std::process::Stdio::null());
-    cmd
+    crate::worktree::git::hardened(repo)
 }
 
+/// What git said when it failed, without the usage text it prints after a bad argument.
 fn git_error(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()

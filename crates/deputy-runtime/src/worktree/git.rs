@@ -24,6 +24,9 @@ pub enum GitError {
     Repo(String),
 }
 
+/// The longest one git command may take.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Settings given on every command line, whatever the repository says.
 const FIXED: &[&str] = &[
     "core.hooksPath=/dev/null",
@@ -139,37 +142,15 @@ impl Git {
         &self.neutral
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("git");
-        for c in FIXED
-            .iter()
-            .map(|s| s.to_string())
-            .chain(self.neutral.iter().cloned())
-        {
-            cmd.arg("-c").arg(c);
-        }
+    /// `git ARGS` for this repository, to be run by the caller.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = plain(&self.neutral);
         cmd.arg("--git-dir")
             .arg(&self.git_dir)
             .arg("--work-tree")
             .arg(&self.work_tree)
             .args(args)
-            .current_dir(&self.work_tree)
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .env_remove("GIT_CONFIG")
-            .env_remove("GIT_CONFIG_PARAMETERS")
-            .env_remove("GIT_CONFIG_COUNT")
-            .env_remove("GIT_EXTERNAL_DIFF")
-            .env_remove("GIT_ASKPASS")
-            .env_remove("SSH_ASKPASS")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_PAGER", "cat")
-            .env("GIT_EDITOR", "false")
-            .env("GIT_OPTIONAL_LOCKS", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .current_dir(&self.work_tree);
         cmd
     }
 
@@ -186,23 +167,54 @@ impl Git {
         input: Option<&[u8]>,
     ) -> Result<String, GitError> {
         let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         if input.is_some() {
             cmd.stdin(Stdio::piped());
         }
+        let command = args.first().copied().unwrap_or("").to_string();
         let mut child = cmd.spawn().map_err(GitError::Spawn)?;
         if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(bytes).map_err(GitError::Spawn)?;
         }
-        let out = child.wait_with_output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        // Read both pipes on threads (neither may fill and stall git) while this one keeps
+        // the time: a repository can make git wait forever (an include that is a FIFO).
+        let read = |p: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = p {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = std::time::Instant::now() + TIME_LIMIT;
+        let status = loop {
+            match child.try_wait().map_err(GitError::Spawn)? {
+                Some(s) => break s,
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(GitError::Failed {
+                        command,
+                        stderr: format!("took over {} s and was stopped", TIME_LIMIT.as_secs()),
+                    });
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        if status.success() {
+            Ok(String::from_utf8_lossy(&stdout).into_owned())
         } else {
             Err(GitError::Failed {
-                command: args.first().copied().unwrap_or("").to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                command,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
             })
         }
     }
@@ -211,6 +223,52 @@ impl Git {
     pub fn value(&self, args: &[&str]) -> Result<String, GitError> {
         Ok(self.output(args)?.trim().to_string())
     }
+}
+
+/// `git` with the fixed settings and `extra` (`-c KEY=VALUE` each), a clean environment for
+/// it and no stdin; the caller adds the rest.
+fn plain(extra: &[String]) -> Command {
+    let mut cmd = Command::new("git");
+    for c in FIXED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.iter().cloned())
+    {
+        cmd.arg("-c").arg(c);
+    }
+    cmd.env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_CONFIG")
+        .env_remove("GIT_CONFIG_PARAMETERS")
+        .env_remove("GIT_CONFIG_COUNT")
+        .env_remove("GIT_EXTERNAL_DIFF")
+        .env_remove("GIT_ASKPASS")
+        .env_remove("SSH_ASKPASS")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_PAGER", "cat")
+        .env("GIT_EDITOR", "false")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `git` for deputy's own use in `dir` (in a repository, or not: then git says so): the
+/// repository's own config runs nothing, as with [`Git`]. The caller adds the arguments.
+pub fn hardened(dir: &Path) -> Command {
+    let mut cmd = match find_repo(dir).and_then(|(top, git_dir)| Git::open(&git_dir, &top)) {
+        Ok(g) => {
+            let mut c = plain(&g.neutral);
+            c.arg("--git-dir")
+                .arg(&g.git_dir)
+                .arg("--work-tree")
+                .arg(&g.work_tree);
+            c
+        }
+        Err(_) => plain(&[]),
+    };
+    cmd.current_dir(dir);
+    cmd
 }
 
 /// Where `dir` is in a git repository: the top of its work tree and its git directory, found

@@ -256,7 +256,11 @@ impl Worktree {
         // The record (locked) first: a crash from here on leaves something prune can find.
         let lock = left::write_record(&dir, &record)?;
         let path_s = path.display().to_string();
-        main.output(&["worktree", "add", "--quiet", "-b", &branch, &path_s, &base])?;
+        if let Err(e) = main.output(&["worktree", "add", "--quiet", "-b", &branch, &path_s, &base])
+        {
+            let _ = left::remove_record(&record);
+            return Err(e.into());
+        }
         let (_, wt_git_dir) = git::find_repo(&path)?;
         let git = main.with_work_tree(&wt_git_dir, &path);
         let wt = Worktree {
@@ -381,15 +385,24 @@ fn snapshot(main: &Git, name: &str) -> Result<String, WorktreeError> {
         return Ok(h.clone());
     }
     let msg = "deputy: the uncommitted state the worktree was made from\n";
-    commit(main, &tree, head.as_deref(), msg)
+    // Dated as `HEAD` is: the same state always makes the same commit, so worktrees made
+    // from it at once (parallel subagents) share their base.
+    let when = match &head {
+        Some(h) => main.value(&["show", "-s", "--format=%ct", h])?,
+        None => "0".to_string(),
+    };
+    let date = std::ffi::OsString::from(format!("@{when} +0000"));
+    commit(main, &tree, head.as_deref(), msg, Some(&date))
 }
 
-/// `git commit-tree`: the user's identity when git knows it, else deputy's.
+/// `git commit-tree`: the user's identity when git knows it, else deputy's; `date` for both
+/// dates, else now.
 fn commit(
     git: &Git,
     tree: &str,
     parent: Option<&str>,
     message: &str,
+    date: Option<&std::ffi::OsStr>,
 ) -> Result<String, WorktreeError> {
     let mut args = vec!["commit-tree", "--no-gpg-sign", tree];
     if let Some(p) = parent {
@@ -397,6 +410,10 @@ fn commit(
     }
     args.extend(["-F", "-"]);
     let mut env: Vec<(&str, &std::ffi::OsStr)> = Vec::new();
+    if let Some(d) = date {
+        env.push(("GIT_AUTHOR_DATE", d));
+        env.push(("GIT_COMMITTER_DATE", d));
+    }
     let known = |k: &str| git.value(&["config", k]).is_ok_and(|v| !v.is_empty());
     if !(known("user.name") && known("user.email")) {
         for (k, v) in [
@@ -463,7 +480,13 @@ fn commit_change(
         let tree = git.value(&["write-tree"])?;
         let head = git.value(&["rev-parse", "HEAD"])?;
         if git.value(&["rev-parse", "HEAD^{tree}"])? != tree {
-            let c = commit(git, &tree, Some(&head), &commit_message(record, answer))?;
+            let c = commit(
+                git,
+                &tree,
+                Some(&head),
+                &commit_message(record, answer),
+                None,
+            )?;
             main.output(&["update-ref", &branch_ref, &c, &head])?;
             commit_id = Some(c);
         }
