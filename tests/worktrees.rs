@@ -561,7 +561,7 @@ routes:
     let out = h.cmd(&["sessions", "show", &lead]).output().await.unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains("worktree left behind") && shown.contains("deputy sessions prune"),
+        shown.contains("worktree kept") && shown.contains("deputy sessions prune"),
         "{shown}"
     );
 
@@ -635,6 +635,14 @@ async fn run_with_worktree_commits_on_its_branch() {
             .as_str()
             .unwrap()
             .contains("on branch deputy/fix-1")
+    );
+    // It is this workspace's session: `last` finds it, and shows where its worktree is.
+    let out = h.cmd(&["sessions", "show", "last"]).output().await.unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("on branch deputy/fix-1") && shown.contains("worktree kept"),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // The same name again: refused, naming what to do.
     let out = h

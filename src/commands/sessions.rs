@@ -215,7 +215,7 @@ pub fn run(ctx: &crate::context::Context, cmd: SessionsCommand) -> CliResult {
             for r in left {
                 let _ = writeln!(
                     t,
-                    "⚠ worktree left behind: {} (branch {}, session {}); `deputy sessions prune` commits what it holds and removes it",
+                    "worktree kept: {} (branch {}, session {}); `deputy sessions prune` commits what it holds and removes it",
                     r.path.display(),
                     r.branch,
                     r.session_id

@@ -296,9 +296,15 @@ fn summarize(path: &Path, id: &str) -> Option<SessionSummary> {
 }
 
 /// Whether a session ran in `workspace` (compared canonically).
+/// A session in a worktree of the workspace (`.deputy/worktrees/NAME`, gone or not) is the
+/// workspace's too.
 pub fn in_workspace(s: &SessionSummary, workspace: &Path) -> bool {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    canon(Path::new(&s.workspace)) == canon(workspace)
+    let (theirs, ours) = (canon(Path::new(&s.workspace)), canon(workspace));
+    theirs == ours
+        || theirs
+            .strip_prefix(ours.join(crate::worktree::WORKTREES_DIR))
+            .is_ok_and(|rest| rest.components().count() >= 1)
 }
 
 /// Find a session by id, unique id prefix, or `last`: the newest top-level session of
