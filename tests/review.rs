@@ -10,29 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{Harness, sandbox_available};
+use common::{Harness, git, sandbox_available};
 use serde_json::Value;
 
 const FINDINGS: &str = r#"[{"path": "app.py", "line": 3, "end_line": null, "severity": "critical", "category": "security", "title": "eval of user input", "body": "eval() runs whatever the user types.", "suggestion": "y = int(input())"}, {"path": "app.py", "line": 40, "end_line": null, "severity": "low", "category": "maintainability", "title": "old helper", "body": "This helper is unused.", "suggestion": null}]"#;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn repo(h: &Harness) {
     git(&h.ws, &["init", "-q", "-b", "main"]);

@@ -8,22 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Harness, of_type};
-
-/// `git ARGS` in `dir` (the real git, as the user would run it); its stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{Harness, git, of_type};
 
 /// A repository with `shared.txt` committed, as its owner would make it.
 fn repo(ws: &Path) {

@@ -322,6 +322,26 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// `git ARGS` in `dir` (the real git, as the user would run it, with an identity for
+/// commits); its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Make `dir` a git repository with one empty commit (the real git, as its owner would).
 pub fn git_repo_with_a_commit(dir: &Path) {
     for args in [

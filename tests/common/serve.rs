@@ -737,27 +737,13 @@ pub async fn finding_sessions(h: &Harness, a: &Server, b: &Server) {
 /// Two sessions writing the same file of one repository, and one that changes nothing.
 pub const WORKTREES: &str = "steps:\n  - text: looked only\nrepeat_last: true\nroutes:\n  - when: {last_user_contains: \"write one\"}\n    steps:\n      - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"one\\n\"}}]\n      - {text: \"One wrote shared.txt\", delay_ms: 400}\n  - when: {last_user_contains: \"write two\"}\n    steps:\n      - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"two\\n\"}}]\n      - {text: \"Two wrote shared.txt\", delay_ms: 400}\n";
 
-/// `git ARGS` in `dir`, its stdout (the real git, as the user would run it).
-pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `isolation: "worktree"`: two sessions on one repository at once each end as a commit on a
 /// branch of their own, with the main tree untouched; one that changes nothing says so; a
 /// workspace that is not a repository's top, or a `repo` session, is a 422; DELETE removes a
 /// session's worktree and keeps a branch that holds a change. Requests alternate between `a`
 /// and `b` (one server, or two workers of one store).
 pub async fn worktree_sessions(h: &Harness, a: &Server, b: &Server) {
+    use super::git;
     let proj = h.ws.join("proj");
     std::fs::create_dir_all(&proj).unwrap();
     git(&proj, &["init", "-q", "-b", "main"]);
