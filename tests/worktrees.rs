@@ -638,3 +638,43 @@ async fn run_with_worktree_commits_on_its_branch() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
 }
+
+/// A workspace that brings `.deputy` (or `.deputy/worktrees`) as a link elsewhere: deputy,
+/// which writes there outside the sandbox, refuses to put a worktree through it — nothing
+/// appears at the link's target, by a subagent or by `run --worktree`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_link_never_takes_a_worktree_elsewhere() {
+    if !common::sandbox_available() {
+        return;
+    }
+    for planted in [".deputy", ".deputy/worktrees"] {
+        let h = Harness::yaml(PARALLEL).await;
+        agents(&h);
+        repo(&h.ws);
+        let elsewhere = h.dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let link = h.ws.join(planted);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+
+        let (code, v, stderr) = h.run_json(&["--agent", "lead", "edit"]).await;
+        assert_eq!(code, Some(0), "{planted}: {stderr}\n{v:#}");
+        h.assert_strict_ok();
+        let results = h.tool_results();
+        let refused = results.iter().filter(|r| r.contains("a link?")).count();
+        assert_eq!(refused, 3, "{planted}: {results:#?}");
+
+        let out = h
+            .cmd(&["run", "--worktree", "x", "go"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{planted}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("a link?"));
+
+        let there: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
+        assert!(there.is_empty(), "{planted}: {there:?}");
+        assert!(branches(&h.ws).is_empty());
+        assert_eq!(worktrees(&h.ws).len(), 1);
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Git, Record, Settled, WORKTREES_DIR, WorktreeError, git, io};
+use super::{Git, Record, Settled, WorktreeError, git, io};
 
 fn record_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json"))
@@ -133,7 +133,10 @@ pub fn left_behind(workspace: &Path) -> Vec<Record> {
     let Ok((top, _)) = git::find_repo(workspace) else {
         return Vec::new();
     };
-    found_in(&top.join(WORKTREES_DIR))
+    let Ok(dir) = super::worktrees_dir(&top, false) else {
+        return Vec::new();
+    };
+    found_in(&dir)
         .into_iter()
         .filter(|f| !f.live)
         .map(|f| f.record)
@@ -171,7 +174,9 @@ fn prune_where(
     wanted: impl Fn(&Record) -> bool,
 ) -> Result<Vec<PruneReport>, WorktreeError> {
     let (top, git_dir) = git::find_repo(workspace)?;
-    let dir = top.join(WORKTREES_DIR);
+    let Ok(dir) = super::worktrees_dir(&top, false) else {
+        return Ok(Vec::new());
+    };
     let main = Git::open(&git_dir, &top)?;
     let common =
         PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);

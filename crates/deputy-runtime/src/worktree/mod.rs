@@ -172,7 +172,7 @@ impl Worktree {
     /// killed) when it is there and nobody holds it, else a new one.
     pub fn open_or_create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
         let (top, git_dir) = git::find_repo(plan.workspace)?;
-        let dir = top.join(WORKTREES_DIR);
+        let dir = worktrees_dir(&top, true)?;
         let name = plan_name(plan);
         match left::reopen(&dir, &name, plan.session_id)? {
             Some((record, lock)) => {
@@ -217,19 +217,10 @@ impl Worktree {
             )));
         }
         let name = plan_name(plan);
-        let dir = top.join(WORKTREES_DIR);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let ignore = dir.join(".gitignore");
-        if !ignore.exists() {
-            std::fs::write(
-                &ignore,
-                "# deputy's worktrees: never part of the repository\n*\n",
-            )
-            .map_err(io(&ignore))?;
-        }
+        let dir = worktrees_dir(&top, true)?;
         let path = dir.join(&name);
         let branch = format!("deputy/{name}");
-        if path.exists()
+        if std::fs::symlink_metadata(&path).is_ok()
             || main
                 .value(&[
                     "rev-parse",
@@ -328,6 +319,49 @@ impl Worktree {
     }
 }
 
+/// `TOP/.deputy/worktrees`, made (with its `.gitignore`) when `make`. Each level must be a
+/// directory, never a symlink: a workspace may bring a `.deputy` link, and deputy writes
+/// there outside the sandbox (a worktree checked out through it would land anywhere).
+pub fn worktrees_dir(top: &Path, make: bool) -> Result<PathBuf, WorktreeError> {
+    let mut dir = top.to_path_buf();
+    for part in WORKTREES_DIR.split('/') {
+        dir.push(part);
+        if make {
+            match std::fs::create_dir(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(io(&dir)(e));
+                }
+                _ => {}
+            }
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(WorktreeError::Io(format!(
+                    "{} is not a directory (a link?); deputy will not put worktrees through it",
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    let ignore = dir.join(".gitignore");
+    if make && std::fs::symlink_metadata(&ignore).is_err() {
+        // create_new: never through a link put there meanwhile.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&ignore)
+            .map_err(io(&ignore))?;
+        std::io::Write::write_all(
+            &mut f,
+            b"# deputy's worktrees: never part of the repository\n*\n",
+        )
+        .map_err(io(&ignore))?;
+    }
+    Ok(dir)
+}
+
 /// The worktree's name: the plan's, else the agent's and the end of the session id.
 fn plan_name(plan: &Plan<'_>) -> String {
     match plan.name {
@@ -360,7 +394,9 @@ fn snapshot(main: &Git, name: &str) -> Result<String, WorktreeError> {
     let head = main
         .value(&["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
         .ok();
-    let index = std::env::temp_dir().join(format!("deputy-index-{}-{name}", std::process::id()));
+    // In the repository's own git directory (the user's), not a shared /tmp.
+    let index = main.git_dir().join(format!("deputy-index-{name}"));
+    let _ = std::fs::remove_file(&index);
     let real_index = main.git_dir().join("index");
     if real_index.is_file() {
         // Its stat cache spares re-reading every file.
