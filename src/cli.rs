@@ -381,8 +381,16 @@ pub struct RunArgs {
     #[arg(short = 'c', long = "continue")]
     pub continue_last: bool,
     /// Work in a git worktree of its own (.deputy/worktrees/NAME, branch deputy/NAME), made
-    /// from the current state; the change is committed there, the main tree left as it is
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "continue_last")]
+    /// from the current state; the change is committed there, the main tree left as it is.
+    /// A name is given as --worktree=NAME (what follows a bare --worktree is the prompt)
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with = "continue_last"
+    )]
     pub worktree: Option<String>,
     #[command(flatten)]
     pub session: SessionArgs,

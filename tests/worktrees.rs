@@ -587,7 +587,7 @@ async fn run_with_worktree_commits_on_its_branch() {
     )
     .await;
     let out = h
-        .cmd(&["run", "--worktree", "fix-1", "go"])
+        .cmd(&["run", "--worktree=fix-1", "go"])
         .output()
         .await
         .unwrap();
@@ -599,7 +599,7 @@ async fn run_with_worktree_commits_on_its_branch() {
     );
 
     repo(&h.ws);
-    let (code, v, stderr) = h.run_json(&["--worktree", "fix-1", "go"]).await;
+    let (code, v, stderr) = h.run_json(&["--worktree=fix-1", "go"]).await;
     assert_eq!(code, Some(0), "{stderr}");
     h.assert_strict_ok();
     assert_eq!(v["worktree"]["outcome"], "committed", "{v:#}");
@@ -631,7 +631,7 @@ async fn run_with_worktree_commits_on_its_branch() {
     );
     // The same name again: refused, naming what to do.
     let out = h
-        .cmd(&["run", "--worktree", "fix-1", "go"])
+        .cmd(&["run", "--worktree=fix-1", "go"])
         .output()
         .await
         .unwrap();
@@ -664,11 +664,7 @@ async fn a_planted_link_never_takes_a_worktree_elsewhere() {
         let refused = results.iter().filter(|r| r.contains("a link?")).count();
         assert_eq!(refused, 3, "{planted}: {results:#?}");
 
-        let out = h
-            .cmd(&["run", "--worktree", "x", "go"])
-            .output()
-            .await
-            .unwrap();
+        let out = h.cmd(&["run", "--worktree", "go"]).output().await.unwrap();
         assert_eq!(out.status.code(), Some(2), "{planted}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("a link?"));
 

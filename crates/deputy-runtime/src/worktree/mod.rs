@@ -347,17 +347,21 @@ pub fn worktrees_dir(top: &Path, make: bool) -> Result<PathBuf, WorktreeError> {
     }
     let ignore = dir.join(".gitignore");
     if make && std::fs::symlink_metadata(&ignore).is_err() {
-        // create_new: never through a link put there meanwhile.
-        let mut f = std::fs::OpenOptions::new()
+        // create_new: never through a link put there meanwhile; a worktree made at the same
+        // time may have written it first.
+        match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&ignore)
-            .map_err(io(&ignore))?;
-        std::io::Write::write_all(
-            &mut f,
-            b"# deputy's worktrees: never part of the repository\n*\n",
-        )
-        .map_err(io(&ignore))?;
+        {
+            Ok(mut f) => std::io::Write::write_all(
+                &mut f,
+                b"# deputy's worktrees: never part of the repository\n*\n",
+            )
+            .map_err(io(&ignore))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&ignore)(e)),
+        }
     }
     Ok(dir)
 }
