@@ -38,12 +38,12 @@ time_runs() { # args for deputy run
         (cd "$repo" && HOME=$tmp DEPUTY_HOME=$tmp/state OPENAI_BASE_URL=$url DEPUTY_MODEL=mock \
             DEPUTY_LOCAL_PORTS=none "$bin" run -q "$@" "change it" > /dev/null)
         e=$(date +%s%N)
-        echo $(( (e - s) / 1000000 ))
+        echo $(( (e - s) / 1000000 )) | tee -a "$tmp/times"
         (cd "$repo" && git checkout -q -- src && rm -f src/changed.txt && echo "edited" >> src/f1.txt)
     done | median
 }
-plain=$(time_runs)
-isolated=$(time_runs --worktree)
+plain=$(time_runs); echo "plain: $(tr "\n" " " < "$tmp/times")" >&2; : > "$tmp/times"
+isolated=$(time_runs --worktree); echo "worktree: $(tr "\n" " " < "$tmp/times")" >&2
 (cd "$repo" && HOME=$tmp DEPUTY_HOME=$tmp/state "$bin" sessions prune 2>/dev/null)
 echo "repository: $files files, uncommitted changes; $runs runs each, medians"
 echo "deputy run:              ${plain} ms"

@@ -193,6 +193,8 @@ impl Git {
         let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
         let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
         let deadline = std::time::Instant::now() + TIME_LIMIT;
+        // Most git calls take milliseconds: look often at first, then less.
+        let mut nap = std::time::Duration::from_micros(100);
         let status = loop {
             match child.try_wait().map_err(GitError::Spawn)? {
                 Some(s) => break s,
@@ -204,7 +206,10 @@ impl Git {
                         stderr: format!("took over {} s and was stopped", TIME_LIMIT.as_secs()),
                     });
                 }
-                None => std::thread::sleep(std::time::Duration::from_millis(5)),
+                None => {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(std::time::Duration::from_millis(10));
+                }
             }
         };
         let stdout = stdout.join().unwrap_or_default();
