@@ -388,6 +388,9 @@ pub fn find_journaled(ctx: &Context, wanted: &str) -> CliResult<Journaled> {
     let moved = !rebuilt.workspace.is_empty() && canon(&own) != canon(&ctx.workspace);
     let here = if moved && !ctx.workspace_explicit {
         if !own.is_dir() {
+            if let Some(r) = worktree_in(&events) {
+                return Err(pruned(&id, &r));
+            }
             return Err(CliError::usage(anyhow::anyhow!(
                 "session {id} ran in {}, which is gone; name a workspace with -C to resume it elsewhere",
                 own.display()
@@ -435,6 +438,60 @@ pub fn find_journaled(ctx: &Context, wanted: &str) -> CliResult<Journaled> {
 
 /// A session of `agent` (new, or `resume`d from its journal) with the model, options and task
 /// runner resolved; the resolution's warnings are returned for the caller to show.
+/// The worktree session `id` worked in (its `session.started` names it), reopened; an error
+/// when it has been pruned since (its work is on its branch).
+fn worktree_of(
+    factory: &Factory,
+    id: &str,
+) -> CliResult<Option<deputy_runtime::worktree::Worktree>> {
+    let Some(state) = &factory.state_dir else {
+        return Ok(None);
+    };
+    let path = deputy_runtime::journal::session_dir(state, id).join("events.jsonl");
+    let Ok((events, _)) = deputy_runtime::journal::read_events(&path) else {
+        return Ok(None);
+    };
+    let Some(r) = worktree_in(&events) else {
+        return Ok(None);
+    };
+    let Some(top) = r.path.ancestors().nth(3) else {
+        return Ok(None);
+    };
+    if !r.path.join(".git").is_file() {
+        // Resumed elsewhere on purpose (-C; without it, `find_journaled` said where the work
+        // is): no worktree then.
+        tracing::warn!("{}", pruned(id, &r).error);
+        return Ok(None);
+    }
+    deputy_runtime::worktree::Worktree::open_or_create(&deputy_runtime::worktree::Plan {
+        workspace: top,
+        agent: &r.agent,
+        session_id: id,
+        parent_session_id: r.parent_session_id.as_deref(),
+        name: Some(&r.name),
+        confined: false,
+    })
+    .map(Some)
+    .map_err(|e| CliError::usage(anyhow::anyhow!("resuming in its worktree: {e}")))
+}
+
+/// The worktree a journal's session worked in (its `session.started` names it).
+fn worktree_in(events: &[deputy_runtime::Event]) -> Option<deputy_runtime::worktree::Record> {
+    events.iter().find_map(|e| match &e.kind {
+        deputy_runtime::EventKind::SessionStarted { worktree, .. } => worktree.clone(),
+        _ => None,
+    })
+}
+
+/// Session `id`'s worktree is gone: say where its work is.
+fn pruned(id: &str, r: &deputy_runtime::worktree::Record) -> CliError {
+    CliError::usage(anyhow::anyhow!(
+        "session {id} worked in the worktree {}, which is gone (pruned); its work is on branch {} (if it changed anything); -C DIR resumes it elsewhere",
+        r.path.display(),
+        r.branch
+    ))
+}
+
 /// Which session [`open_session`] opens.
 pub enum Open<'a> {
     New,
@@ -470,7 +527,13 @@ pub async fn open_session(
         .options(&agent, settings, label)
         .map_err(setup_error)?;
     let mut session = match open {
-        Open::Resume(id) => deputy_runtime::Session::resume(id, agent, client, opts),
+        Open::Resume(id) => {
+            // A session that worked in a worktree goes on there, and commits there again.
+            if let Some(wt) = worktree_of(factory, id)? {
+                Arc::new(wt).apply(&mut opts);
+            }
+            deputy_runtime::Session::resume(id, agent, client, opts)
+        }
         Open::New => deputy_runtime::Session::new(agent, client, opts),
         Open::Worktree { id, worktree } => {
             worktree.apply(&mut opts);

@@ -583,7 +583,7 @@ async fn run_with_worktree_commits_on_its_branch() {
         return;
     }
     let h = Harness::yaml(
-        "steps:\n  - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"run\\n\"}}]\n  - text: \"Changed shared.txt\"\n",
+        "steps:\n  - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"run\\n\"}}]\n  - text: \"Changed shared.txt\"\n  - tool_calls: [{name: bash, arguments: {command: \"echo more >> shared.txt; git log --oneline -1\"}}]\n  - text: \"Added more\"\n",
     )
     .await;
     let out = h
@@ -628,6 +628,49 @@ async fn run_with_worktree_commits_on_its_branch() {
         shown.contains("on branch deputy/fix-1") && shown.contains("worktree kept"),
         "{shown}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Resumed, it goes on in the same worktree (git works there) and commits there again.
+    let id = v["session_id"].as_str().unwrap().to_string();
+    let out = h
+        .cmd(&["resume", &id, "--output-format", "json", "add more"])
+        .output()
+        .await
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "completed", "{r:#}");
+    assert_eq!(r["worktree"]["branch"], "deputy/fix-1", "{r:#}");
+    assert_eq!(
+        show(&h.ws, "deputy/fix-1:shared.txt").as_deref(),
+        Some("run\nmore\n")
+    );
+    assert_eq!(
+        git(&h.ws, &["log", "-1", "--format=%s", "deputy/fix-1"]).trim(),
+        "Added more"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("shared.txt")).unwrap(),
+        "base\n"
+    );
+    let bash = of_type(&h.journal(&id), "tool.completed")
+        .into_iter()
+        .find(|e| e["tool"] == "bash")
+        .unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        bash.contains("Changed shared.txt"),
+        "git log in the worktree: {bash}"
+    );
+    // Pruned, it cannot be resumed there; the message says where its work is.
+    let out = h.cmd(&["sessions", "prune"]).output().await.unwrap();
+    assert!(out.status.success());
+    let out = h.cmd(&["resume", &id, "again"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("its work is on branch deputy/fix-1"),
+        "{said}"
     );
     // The same name again: refused, naming what to do.
     let out = h

@@ -84,14 +84,7 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
                 return Err(e);
             }
         };
-        drive(
-            session,
-            Some(prompt),
-            warnings,
-            view,
-            worktree.as_ref().map(|(_, w)| w),
-        )
-        .await
+        drive(session, Some(prompt), warnings, view).await
     })
 }
 
@@ -143,7 +136,7 @@ fn resume_inner(ctx: &Context, args: ResumeArgs) -> CliResult {
         let (session, warnings) =
             setup::open_session(&factory, agent, &settings, runner, setup::Open::Resume(&id))
                 .await?;
-        drive(session, prompt, warnings, view, None).await
+        drive(session, prompt, warnings, view).await
     })
 }
 
@@ -205,7 +198,6 @@ async fn drive(
     prompt: Option<String>,
     warnings: Vec<String>,
     view: View,
-    worktree: Option<&std::sync::Arc<Worktree>>,
 ) -> CliResult {
     setup::install_signals(session.cancel_token());
     let spinner = match view.format {
@@ -241,6 +233,7 @@ async fn drive(
         tracing::warn!("{w}");
     }
     let journal = session.journal_path();
+    let worktree = session.worktree().cloned();
     let outcome = session.run(prompt).await;
     if let Some(s) = spinner {
         s.stop().await;
@@ -248,7 +241,7 @@ async fn drive(
     // The change in the worktree was committed on its branch as the run ended; a worktree
     // that never changed goes now.
     let mut warnings = warnings;
-    let settled = match (worktree, &outcome.worktree) {
+    let settled = match (&worktree, &outcome.worktree) {
         (Some(wt), Some(Settled::Unchanged)) => wt
             .settle("")
             .map_err(|e| warnings.push(format!("the worktree could not be removed: {e}")))
