@@ -50,7 +50,29 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    /// Every status, in the order of the schema.
+    pub const ALL: [Status; 7] = [
+        Status::Completed,
+        Status::MaxSteps,
+        Status::Timeout,
+        Status::Budget,
+        Status::Denied,
+        Status::Cancelled,
+        Status::Error,
+    ];
+
+    /// Their names, as [`Status::as_str`] gives them.
+    pub const ALL_NAMES: [&'static str; 7] = [
+        Status::Completed.as_str(),
+        Status::MaxSteps.as_str(),
+        Status::Timeout.as_str(),
+        Status::Budget.as_str(),
+        Status::Denied.as_str(),
+        Status::Cancelled.as_str(),
+        Status::Error.as_str(),
+    ];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Status::Completed => "completed",
             Status::MaxSteps => "max_steps",

@@ -247,26 +247,22 @@ fn event_schema_is_stable() {
     insta::assert_snapshot!("events_v1", out);
 }
 
+/// The names serde writes, `as_str` gives and `Status::ALL_NAMES` lists are one list.
 #[test]
 fn every_status_has_a_stable_name() {
-    let names: Vec<String> = [
-        Status::Completed,
-        Status::MaxSteps,
-        Status::Timeout,
-        Status::Budget,
-        Status::Denied,
-        Status::Cancelled,
-        Status::Error,
-    ]
-    .iter()
-    .map(|s| {
-        serde_json::to_value(s)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string()
-    })
-    .collect();
+    let all = Status::ALL;
+    let as_str: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+    assert_eq!(as_str, Status::ALL_NAMES);
+    let names: Vec<String> = all
+        .iter()
+        .map(|s| {
+            serde_json::to_value(s)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(
         names,
         [

@@ -109,16 +109,8 @@ pub(crate) struct Filter {
     pub limit: usize,
 }
 
-/// The statuses a run can end with.
-const STATUSES: [&str; 7] = [
-    "completed",
-    "max_steps",
-    "timeout",
-    "budget",
-    "denied",
-    "cancelled",
-    "error",
-];
+/// The statuses a run can end with (the runtime's names).
+const STATUSES: [&str; 7] = deputy_runtime::Status::ALL_NAMES;
 
 impl Filter {
     /// Parse the query string; a 400 names the parameter that is wrong and what it takes.
