@@ -62,15 +62,15 @@ impl Status {
     ];
 
     /// Their names, as [`Status::as_str`] gives them.
-    pub const ALL_NAMES: [&'static str; 7] = [
-        Status::Completed.as_str(),
-        Status::MaxSteps.as_str(),
-        Status::Timeout.as_str(),
-        Status::Budget.as_str(),
-        Status::Denied.as_str(),
-        Status::Cancelled.as_str(),
-        Status::Error.as_str(),
-    ];
+    pub const ALL_NAMES: [&'static str; 7] = {
+        let mut names = [""; 7];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Status::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
 
     pub const fn as_str(self) -> &'static str {
         match self {
