@@ -207,3 +207,73 @@ routes:
         "{tool_results:?}"
     );
 }
+
+/// Two calls at once with `isolation: worktree` (from the official SDK's client) rewrite the
+/// same file, each in a worktree of its own: each ends as a commit on its own branch, the main
+/// tree stays as it was, and a call that changed nothing leaves nothing (a reply to it says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_calls_with_worktrees_do_not_collide() {
+    let Some(py) = python() else { return };
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - text: "looked only"
+repeat_last: true
+routes:
+  - when: {user_contains: "wt A"}
+    steps:
+      - tool_calls: [{name: write, arguments: {path: shared.txt, content: "A\n"}}]
+      - {text: "A wrote shared.txt", delay_ms: 300}
+  - when: {user_contains: "wt B"}
+    steps:
+      - tool_calls: [{name: write, arguments: {path: shared.txt, content: "B\n"}}]
+      - {text: "B wrote shared.txt", delay_ms: 300}
+"#,
+    )
+    .await;
+    common::git(&h.ws, &["init", "-q", "-b", "main"]);
+    std::fs::write(h.ws.join("shared.txt"), "base\n").unwrap();
+    common::git(&h.ws, &["add", "."]);
+    common::git(&h.ws, &["commit", "-q", "-m", "first"]);
+    let report = run_client(&py, "mcp_worktrees.py", &h).await;
+    let mut branches = Vec::new();
+    for (call, want) in report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["A\n", "B\n"])
+    {
+        assert_eq!(call["error"], false, "{call}");
+        let w = &call["structured"]["worktree"];
+        assert_eq!(w["outcome"], "committed", "{call}");
+        let branch = w["branch"].as_str().unwrap().to_string();
+        assert!(call["text"].as_str().unwrap().contains(&branch), "{call}");
+        assert_eq!(
+            common::git(&h.ws, &["show", &format!("{branch}:shared.txt")]),
+            want
+        );
+        branches.push(branch);
+    }
+    assert_ne!(branches[0], branches[1]);
+    assert_eq!(
+        std::fs::read_to_string(h.ws.join("shared.txt")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(common::git(&h.ws, &["status", "--porcelain"]), "");
+    assert_eq!(
+        report["look"]["structured"]["worktree"]["outcome"],
+        "unchanged"
+    );
+    assert_eq!(report["look_again"]["error"], true, "{report}");
+    assert!(
+        report["look_again"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("worktree that is gone")
+    );
+    let listed = common::git(&h.ws, &["branch", "--list", "deputy/*"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}

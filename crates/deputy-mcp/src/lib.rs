@@ -2,7 +2,7 @@
 //! Code, Codex, opencode, Cursor, …) can hand a task to a deputy subagent.
 //!
 //! Every subagent (mode `subagent` or `all`, not hidden or disabled) is a tool named after the
-//! agent, with input `{prompt, workspace?, model?, max_steps?, timeout_s?}`; `deputy_reply
+//! agent, with input `{prompt, workspace?, model?, max_steps?, timeout_s?, isolation?}`; `deputy_reply
 //! {session_id, prompt}` continues a session. The result's text is the final answer;
 //! `structuredContent` is `{session_id, status, result, usage, cost_usd}`; `isError` is set when
 //! the session failed. With a progress token, every session event becomes a progress
@@ -121,6 +121,11 @@ struct AgentInput {
     /// Wall-clock limit in seconds.
     #[serde(default)]
     timeout_s: Option<f64>,
+    /// `worktree`: work in a git worktree and branch of its own of the workspace's
+    /// repository, so calls running at once never edit each other's files; the change comes
+    /// back as a commit on that branch (`worktree` in the structured result).
+    #[serde(default)]
+    isolation: Option<deputy_runtime::task::IsolationIn>,
 }
 
 /// Input of `deputy_reply`.
@@ -222,7 +227,7 @@ impl Server {
                 Ok(i) => i,
                 Err(e) => {
                     return error_result(format!(
-                        "invalid input for {name}: {e}; expected {{prompt, workspace?, model?, max_steps?, timeout_s?}}"
+                        "invalid input for {name}: {e}; expected {{prompt, workspace?, model?, max_steps?, timeout_s?, isolation?}}"
                     ));
                 }
             };
@@ -262,6 +267,14 @@ impl Server {
                 );
             }
         };
+        if let Some(wt) = session.worktree()
+            && !wt.record().path.join(".git").is_file()
+        {
+            return error_result(format!(
+                "session {} worked in a worktree that is gone (it changed nothing, or was pruned); start a new call",
+                session.id()
+            ));
+        }
         // Progress: one notification per event, sent in order from a task of its own.
         let forward = progress_token.map(|token| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -297,6 +310,12 @@ impl Server {
         if let Some((tx, task)) = forward {
             drop(tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        // A worktree that changed nothing goes now (its change, if any, is on its branch).
+        if let (Some(wt), Some(deputy_runtime::worktree::Settled::Unchanged)) =
+            (session.worktree().cloned(), &outcome.worktree)
+        {
+            let _ = tokio::task::spawn_blocking(move || wt.settle("")).await;
         }
         result_of(&outcome)
     }
@@ -390,10 +409,34 @@ impl Server {
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let opts = factory
+        let mut opts = factory
             .options(&agent, &settings, label)
             .map_err(|e| e.to_string())?;
-        let mut session = Session::new(agent, client, opts).map_err(|e| e.to_string())?;
+        let mut session = if input.isolation == Some(deputy_runtime::task::IsolationIn::Worktree) {
+            let id = deputy_runtime::journal::new_session_id();
+            let (ws, name, sid) = (factory.workspace.clone(), agent.name.clone(), id.clone());
+            let wt = tokio::task::spawn_blocking(move || {
+                deputy_runtime::worktree::Worktree::create(&deputy_runtime::worktree::Plan {
+                    workspace: &ws,
+                    agent: &name,
+                    session_id: &sid,
+                    parent_session_id: None,
+                    name: None,
+                    confined: false,
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot make a worktree: {e}"))?;
+            let wt = Arc::new(wt);
+            wt.apply(&mut opts);
+            Session::named(&id, agent, client, opts).map_err(|e| {
+                let _ = wt.settle("");
+                e.to_string()
+            })?
+        } else {
+            Session::new(agent, client, opts).map_err(|e| e.to_string())?
+        };
         let runner = factory.task_runner(
             self.inner.opts.agents.clone(),
             &settings,
@@ -427,6 +470,11 @@ fn result_of(o: &Outcome) -> CallToolResult {
         if let Some(e) = o.errors.last() {
             text.push_str(&format!(": {e}"));
         }
+    }
+    let mut structured = structured;
+    if let Some(w) = &o.worktree {
+        structured["worktree"] = json!(w);
+        text.push_str(&format!("\n\n{}", w.describe()));
     }
     let mut r = if failed {
         CallToolResult::error(vec![Content::text(text)])
