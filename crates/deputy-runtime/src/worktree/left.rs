@@ -178,8 +178,7 @@ fn prune_where(
         return Ok(Vec::new());
     };
     let main = Git::open(&git_dir, &top)?;
-    let common =
-        PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
+    let common = super::common_dir_of(&main)?;
     let mut reports = Vec::new();
     for f in found_in(&dir).into_iter().filter(|f| wanted(&f.record)) {
         let mut report = PruneReport {
@@ -190,13 +189,8 @@ fn prune_where(
         };
         if !f.live && !dry_run {
             let r = &f.record;
-            let wt = match git::find_repo(&r.path) {
-                // Its `.git` file leads into this repository's worktrees, or it is not used.
-                Ok((t, g)) if t == r.path && g.starts_with(common.join("worktrees")) => {
-                    main.with_work_tree(&g, &r.path)
-                }
-                _ => main.clone(),
-            };
+            // Without a worktree of this repository there, nothing is added from it.
+            let wt = super::linked(&main, &common, &r.path).unwrap_or_else(|| main.clone());
             let answer = format!(
                 "deputy: session {} did not finish\n\nWhat it left in its worktree, committed by `deputy sessions prune`.",
                 r.session_id

@@ -171,53 +171,43 @@ impl Worktree {
     /// one left from an earlier run of the same session (another process, or one that was
     /// killed) when it is there and nobody holds it, else a new one.
     pub fn open_or_create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
-        let (top, git_dir) = git::find_repo(plan.workspace)?;
-        let dir = worktrees_dir(&top, true)?;
+        let repo = Repo::locate(plan)?;
         let name = plan_name(plan);
-        match left::reopen(&dir, &name, plan.session_id)? {
+        match left::reopen(&repo.dir, &name, plan.session_id)? {
             Some((record, lock)) => {
-                let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
-                let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
-                let main = Git::open(&git_dir, &top)?;
-                let common_dir = common_dir_of(&main)?;
-                let (_, wt_git_dir) = git::find_repo(&record.path)?;
-                if !wt_git_dir.starts_with(common_dir.join("worktrees")) {
-                    return Err(WorktreeError::Io(format!(
+                let git = linked(&repo.main, &repo.common_dir, &record.path).ok_or_else(|| {
+                    WorktreeError::Io(format!(
                         "{}: its .git file leads out of the repository",
                         record.path.display()
-                    )));
-                }
-                let git = main.with_work_tree(&wt_git_dir, &record.path);
+                    ))
+                })?;
                 Ok(Worktree {
-                    workspace: record.path.join(sub),
+                    workspace: record.path.join(&repo.sub),
                     record,
-                    common_dir,
-                    main,
+                    common_dir: repo.common_dir,
+                    main: repo.main,
                     git,
                     _lock: lock,
                 })
             }
-            None => Worktree::create(plan),
+            None => Worktree::create_in(repo, plan),
         }
     }
 
     /// Make the worktree for a new session.
     pub fn create(plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
-        let (top, git_dir) = git::find_repo(plan.workspace)?;
-        let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
-        let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
-        let main = Git::open(&git_dir, &top)?;
-        let common_dir = common_dir_of(&main)?;
-        if plan.confined && (top != ws || !common_dir.starts_with(&top)) {
-            return Err(WorktreeError::Io(format!(
-                "{}: here a worktree needs the workspace to be the top of a repository of its own (the repository is {}, its git directory {})",
-                ws.display(),
-                top.display(),
-                common_dir.display()
-            )));
-        }
+        Worktree::create_in(Repo::locate(plan)?, plan)
+    }
+
+    fn create_in(repo: Repo, plan: &Plan<'_>) -> Result<Worktree, WorktreeError> {
+        let Repo {
+            top,
+            sub,
+            main,
+            common_dir,
+            dir,
+        } = repo;
         let name = plan_name(plan);
-        let dir = worktrees_dir(&top, true)?;
         let path = dir.join(&name);
         let branch = format!("deputy/{name}");
         if std::fs::symlink_metadata(&path).is_ok()
@@ -252,8 +242,9 @@ impl Worktree {
             let _ = left::remove_record(&record);
             return Err(e.into());
         }
-        let (_, wt_git_dir) = git::find_repo(&path)?;
-        let git = main.with_work_tree(&wt_git_dir, &path);
+        let git = linked(&main, &common_dir, &path).ok_or_else(|| {
+            WorktreeError::Io(format!("{}: git made no worktree there", path.display()))
+        })?;
         let wt = Worktree {
             workspace: path.join(&sub),
             record,
@@ -366,6 +357,55 @@ pub fn worktrees_dir(top: &Path, make: bool) -> Result<PathBuf, WorktreeError> {
     Ok(dir)
 }
 
+/// The repository a plan's workspace is in, checked against the plan and ready for
+/// worktrees (`.deputy/worktrees` made).
+struct Repo {
+    top: PathBuf,
+    /// Where the workspace is below the top.
+    sub: PathBuf,
+    main: Git,
+    common_dir: PathBuf,
+    /// `TOP/.deputy/worktrees`.
+    dir: PathBuf,
+}
+
+impl Repo {
+    fn locate(plan: &Plan<'_>) -> Result<Repo, WorktreeError> {
+        let (top, git_dir) = git::find_repo(plan.workspace)?;
+        let ws = plan.workspace.canonicalize().map_err(io(plan.workspace))?;
+        let sub = ws.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
+        let main = Git::open(&git_dir, &top)?;
+        let common_dir = common_dir_of(&main)?;
+        if plan.confined && (top != ws || !common_dir.starts_with(&top)) {
+            return Err(WorktreeError::Io(format!(
+                "{}: here a worktree needs the workspace to be the top of a repository of its own (the repository is {}, its git directory {})",
+                ws.display(),
+                top.display(),
+                common_dir.display()
+            )));
+        }
+        let dir = worktrees_dir(&top, true)?;
+        Ok(Repo {
+            top,
+            sub,
+            main,
+            common_dir,
+            dir,
+        })
+    }
+}
+
+/// git for the linked worktree at `path`, when its `.git` file is there and leads into this
+/// repository's worktrees (`COMMON/worktrees/…`); `None` otherwise: it is not used.
+fn linked(main: &Git, common_dir: &Path, path: &Path) -> Option<Git> {
+    match git::find_repo(path) {
+        Ok((top, git_dir)) if top == path && git_dir.starts_with(common_dir.join("worktrees")) => {
+            Some(main.with_work_tree(&git_dir, path))
+        }
+        _ => None,
+    }
+}
+
 /// The worktree's name: the plan's, else the agent's and the end of the session id.
 fn plan_name(plan: &Plan<'_>) -> String {
     match plan.name {
@@ -386,7 +426,7 @@ fn plan_name(plan: &Plan<'_>) -> String {
 }
 
 /// The repository's common git directory, absolute and resolved.
-fn common_dir_of(main: &Git) -> Result<PathBuf, WorktreeError> {
+pub(super) fn common_dir_of(main: &Git) -> Result<PathBuf, WorktreeError> {
     let dir =
         PathBuf::from(main.value(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?);
     dir.canonicalize().map_err(io(&dir))
