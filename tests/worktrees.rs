@@ -717,3 +717,43 @@ async fn a_planted_link_never_takes_a_worktree_elsewhere() {
         assert_eq!(worktrees(&h.ws).len(), 1);
     }
 }
+
+/// A kept worktree whose `.git` file was made to lead into the main repository: prune settles
+/// it without ever adding from the main tree (the user's index stays as it was), removes it,
+/// and keeps the branch with what was committed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_never_adds_through_a_redirected_worktree() {
+    if !common::sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls: [{name: write, arguments: {path: shared.txt, content: \"run\\n\"}}]\n  - text: \"Changed shared.txt\"\n",
+    )
+    .await;
+    repo(&h.ws);
+    let (code, v, stderr) = h.run_json(&["--worktree=redir", "go"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let commit = v["worktree"]["commit"].as_str().unwrap().to_string();
+    let wt = h.ws.join(".deputy/worktrees/redir");
+    std::fs::write(
+        wt.join(".git"),
+        format!("gitdir: {}\n", h.ws.join(".git").display()),
+    )
+    .unwrap();
+    std::fs::write(h.ws.join("untracked-in-main.txt"), "mine\n").unwrap();
+    let index_before = std::fs::read(h.ws.join(".git/index")).unwrap();
+
+    let out = h.cmd(&["sessions", "prune"]).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(h.ws.join(".git/index")).unwrap(),
+        index_before
+    );
+    assert_eq!(git(&h.ws, &["diff", "--cached", "--name-only"]), "");
+    assert_eq!(git(&h.ws, &["rev-parse", "deputy/redir"]).trim(), commit);
+    assert!(!wt.exists());
+}

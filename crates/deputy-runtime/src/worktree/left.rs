@@ -190,12 +190,12 @@ fn prune_where(
         if !f.live && !dry_run {
             let r = &f.record;
             // Without a worktree of this repository there, nothing is added from it.
-            let wt = super::linked(&main, &common, &r.path).unwrap_or_else(|| main.clone());
+            let wt = super::linked(&main, &common, &r.path);
             let answer = format!(
                 "deputy: session {} did not finish\n\nWhat it left in its worktree, committed by `deputy sessions prune`.",
                 r.session_id
             );
-            let settled = super::settle(&main, &wt, r, &answer)?;
+            let settled = super::settle(&main, wt.as_ref(), r, &answer)?;
             if matches!(settled, Settled::Committed { .. }) {
                 super::remove(&main, r, false)?;
             }

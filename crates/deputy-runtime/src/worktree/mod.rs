@@ -288,13 +288,13 @@ impl Worktree {
     /// Commit what changed on the branch (the message made from the session's `answer`);
     /// where the branch is now. The worktree stays.
     pub fn commit(&self, answer: &str) -> Result<Settled, WorktreeError> {
-        commit_change(&self.main, &self.git, &self.record, answer)
+        commit_change(&self.main, Some(&self.git), &self.record, answer)
     }
 
     /// [`Worktree::commit`], then, when nothing ever changed, remove the worktree and the
     /// branch: the end of a session that will not run again.
     pub fn settle(&self, answer: &str) -> Result<Settled, WorktreeError> {
-        settle(&self.main, &self.git, &self.record, answer)
+        settle(&self.main, Some(&self.git), &self.record, answer)
     }
 
     /// The end of a session that is deleted: what is left is committed, then the worktree
@@ -304,7 +304,7 @@ impl Worktree {
             "deputy: session {} was deleted\n\nWhat it left in its worktree.",
             self.record.session_id
         );
-        let s = commit_change(&self.main, &self.git, &self.record, &why)?;
+        let s = commit_change(&self.main, Some(&self.git), &self.record, &why)?;
         remove(&self.main, &self.record, s == Settled::Unchanged)?;
         Ok(s)
     }
@@ -535,7 +535,12 @@ fn commit_message(record: &Record, answer: &str) -> String {
     )
 }
 
-fn settle(main: &Git, git: &Git, record: &Record, answer: &str) -> Result<Settled, WorktreeError> {
+fn settle(
+    main: &Git,
+    git: Option<&Git>,
+    record: &Record,
+    answer: &str,
+) -> Result<Settled, WorktreeError> {
     let s = commit_change(main, git, record, answer)?;
     if s == Settled::Unchanged {
         remove(main, record, true)?;
@@ -543,10 +548,12 @@ fn settle(main: &Git, git: &Git, record: &Record, answer: &str) -> Result<Settle
     Ok(s)
 }
 
-/// Commit the worktree's change, if any, on its branch; where the branch is now.
+/// Commit the worktree's change, if any, on its branch; where the branch is now. `git` is the
+/// worktree's own (never the main repository's: its index is the user's); without one,
+/// nothing is added.
 fn commit_change(
     main: &Git,
-    git: &Git,
+    git: Option<&Git>,
     record: &Record,
     answer: &str,
 ) -> Result<Settled, WorktreeError> {
@@ -555,7 +562,7 @@ fn commit_change(
         .value(&["rev-parse", "--verify", "--quiet", &branch_ref])
         .ok();
     let mut commit_id = tip.clone();
-    if record.path.join(".git").is_file() {
+    if let Some(git) = git.filter(|_| record.path.join(".git").is_file()) {
         git.output(&["add", "-A"])?;
         let tree = git.value(&["write-tree"])?;
         let head = git.value(&["rev-parse", "HEAD"])?;
