@@ -67,6 +67,23 @@ fn worktrees(ws: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `deputy run --agent lead edit` on `backend`: it must complete, every request within the
+/// strict mock's rule; its JSON result and stderr.
+async fn lead_edits(h: &Harness, backend: &str) -> (serde_json::Value, String) {
+    let out = h
+        .cmd(&["run", "--output-format", "json", "--agent", "lead", "edit"])
+        .env("DEPUTY_SANDBOX_BACKEND", backend)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{backend}: {e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{backend}: {stderr}\n{v:#}");
+    h.assert_strict_ok();
+    (v, stderr)
+}
+
 const PARALLEL: &str = r#"
 steps:
   - tool_calls:
@@ -125,17 +142,7 @@ async fn parallel_subagents_each_end_on_their_own_branch() {
         std::fs::write(h.ws.join(".worktreeinclude"), "local.env.json\n").unwrap();
         let status_before = git(&h.ws, &["status", "--porcelain"]);
 
-        let out = h
-            .cmd(&["run", "--output-format", "json", "--agent", "lead", "edit"])
-            .env("DEPUTY_SANDBOX_BACKEND", backend)
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{backend}: {e}: {stderr}"));
-        assert_eq!(out.status.code(), Some(0), "{backend}: {stderr}\n{v:#}");
-        h.assert_strict_ok();
+        let (v, stderr) = lead_edits(&h, backend).await;
 
         // The main tree: untouched.
         assert_eq!(
@@ -397,15 +404,7 @@ routes:
         std::fs::write(h.ws.join("main.rs"), "// uncommitted, filtered by proc\n").unwrap();
         let config_before = std::fs::read(h.ws.join(".git/config")).unwrap();
 
-        let out = h
-            .cmd(&["run", "--output-format", "json", "--agent", "lead", "edit"])
-            .env("DEPUTY_SANDBOX_BACKEND", backend)
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{backend}: {stderr}");
-        h.assert_strict_ok();
+        lead_edits(&h, backend).await;
         let b = branches(&h.ws);
         assert_eq!(b.len(), 1, "{backend}: {b:?} {:#?}", h.tool_results());
         assert_eq!(
