@@ -553,14 +553,16 @@ routes:
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("its change is commit"), "{said}");
-    // Clean: one worktree (the main one), nothing in .deputy/worktrees but its .gitignore,
-    // the main tree as it was, and the partial work kept as a commit on the branch.
+    // Clean: one worktree (the main one), nothing in .deputy/worktrees but its .gitignore
+    // and the (empty) lock that serialises `git worktree`, the main tree as it was, and the
+    // partial work kept as a commit on the branch.
     assert_eq!(worktrees(&h.ws).len(), 1);
-    let left: Vec<_> = std::fs::read_dir(h.ws.join(".deputy/worktrees"))
+    let mut left: Vec<_> = std::fs::read_dir(h.ws.join(".deputy/worktrees"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, [".gitignore"]);
+    left.sort();
+    assert_eq!(left, [".gitignore", ".lock"]);
     assert_eq!(git(&h.ws, &["status", "--porcelain"]), status_before);
     let b = branches(&h.ws);
     assert_eq!(b.len(), 1, "{b:?}");

@@ -204,7 +204,7 @@ fn prune_where(
         reports.push(report);
     }
     if !dry_run && git_dir.is_dir() {
-        main.output(&["worktree", "prune"])?;
+        super::serial::git_worktree(&main, &dir, &["prune"])?;
     }
     Ok(reports)
 }
