@@ -234,6 +234,10 @@ pub struct SessionArgs {
     /// Text added to the end of the agent's system prompt
     #[arg(long, value_name = "TEXT")]
     pub append_system_prompt: Option<String>,
+    /// Leave out project instructions (AGENTS.md, CLAUDE.md, … from the repository root down,
+    /// and CONFIG_DIR/AGENTS.md)
+    #[arg(long)]
+    pub no_instructions: bool,
     /// Claude Code's rule syntax, allowed: `Bash(git status:*)`, `Read`, `Edit(src/**)`
     /// (several in one value, comma- or space-separated; repeatable)
     #[arg(long, value_name = "RULES")]

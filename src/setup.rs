@@ -119,6 +119,7 @@ pub fn settings(args: &SessionArgs) -> CliResult<RunSettings> {
         append_system_prompt: args.append_system_prompt.clone(),
         home: Default::default(),
         add_dirs,
+        no_instructions: args.no_instructions,
     })
 }
 

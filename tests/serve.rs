@@ -579,6 +579,47 @@ async fn a_workspace_belongs_to_one_token() {
     assert_eq!(st, 404, "after a restart: {v}");
 }
 
+/// A tenant's session reads its own workspace's instructions only: not the repository the
+/// server's root is in (another tenant's or the operator's), not the operator's own file —
+/// the tenant sees its system prompt in its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_reads_only_its_own_workspaces_instructions() {
+    let h = Harness::yaml("steps:\n  - text: ok\n").await;
+    common::git(&h.ws, &["init", "-q"]);
+    std::fs::write(h.ws.join("AGENTS.md"), "OPERATOR-ROOT-RULES\n").unwrap();
+    std::fs::create_dir_all(h.ws.join("a")).unwrap();
+    std::fs::write(h.ws.join("a/AGENTS.md"), "TENANT-A-RULES\n@../AGENTS.md\n").unwrap();
+    let user = h.home.join(".config/deputy/AGENTS.md");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(&user, "OPERATOR-USER-RULES\n").unwrap();
+    let s = start(&h, &[], Some("tok")).await;
+    let (st, v) = s
+        .post("/v1/sessions", json!({"prompt": "go", "workspace": "a"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let done = s.finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let sys = h.mock.requests()[0].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sys.contains("TENANT-A-RULES"), "{sys}");
+    assert!(!sys.contains("OPERATOR"), "{sys}");
+    let events = s.events(&id, None).await;
+    let started = events
+        .iter()
+        .find(|(_, t, _)| t == "session.started")
+        .map(|(_, _, d)| d.clone())
+        .unwrap();
+    assert_eq!(
+        started["instructions"].as_array().map(Vec::len),
+        Some(1),
+        "{started}"
+    );
+    assert!(!started.to_string().contains("OPERATOR"));
+}
+
 /// Trust follows where the agent file is, not the session's workspace (issue 25): the server's
 /// untrusted project brings an agent with an MCP server and the network; used on a
 /// subdirectory, it is still that project's agent, and its server is not started on the host.

@@ -403,6 +403,7 @@ impl Ctx<'_> {
                         }
                     }
                 }
+                "instructions" => spec.instructions = self.boolean(&v, &key),
                 "hidden" => spec.hidden = self.boolean(&v, &key).unwrap_or(false),
                 "disable" | "disabled" => spec.disable = self.boolean(&v, &key).unwrap_or(false),
                 "color" | "colour" => spec.color = self.string(&v, &key),

@@ -144,6 +144,8 @@ pub struct AgentSpec {
     pub network: Option<bool>,
     /// `isolation: worktree`: run in a git worktree of its own.
     pub isolation: Isolation,
+    /// `instructions: false`: no project instructions (`AGENTS.md` …) in its prompt.
+    pub instructions: Option<bool>,
     /// Not offered to the `task` tool or listed in MCP.
     pub hidden: bool,
     /// Present but switched off.
@@ -184,6 +186,7 @@ impl AgentSpec {
             permission: Vec::new(),
             network: None,
             isolation: Isolation::None,
+            instructions: None,
             hidden: false,
             disable: false,
             color: None,

@@ -240,6 +240,7 @@ impl Session {
             limits: self.opts.limits.info(),
             records_starts: true,
             worktree: self.opts.worktree.as_ref().map(|w| w.record().clone()),
+            instructions: self.instructions.sources.clone(),
         });
     }
 

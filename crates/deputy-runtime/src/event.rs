@@ -136,6 +136,9 @@ pub enum EventKind {
         /// The git worktree the session works in (`isolation: worktree`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         worktree: Option<crate::worktree::Record>,
+        /// The project instructions in the system prompt (`AGENTS.md` …), in prompt order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        instructions: Vec<crate::instructions::InstructionSource>,
     },
     /// A user message (the task, or more instructions on resume).
     #[serde(rename = "user.message")]

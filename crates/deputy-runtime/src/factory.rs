@@ -48,6 +48,8 @@ pub struct RunSettings {
     pub home: deputy_tools::sandbox::HomeView,
     /// Directories granted besides the workspace (`--add-dir`), absolute.
     pub add_dirs: Vec<PathBuf>,
+    /// No project instructions (`--no-instructions`).
+    pub no_instructions: bool,
 }
 
 /// `[sandbox]` in config.
@@ -333,7 +335,25 @@ impl Factory {
         opts.compaction = compaction;
         opts.mcp_servers = self.config.mcp_servers().map_err(SetupError::Config)?;
         opts.web = self.web_settings()?;
+        opts.instructions = self.instructions(settings)?;
         Ok(opts)
+    }
+
+    /// `[instructions]`, the user's own file in their config directory, `--no-instructions`.
+    fn instructions(
+        &self,
+        settings: &RunSettings,
+    ) -> Result<crate::instructions::InstructionSettings, SetupError> {
+        let cfg: crate::instructions::InstructionsConfig = self
+            .config
+            .section("instructions")
+            .map_err(SetupError::Config)?;
+        let user_file =
+            crate::config::config_dir(deputy_tools::sandbox::view::home_dir().as_deref())
+                .map(|d| d.join("AGENTS.md"));
+        let mut s = cfg.settings(user_file).map_err(SetupError::Config)?;
+        s.enabled &= !settings.no_instructions;
+        Ok(s)
     }
 
     /// `[compaction]`, with its model's client when it names one.

@@ -147,6 +147,8 @@ pub struct SessionOptions {
     /// and the system prompt, its change committed at the end of every run. The session holds
     /// it (and so its lock) while it lives. Set by [`crate::worktree::Worktree::apply`].
     pub worktree: Option<Arc<crate::worktree::Worktree>>,
+    /// Which project instructions (`AGENTS.md` …) go into the system prompt.
+    pub instructions: crate::instructions::InstructionSettings,
 }
 
 impl SessionOptions {
@@ -177,6 +179,7 @@ impl SessionOptions {
             mcp_servers: indexmap::IndexMap::new(),
             mcp_hub: None,
             worktree: None,
+            instructions: Default::default(),
         }
     }
 }

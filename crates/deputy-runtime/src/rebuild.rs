@@ -283,6 +283,7 @@ mod tests {
                 limits: Default::default(),
                 records_starts: records,
                 worktree: None,
+                instructions: vec![],
             },
         )
     }

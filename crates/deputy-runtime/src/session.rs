@@ -60,6 +60,9 @@ pub struct Session {
     /// names that cannot be offered), told as warnings when the next run starts, so whatever
     /// sink is attached by then sees them.
     pub(crate) notices: Vec<String>,
+    /// The project instructions in the system prompt (read once, when the session is made;
+    /// a resumed session's prompt is its journal's).
+    pub(crate) instructions: crate::instructions::Instructions,
     pub(crate) totals: Totals,
     pub(crate) metrics: Metrics,
     pub(crate) run: RunState,
@@ -177,6 +180,13 @@ impl Session {
             todos,
             notices: setup_notices,
         } = Tools::new(&agent, &opts, Vec::new())?;
+        let instructions = if agent.instructions == Some(false) {
+            Default::default()
+        } else {
+            crate::instructions::load(&opts.workspace, &opts.instructions)
+        };
+        let mut notices = setup_notices;
+        notices.extend(instructions.warnings.iter().cloned());
         let mut s = Session {
             emitter: Emitter::new(&id, journal, 0),
             id,
@@ -189,7 +199,8 @@ impl Session {
             cancel: CancellationToken::new(),
             started_emitted: false,
             resumed: false,
-            notices: setup_notices,
+            notices,
+            instructions,
             totals: Totals::default(),
             metrics: Metrics::default(),
             run: Default::default(),
@@ -246,6 +257,7 @@ impl Session {
             started_emitted: false,
             resumed: true,
             notices: warnings.into_iter().chain(setup_notices).collect(),
+            instructions: Default::default(),
             totals: Totals {
                 turns: rebuilt.turns,
                 usage: rebuilt.usage,
@@ -266,6 +278,12 @@ impl Session {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Warnings found while setting the session up (a tool it cannot have, an instructions
+    /// file not read), sent as `warning` events when the next run starts.
+    pub fn pending_warnings(&self) -> &[String] {
+        &self.notices
     }
 
     pub fn agent(&self) -> &AgentSpec {
@@ -481,6 +499,10 @@ impl Session {
         } else {
             format!("{preamble}\n---\n\n{}", self.agent.prompt)
         };
+        if !self.instructions.section.is_empty() {
+            prompt.push_str("\n\n");
+            prompt.push_str(&self.instructions.section);
+        }
         if let Some(w) = &self.opts.worktree {
             prompt.push_str("\n\n");
             prompt.push_str(&w.record().prompt_note());

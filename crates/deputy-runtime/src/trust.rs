@@ -291,6 +291,32 @@ pub fn tighten(user: &toml::Table, project: toml::Table) -> (toml::Table, Vec<St
                     out.insert(key, toml::Value::Table(t));
                 }
             }
+            // Instructions are text, but which files become the prompt is the user's choice:
+            // a project may only turn them off or lower the cap.
+            ("instructions", toml::Value::Table(t)) => {
+                let mut kept = toml::Table::new();
+                for (k, v) in t {
+                    let keep = match (k.as_str(), &v) {
+                        ("enabled", toml::Value::Boolean(b)) => !b,
+                        ("max_bytes", toml::Value::Integer(n)) => {
+                            let current = user_table("instructions")
+                                .and_then(|u| u.get("max_bytes"))
+                                .and_then(toml::Value::as_integer)
+                                .unwrap_or(crate::instructions::DEFAULT_MAX_BYTES as i64);
+                            (0..=current).contains(n)
+                        }
+                        _ => false,
+                    };
+                    if keep {
+                        kept.insert(k, v);
+                    } else {
+                        ignored.push(format!("[instructions] {k} = {v}"));
+                    }
+                }
+                if !kept.is_empty() {
+                    out.insert(key, toml::Value::Table(kept));
+                }
+            }
             ("permission", toml::Value::Table(t)) => {
                 // Only ask and deny: an allow would widen what the user's rules permit.
                 let mut kept = toml::Table::new();
@@ -338,6 +364,27 @@ mod tests {
 
     fn table(s: &str) -> toml::Table {
         s.parse().unwrap()
+    }
+
+    /// An untrusted project may turn instructions off or lower their cap, never pick the
+    /// files that become the prompt or raise the cap.
+    #[test]
+    fn instructions_only_tighten() {
+        let (kept, ignored) = tighten(
+            &table("[instructions]\nmax_bytes = 1000\n"),
+            table("[instructions]\nenabled = false\nmax_bytes = 500\nfiles = [\"X.md\"]\n"),
+        );
+        assert_eq!(
+            kept,
+            table("[instructions]\nenabled = false\nmax_bytes = 500\n")
+        );
+        assert_eq!(ignored, ["[instructions] files = [\"X.md\"]"]);
+        let (kept, ignored) = tighten(
+            &toml::Table::new(),
+            table("[instructions]\nenabled = true\nmax_bytes = 40000\n"),
+        );
+        assert!(kept.is_empty(), "{kept}");
+        assert_eq!(ignored.len(), 2);
     }
 
     #[test]

@@ -38,6 +38,13 @@ fn all_kinds() -> Vec<EventKind> {
                 base: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
                 path: "/work/project/.deputy/worktrees/backend-architect-8f3a1c".into(),
             }),
+            instructions: vec![deputy_runtime::instructions::InstructionSource {
+                path: "/work/project/AGENTS.md".into(),
+                bytes: 812,
+                sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                imported_by: None,
+                truncated: false,
+            }],
             limits: LimitsInfo {
                 max_steps: 50,
                 timeout_s: Some(600.0),

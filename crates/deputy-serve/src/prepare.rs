@@ -211,6 +211,9 @@ pub(crate) async fn make_session(
     let mut opts = factory
         .options(&p.agent, &p.settings, label)
         .map_err(|e| bad(e.to_string()))?;
+    // A tenant's instructions are its workspace's own: not the repository around it, not the
+    // operator's file (a tenant sees its system prompt).
+    opts.instructions.confined = true;
     // Making a session opens its journal (an fsync) and looks over the workspace: file system
     // work, kept off the threads that answer requests.
     let made = p.agent.clone();
