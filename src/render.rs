@@ -272,6 +272,16 @@ impl ToolLines {
                 ))
             }
             EventKind::Warning { message } => Some(st.yellow(&format!("⚠ {message}"))),
+            // A hook that decided something is worth a line; one that just ran is not.
+            EventKind::HookCompleted {
+                hook_event,
+                command,
+                decision: Some(d),
+                duration_ms,
+                ..
+            } => Some(st.dim(&format!(
+                "↪ {hook_event} hook `{command}`: {d} ({duration_ms} ms)"
+            ))),
             EventKind::TodoUpdated { todos } => Some(todo_lines(&st, todos)),
             EventKind::ContextCompacted {
                 trigger,

@@ -163,6 +163,7 @@ async fn a_planted_link_or_secret_never_reaches_the_model() {
     );
     write(&h.ws.join("sub/deep/CLAUDE.md"), "@../../.env\n");
     let (code, v, stderr) = h.run_json(&["-C", "sub/deep", "hello"]).await;
+    let reported = v["warnings"].to_string();
     assert_eq!(code, Some(0), "{stderr}\n{v:#}");
     h.assert_strict_ok();
     for r in h.mock.requests() {
@@ -182,8 +183,8 @@ async fn a_planted_link_or_secret_never_reaches_the_model() {
     assert!(all.contains("outside"), "{all}");
     assert!(all.contains("holds secrets"), "{all}");
     assert!(all.contains("@/etc/hostname not read"), "{all}");
-    // The same warnings in the run's own output.
-    assert!(stderr.contains("holds secrets"), "{stderr}");
+    // The same warnings in the JSON result.
+    assert!(reported.contains("holds secrets"), "{reported}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

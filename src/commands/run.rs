@@ -232,21 +232,16 @@ async fn drive(
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    // The session's own (sent as events when it starts): shown where no event is, and in the
-    // JSON result.
     let mut warnings = warnings;
-    for w in session.pending_warnings() {
-        if !view.progress() && view.format != OutputFormat::StreamJson {
-            tracing::warn!("{w}");
-        }
-        warnings.push(w.clone());
-    }
     let journal = session.journal_path();
     let worktree = session.worktree().cloned();
     let outcome = session.run(prompt).await;
     if let Some(s) = spinner {
         s.stop().await;
     }
+    // The run's own warnings (its `warning` events, rendered with -v or on a terminal) go
+    // into the JSON result too.
+    warnings.extend(outcome.warnings.iter().cloned());
     // The change in the worktree was committed on its branch as the run ended; a worktree
     // that never changed goes now.
     let settled = match (&worktree, &outcome.worktree) {

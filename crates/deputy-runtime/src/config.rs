@@ -41,6 +41,7 @@ const OTHER_KEYS: &[&str] = &[
     "task",
     "review",
     "compaction",
+    "hooks",
     "instructions",
     "mcp",
     "webfetch",

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::approve::{Approval, ApprovalRequest};
 use crate::engine::End;
 use crate::event::{DecidedBy, EventKind, Status, ToolMetric};
+use crate::hooks::Verdict as Said;
 use crate::rebuild::file_changed;
 use crate::router::{Budget, CallCtx, PreparedCall, ToolResult};
 use crate::session::Session;
@@ -149,7 +150,8 @@ impl Session {
                 .map(|p| {
                     let ctx = self.call_ctx(&p.call.id);
                     let span = tool_span(&p.call);
-                    (call_future(p.verdict, ctx, span), (p.call, p.note))
+                    let ran = matches!(p.verdict, Verdict::Run { .. });
+                    (call_future(p.verdict, ctx, span), (p.call, p.note, ran))
                 })
                 .unzip();
             let all = futures::future::join_all(futures);
@@ -160,9 +162,21 @@ impl Session {
                 _ = until(self.run.deadline) => return Some(Status::Timeout),
             };
             self.run.in_flight.clear();
-            for ((call, note), (mut result, took)) in batch.into_iter().zip(results) {
+            for ((call, note, ran), (mut result, took)) in batch.into_iter().zip(results) {
                 if let Some(n) = note {
                     result.output.content.push_str(&format!("\n\n{n}"));
+                }
+                if ran
+                    && let Some(said) = self
+                        .post_tool_hooks(
+                            &call.name,
+                            &call.arguments,
+                            &result.output.content,
+                            result.output.is_error,
+                        )
+                        .await
+                {
+                    result.output.content.push_str(&format!("\n\n{said}"));
                 }
                 self.complete(&call, result, took);
             }
@@ -277,9 +291,30 @@ impl Session {
         let Some(handler) = self.router.offered(&call.name, &perms) else {
             return Ok((Err(Objection::Refuse("unknown tool".into())), note));
         };
+        // The user's PreToolUse hooks see the call first: they may block it, stop the
+        // session, change its input (the rules then judge the new input) or say ask or allow
+        // (an allow never passes a deny rule).
+        let hook = self.pre_tool_hooks(&call.name, &call.arguments).await;
+        if let Some(stop) = hook.stop {
+            let why = format!("a PreToolUse hook stopped the session: {stop}");
+            self.decided(call, false, DecidedBy::Hook, Some(why.clone()));
+            self.run.errors.push(why);
+            return Err(Status::Denied);
+        }
+        if hook.verdict == Some(Said::Block) {
+            let why = hook.reason.unwrap_or_default();
+            self.decided(call, false, DecidedBy::Hook, Some(why.clone()));
+            return Ok((
+                Err(Objection::Refuse(format!(
+                    "blocked by a PreToolUse hook of the user's: {why}"
+                ))),
+                note,
+            ));
+        }
         // The rules look at what the call will really touch: parsed and resolved once, and
         // run as resolved.
-        let prepared = match handler.prepare(call.arguments.clone()) {
+        let input = hook.updated_input.unwrap_or_else(|| call.arguments.clone());
+        let prepared = match handler.prepare(input) {
             Ok(p) => p,
             Err(reason) => {
                 self.decided(call, false, DecidedBy::Guard, Some(reason.clone()));
@@ -290,10 +325,27 @@ impl Session {
             Some(access) => perms.decide_access(&call.name, access),
             None => perms.decide(&call.name, prepared.subject.as_deref()),
         };
-        let (allowed, by, reason) = match decision {
-            Decision::Allow => (true, DecidedBy::Rule, None),
-            Decision::Deny { reason } => (false, DecidedBy::Rule, Some(reason)),
-            Decision::Ask { reason } => self.ask(call, prepared.subject.clone(), reason).await?,
+        let (allowed, by, reason) = match (decision, hook.verdict) {
+            (Decision::Deny { reason }, _) => (false, DecidedBy::Rule, Some(reason)),
+            (Decision::Ask { reason }, Some(Said::Allow)) => (
+                true,
+                DecidedBy::Hook,
+                Some(format!(
+                    "a PreToolUse hook allowed it ({})",
+                    hook.reason.unwrap_or(reason)
+                )),
+            ),
+            (Decision::Allow, Some(Said::Allow)) => (true, DecidedBy::Hook, hook.reason),
+            (Decision::Allow | Decision::Ask { .. }, Some(Said::Ask)) => {
+                let reason = hook
+                    .reason
+                    .unwrap_or_else(|| "a PreToolUse hook asks".into());
+                self.ask(call, prepared.subject.clone(), reason).await?
+            }
+            (Decision::Allow, _) => (true, DecidedBy::Rule, None),
+            (Decision::Ask { reason }, _) => {
+                self.ask(call, prepared.subject.clone(), reason).await?
+            }
         };
         self.decided(call, allowed, by, reason.clone());
         if !allowed {
@@ -389,6 +441,13 @@ impl Session {
             reason: reason.clone(),
         };
         let approver = self.opts.approver.clone();
+        if approver.decided_by() != DecidedBy::Headless {
+            self.notify_hooks(format!(
+                "deputy needs your permission to use {}",
+                crate::hooks::claude_tool_name(&call.name)
+            ))
+            .await;
+        }
         let cancel = self.cancel.clone();
         // The run's deadline covers the wait: nobody answering does not keep a session alive.
         let answer = tokio::select! {

@@ -78,6 +78,9 @@ struct State {
     journal: Option<Journal>,
     mirror: Option<EventMirror>,
     sink: Sink,
+    /// The `warning` messages since the last [`Emitter::take_warnings`] (a run's, for its
+    /// outcome).
+    warnings: Vec<String>,
 }
 
 /// The event outlet of one session, shared by its loop and its running tool calls.
@@ -96,6 +99,7 @@ impl Emitter {
                 journal,
                 mirror: None,
                 sink: Sink::None,
+                warnings: Vec::new(),
             })),
         }
     }
@@ -124,6 +128,9 @@ impl Emitter {
         {
             event = e;
         }
+        if let EventKind::Warning { message } = &event.kind {
+            st.warnings.push(message.clone());
+        }
         if !matches!(event.kind, EventKind::MessageDelta { .. }) {
             if let Some(j) = &mut st.journal
                 && let Err(e) = j.append(&event)
@@ -138,6 +145,11 @@ impl Emitter {
             Sink::Own(tx) | Sink::Forward(tx) => tx.send(event),
             Sink::None => {}
         }
+    }
+
+    /// The warnings emitted since the last call.
+    pub(crate) fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().warnings)
     }
 
     /// Send events to `sink` (on a thread of its own) from now on.

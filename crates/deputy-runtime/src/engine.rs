@@ -119,8 +119,15 @@ impl Session {
         self.end(end, started).await
     }
 
-    /// Turns after the user message `p`.
+    /// Turns after the user message `p` (as the user's hooks leave it).
     async fn first_turns(&mut self, p: String) -> End {
+        let p = match self.prompt_hooks(p, self.run.first).await {
+            Ok(p) => p,
+            Err(why) => {
+                self.run.errors.push(why);
+                return End::Stopped(Status::Denied);
+            }
+        };
         match self.push_user(p) {
             Err(e) => End::Failed {
                 result: format!("internal error: {e}"),
@@ -175,6 +182,7 @@ impl Session {
         let timeout = self.opts.limits.timeout;
         // Saturating: a limit too far away to add is no deadline at all.
         self.run = RunState {
+            first: !self.started_emitted,
             deadline: timeout.and_then(|t| now.checked_add(t)),
             summary_deadline: timeout
                 .and_then(|t| now.checked_add(t)?.checked_add(summary_grace(t))),
@@ -324,6 +332,16 @@ impl Session {
                 }
             };
             if response.tool_calls.is_empty() {
+                // A Stop hook may send the model back to work, its reason the instruction.
+                if let Some(more) = self.stop_hooks(response.text.trim()).await {
+                    if let Err(e) = self.push_user(more) {
+                        return End::Failed {
+                            result: format!("internal error: {e}"),
+                            error: e,
+                        };
+                    }
+                    continue;
+                }
                 match self.final_answer(response.text.trim().to_string(), &mut schema_tries) {
                     Some(end) => return end,
                     None => continue,
@@ -438,6 +456,7 @@ impl Session {
     async fn end(&mut self, end: End, started: Instant) -> Outcome {
         let why = match &end {
             End::Stopped(Status::Cancelled) => "the user cancelled".to_string(),
+            End::Stopped(Status::Denied) => "a hook stopped the session".to_string(),
             End::Stopped(s) => format!("the session reached a limit: {}", s.as_str()),
             End::Failed { error, .. } => format!("the session stopped: {error}"),
             End::Completed { .. } => "the session ended".to_string(),
@@ -446,6 +465,12 @@ impl Session {
         let (status, text, structured) = match end {
             End::Completed { text, structured } => (Status::Completed, text, structured),
             End::Stopped(Status::Cancelled) => (Status::Cancelled, "Cancelled.".into(), None),
+            // A hook said no (a refused prompt, `continue: false`): its reason is the result.
+            End::Stopped(Status::Denied) => (
+                Status::Denied,
+                self.run.errors.last().cloned().unwrap_or_default(),
+                None,
+            ),
             End::Stopped(status) => match self.limit_summary(status).await {
                 Ok(text) => (status, text, None),
                 // Cancelled while summarising.
@@ -553,6 +578,7 @@ impl Session {
             num_turns: self.totals.turns,
             files_changed: self.totals.files_changed.clone(),
             errors: std::mem::take(&mut self.run.errors),
+            warnings: self.emitter.take_warnings(),
             metrics: std::mem::take(&mut self.metrics),
             worktree,
         };

@@ -104,6 +104,8 @@ pub enum DecidedBy {
     AutoApprove,
     /// A guard of deputy itself (doom loop, invalid arguments, unknown tool, path outside).
     Guard,
+    /// A `PreToolUse` hook of the user's.
+    Hook,
 }
 
 /// The payload of an [`Event`], tagged by `type`.
@@ -139,6 +141,20 @@ pub enum EventKind {
         /// The project instructions in the system prompt (`AGENTS.md` …), in prompt order.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         instructions: Vec<crate::instructions::InstructionSource>,
+    },
+    /// One hook ran (Claude Code's protocol): what it decided, how it ended.
+    #[serde(rename = "hook.completed")]
+    HookCompleted {
+        /// `PreToolUse`, `Stop`, …
+        hook_event: String,
+        matcher: String,
+        command: String,
+        /// `None`: killed at its timeout, or it could not start.
+        exit_code: Option<i32>,
+        /// `allow`, `ask` or `block`, when it said one.
+        decision: Option<String>,
+        timed_out: bool,
+        duration_ms: u64,
     },
     /// A user message (the task, or more instructions on resume).
     #[serde(rename = "user.message")]
@@ -325,6 +341,7 @@ impl EventKind {
             EventKind::SubagentStarted { .. } => "subagent.started",
             EventKind::SubagentFinished { .. } => "subagent.finished",
             EventKind::Warning { .. } => "warning",
+            EventKind::HookCompleted { .. } => "hook.completed",
             EventKind::WriteRefused { .. } => "write.refused",
             EventKind::TodoUpdated { .. } => "todo.updated",
             EventKind::ConversationCleared {} => "conversation.cleared",

@@ -22,6 +22,7 @@ mod engine;
 mod error;
 pub mod event;
 pub mod factory;
+pub mod hooks;
 pub mod instructions;
 pub mod journal;
 pub mod mcp;

@@ -149,6 +149,8 @@ pub struct SessionOptions {
     pub worktree: Option<Arc<crate::worktree::Worktree>>,
     /// Which project instructions (`AGENTS.md` …) go into the system prompt.
     pub instructions: crate::instructions::InstructionSettings,
+    /// The user's hooks (Claude Code's protocol), run outside the sandbox.
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 impl SessionOptions {
@@ -180,6 +182,7 @@ impl SessionOptions {
             mcp_hub: None,
             worktree: None,
             instructions: Default::default(),
+            hooks: Default::default(),
         }
     }
 }
@@ -197,6 +200,9 @@ pub struct Outcome {
     pub num_turns: u32,
     pub files_changed: Vec<String>,
     pub errors: Vec<String>,
+    /// What the run warned of (the `warning` events): an instructions file not read, a hook
+    /// that failed, a tool the agent cannot have.
+    pub warnings: Vec<String>,
     pub metrics: Metrics,
     /// Where the change of a worktree session is (committed at the end of the run).
     pub worktree: Option<crate::worktree::Settled>,

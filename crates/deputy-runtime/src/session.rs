@@ -41,6 +41,10 @@ pub(crate) struct RunState {
     /// Calls running right now (a stop says they may have partly run).
     pub in_flight: Vec<String>,
     pub errors: Vec<String>,
+    /// The first run of this session object (`SessionStart` hooks run).
+    pub first: bool,
+    /// A `Stop` hook already made the model go on in this run.
+    pub stop_hook_active: bool,
 }
 
 /// One agent at work.
@@ -278,12 +282,6 @@ impl Session {
 
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// Warnings found while setting the session up (a tool it cannot have, an instructions
-    /// file not read), sent as `warning` events when the next run starts.
-    pub fn pending_warnings(&self) -> &[String] {
-        &self.notices
     }
 
     pub fn agent(&self) -> &AgentSpec {

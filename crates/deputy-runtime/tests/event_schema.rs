@@ -121,6 +121,15 @@ fn all_kinds() -> Vec<EventKind> {
         EventKind::Warning {
             message: "retrying".into(),
         },
+        EventKind::HookCompleted {
+            hook_event: "PreToolUse".into(),
+            matcher: "Bash".into(),
+            command: "~/.claude/hooks/no-rm.sh".into(),
+            exit_code: Some(2),
+            decision: Some("block".into()),
+            timed_out: false,
+            duration_ms: 12,
+        },
         EventKind::WriteRefused {
             call_id: "call_1".into(),
             path: "sub/.git".into(),
@@ -222,6 +231,7 @@ fn variant_index(k: &EventKind) -> usize {
         EventKind::TodoUpdated { .. } => 16,
         EventKind::WriteRefused { .. } => 17,
         EventKind::ToolStarted { .. } => 18,
+        EventKind::HookCompleted { .. } => 19,
     }
 }
 
@@ -230,7 +240,7 @@ fn the_snapshot_covers_every_event_kind() {
     let mut seen: Vec<usize> = all_kinds().iter().map(variant_index).collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..=18).collect::<Vec<_>>());
+    assert_eq!(seen, (0..=19).collect::<Vec<_>>());
 }
 
 #[test]

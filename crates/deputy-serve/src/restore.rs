@@ -109,6 +109,8 @@ fn outcome_of(id: &str, e: &Event) -> Option<Outcome> {
         num_turns: *num_turns,
         files_changed: files_changed.clone(),
         errors: errors.clone(),
+        // Not in `session.finished`: the journal's `warning` events hold them.
+        warnings: Vec::new(),
         metrics: metrics.clone(),
         worktree: worktree.clone(),
     })
