@@ -84,6 +84,9 @@ pub enum Command {
     /// List, show and validate agent files
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// List, show and validate skills (folders with a SKILL.md)
+    #[command(subcommand)]
+    Skills(SkillsCommand),
     /// Run the scripted mock model server (deputy-mockllm) for demos and tests
     #[cfg(feature = "mock-server")]
     MockServer(MockServerArgs),
@@ -173,6 +176,32 @@ pub enum AgentsCommand {
         /// Also fail on warnings and notes (unknown keys, tools deputy does not provide)
         #[arg(long)]
         strict: bool,
+        /// Print a JSON report instead of lines
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkillsCommand {
+    /// List the skills found (the project's first, then yours)
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one skill as the model gets it when it loads it
+    Show {
+        /// Skill name
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check SKILL.md files; prints `path:line:col: message` per problem, exits 2 if any is invalid
+    Validate {
+        /// SKILL.md files, skill folders or folders of skills [default: every one deputy would find]
+        paths: Vec<PathBuf>,
         /// Print a JSON report instead of lines
         #[arg(long)]
         json: bool,

@@ -131,6 +131,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Review(args) => commands::review::run(&ctx, args),
         Command::Sessions(cmd) => commands::sessions::run(&ctx, cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
+        Command::Skills(cmd) => commands::skills::run(&ctx, cmd),
         #[cfg(feature = "mock-server")]
         Command::MockServer(args) => commands::mock::run(args),
         Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),

@@ -86,9 +86,9 @@ fn show_lists_each_named_tool_as_available_or_not_with_the_reason() {
         ("read", true),
         ("webfetch", true),
         ("websearch", false),
+        ("skill", false),
         ("mcp__github__create_issue", true),
         ("mcp__bgpt__search", false),
-        ("skill", false),
     ]
     .iter()
     .map(|(n, a)| (n.to_string(), *a))

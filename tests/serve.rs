@@ -592,6 +592,15 @@ async fn a_tenant_reads_only_its_own_workspaces_instructions() {
     let user = h.home.join(".config/deputy/AGENTS.md");
     std::fs::create_dir_all(user.parent().unwrap()).unwrap();
     std::fs::write(&user, "OPERATOR-USER-RULES\n").unwrap();
+    // Skills likewise: the tenant's own, never the repository's around it or the operator's.
+    let skill = |dir: &std::path::Path, name: &str| {
+        let p = dir.join(name).join("SKILL.md");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("---\nname: {name}\ndescription: d\n---\nbody\n")).unwrap();
+    };
+    skill(&h.ws.join("a/.claude/skills"), "tenant-skill");
+    skill(&h.ws.join(".claude/skills"), "operator-repo-skill");
+    skill(&h.home.join(".claude/skills"), "operator-user-skill");
     let s = start(&h, &[], Some("tok")).await;
     let (st, v) = s
         .post("/v1/sessions", json!({"prompt": "go", "workspace": "a"}))
@@ -606,6 +615,9 @@ async fn a_tenant_reads_only_its_own_workspaces_instructions() {
         .to_string();
     assert!(sys.contains("TENANT-A-RULES"), "{sys}");
     assert!(!sys.contains("OPERATOR"), "{sys}");
+    let tools = h.mock.requests()[0].body["tools"].to_string();
+    assert!(tools.contains("tenant-skill"), "{tools}");
+    assert!(!tools.contains("operator-"), "{tools}");
     let events = s.events(&id, None).await;
     let started = events
         .iter()

@@ -149,6 +149,11 @@ fn availability(ctx: &Context, a: &AgentSpec) -> Vec<ToolAvailability> {
             mcp_servers: &servers,
             search,
             agent_trusted: f.agent_trusted(a),
+            skills: !deputy_runtime::skills::discover(
+                &ctx.workspace,
+                &crate::commands::skills::settings(),
+            )
+            .is_empty(),
         },
     )
 }

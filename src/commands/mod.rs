@@ -11,4 +11,5 @@ pub mod run;
 pub mod sandbox;
 pub mod serve;
 pub mod sessions;
+pub mod skills;
 pub mod trust;

@@ -27,6 +27,7 @@ mod lenient;
 mod load;
 pub mod mcp;
 mod permission;
+mod skill;
 mod spec;
 mod tools;
 
@@ -38,5 +39,8 @@ pub use load::{
 };
 pub use mcp::{McpServer, McpTransport, NumberUnit, mcp_server_of};
 pub use permission::{Action, PermissionRule, parse_permission};
+pub use skill::{
+    MAX_SKILL_DESCRIPTION, MAX_SKILL_NAME, Skill, load_skill, parse_skill, valid_skill_name,
+};
 pub use spec::{AgentSpec, Isolation, MODEL_ALIASES, Mode, ModelRef};
 pub use tools::{BUILTIN_TOOLS, ToolSet, canonical_tool_name, is_builtin_tool};

@@ -168,6 +168,80 @@ pub fn parse_with(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded,
     Ok(Loaded::Agent(Box::new(spec)))
 }
 
+/// A markdown file with YAML frontmatter that is not an agent (a skill's `SKILL.md`, a command):
+/// its keys as written, each with its value and position, and its body.
+pub(crate) struct Markdown {
+    pub keys: Vec<MarkdownKey>,
+    pub body: String,
+    /// Whether it has frontmatter at all.
+    pub has_frontmatter: bool,
+    /// Warnings found while reading it (a lenient repair of the YAML).
+    pub notes: Vec<Diagnostic>,
+}
+
+pub(crate) struct MarkdownKey {
+    pub key: String,
+    pub value: Value,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Split and parse `text` (read from `path`) as [`Markdown`]; YAML errors come back with
+/// their file positions, as an agent file's do.
+pub(crate) fn parse_markdown(text: &str, path: &Path) -> Result<Markdown, AgentError> {
+    let text = frontmatter::normalize(text);
+    let split = frontmatter::split(&text).map_err(|u| AgentError::Invalid {
+        path: path.to_path_buf(),
+        problems: vec![Diagnostic::new(
+            path,
+            u.line,
+            1,
+            Severity::Error,
+            "frontmatter opened with `---` is never closed; add a `---` line after the last key",
+        )],
+    })?;
+    let body = clean_body(split.body);
+    let Some(fm) = split.frontmatter else {
+        return Ok(Markdown {
+            keys: Vec::new(),
+            body,
+            has_frontmatter: false,
+            notes: Vec::new(),
+        });
+    };
+    let mut ctx = Ctx {
+        path,
+        line_offset: fm.first_line - 1,
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    let map = ctx.parse_yaml(fm.yaml)?;
+    let keys = map
+        .into_iter()
+        .map(|(key, v)| {
+            let (line, column) = loc(&v);
+            MarkdownKey {
+                key,
+                value: v.value,
+                line: if line == 0 { 0 } else { line + ctx.line_offset },
+                column,
+            }
+        })
+        .collect();
+    Ok(Markdown {
+        keys,
+        body,
+        has_frontmatter: true,
+        notes: ctx.notes,
+    })
+}
+
+/// Read a markdown file (agent, skill, command) as [`parse_markdown`] does, with the agent
+/// file's limits: a regular file, UTF-8, at most [`MAX_AGENT_FILE_BYTES`].
+pub(crate) fn read_markdown(path: &Path) -> Result<String, AgentError> {
+    read_capped(path)
+}
+
 fn clean_body(body: &str) -> String {
     body.trim_start_matches(['\n', ' ', '\t'])
         .trim_end()
@@ -404,6 +478,11 @@ impl Ctx<'_> {
                     }
                 }
                 "instructions" => spec.instructions = self.boolean(&v, &key),
+                "skills" => {
+                    if let Some(names) = self.name_list(&v, &key) {
+                        spec.skills = names;
+                    }
+                }
                 "hidden" => spec.hidden = self.boolean(&v, &key).unwrap_or(false),
                 "disable" | "disabled" => spec.disable = self.boolean(&v, &key).unwrap_or(false),
                 "color" | "colour" => spec.color = self.string(&v, &key),

@@ -146,6 +146,8 @@ pub struct AgentSpec {
     pub isolation: Isolation,
     /// `instructions: false`: no project instructions (`AGENTS.md` …) in its prompt.
     pub instructions: Option<bool>,
+    /// `skills:` the skills loaded into its prompt up front (Claude Code's key).
+    pub skills: Vec<String>,
     /// Not offered to the `task` tool or listed in MCP.
     pub hidden: bool,
     /// Present but switched off.
@@ -187,6 +189,7 @@ impl AgentSpec {
             network: None,
             isolation: Isolation::None,
             instructions: None,
+            skills: Vec::new(),
             hidden: false,
             disable: false,
             color: None,

@@ -22,6 +22,7 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "websearch",
     "todowrite",
     "todoread",
+    "skill",
 ];
 
 /// deputy's name for a tool name written in any supported format.

@@ -158,7 +158,9 @@ fn format_specifics_are_read() {
             "glob",
             "grep",
             "webfetch",
-            "websearch"
+            "websearch",
+            // Qwen Code's `skill` is deputy's own skill tool.
+            "skill"
         ]
     );
     assert!(

@@ -48,7 +48,10 @@ fn qwen_snake_case_tool_list_and_multi_line_description() {
     let s = spec(&root().join("qwen/bug-reproducer.md"));
     assert_eq!(
         s.tools.enabled_builtins(),
-        vec!["bash", "read", "write", "edit", "glob", "grep", "webfetch"]
+        vec![
+            "bash", "read", "write", "edit", "glob", "grep", "webfetch", "skill"
+        ],
+        "Qwen Code's `skill` is deputy's own skill tool"
     );
     let d = s.description.unwrap();
     assert!(d.contains("Give it the issue text"), "lines folded: {d}");

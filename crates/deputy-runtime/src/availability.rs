@@ -24,6 +24,8 @@ pub struct Setting<'a> {
     pub search: bool,
     /// Whether the agent's file is trusted (its MCP servers may run).
     pub agent_trusted: bool,
+    /// Whether any skill is found (the `skill` tool is offered only then).
+    pub skills: bool,
 }
 
 fn yes(name: &str, note: Option<String>) -> ToolAvailability {
@@ -51,6 +53,10 @@ pub fn tool_availability(agent: &AgentSpec, s: &Setting<'_>) -> Vec<ToolAvailabi
             continue;
         }
         out.push(match *t {
+            "skill" if !s.skills => no(
+                t,
+                "no skills were found (folders with a SKILL.md in .claude/skills, .deputy/skills, .agents/skills, or ~/.claude/skills)".into(),
+            ),
             "websearch" if !s.search => no(
                 t,
                 "no search API is configured ([websearch] provider = searxng, brave or tavily)"
@@ -150,6 +156,7 @@ mod tests {
             mcp_servers: &config,
             search: false,
             agent_trusted: true,
+            skills: false,
         };
         let got: Vec<(String, bool)> = tool_availability(&a, &s)
             .into_iter()
@@ -160,9 +167,9 @@ mod tests {
             vec![
                 ("read".into(), true),
                 ("websearch".into(), false),
+                ("skill".into(), false),
                 ("mcp__github__create_issue".into(), true),
                 ("mcp__bgpt__search".into(), false),
-                ("skill".into(), false),
             ]
         );
     }

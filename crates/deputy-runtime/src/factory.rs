@@ -337,6 +337,11 @@ impl Factory {
         opts.web = self.web_settings()?;
         opts.instructions = self.instructions(settings)?;
         opts.hooks = self.hooks()?;
+        let home = deputy_tools::sandbox::view::home_dir();
+        opts.skills.user_dirs = crate::skills::user_skill_dirs(
+            home.as_deref(),
+            crate::config::config_dir(home.as_deref()).as_deref(),
+        );
         Ok(opts)
     }
 

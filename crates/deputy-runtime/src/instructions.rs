@@ -173,7 +173,7 @@ pub fn load(workspace: &Path, settings: &InstructionSettings) -> Instructions {
 
 /// The nearest directory at or above `dir` with a `.git` (a directory, or the file of a linked
 /// worktree).
-fn repository_top(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn repository_top(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
         .find(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
         .map(Path::to_path_buf)

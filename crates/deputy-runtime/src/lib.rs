@@ -34,6 +34,7 @@ pub mod review;
 pub mod router;
 mod schema;
 mod session;
+pub mod skills;
 pub mod task;
 pub mod todo;
 mod toolbox;

@@ -151,6 +151,8 @@ pub struct SessionOptions {
     pub instructions: crate::instructions::InstructionSettings,
     /// The user's hooks (Claude Code's protocol), run outside the sandbox.
     pub hooks: Arc<crate::hooks::Hooks>,
+    /// Which skills the session finds (and offers through the `skill` tool).
+    pub skills: crate::skills::SkillSettings,
 }
 
 impl SessionOptions {
@@ -183,6 +185,7 @@ impl SessionOptions {
             worktree: None,
             instructions: Default::default(),
             hooks: Default::default(),
+            skills: Default::default(),
         }
     }
 }

@@ -106,6 +106,7 @@ impl Tools {
         agent: &AgentSpec,
         opts: &SessionOptions,
         todos: Vec<crate::todo::Todo>,
+        skills: &Arc<crate::skills::SkillSet>,
     ) -> Result<Tools, SessionError> {
         let toolbox = Toolbox::new(agent, opts)?;
         let todos: crate::todo::TodoList = Arc::new(std::sync::Mutex::new(todos));
@@ -120,6 +121,11 @@ impl Tools {
         if on("todoread") {
             handlers.push(Arc::new(crate::todo::TodoRead {
                 list: todos.clone(),
+            }));
+        }
+        if on("skill") && !skills.is_empty() {
+            handlers.push(Arc::new(crate::skills::SkillTool {
+                set: skills.clone(),
             }));
         }
         let mcp = crate::mcp::McpView::new(
@@ -166,6 +172,7 @@ impl Session {
         client: Arc<dyn ModelClient>,
         opts: SessionOptions,
     ) -> Result<Session, SessionError> {
+        let (skills, opts) = with_skills(opts);
         let (id, journal) = match (&opts.state_dir, id) {
             (Some(state), None) => {
                 let (id, j) = Journal::create(state)?;
@@ -183,14 +190,24 @@ impl Session {
             mcp,
             todos,
             notices: setup_notices,
-        } = Tools::new(&agent, &opts, Vec::new())?;
-        let instructions = if agent.instructions == Some(false) {
+        } = Tools::new(&agent, &opts, Vec::new(), &skills)?;
+        let mut instructions = if agent.instructions == Some(false) {
             Default::default()
         } else {
             crate::instructions::load(&opts.workspace, &opts.instructions)
         };
+        // Skills the agent preloads go with the instructions, after them.
+        let (preloaded, missing) = crate::skills::preload(&skills, &agent.skills);
+        if !preloaded.is_empty() {
+            if !instructions.section.is_empty() {
+                instructions.section.push('\n');
+            }
+            instructions.section.push_str(&preloaded);
+        }
         let mut notices = setup_notices;
         notices.extend(instructions.warnings.iter().cloned());
+        notices.extend(skills.warnings.iter().cloned());
+        notices.extend(missing);
         let mut s = Session {
             emitter: Emitter::new(&id, journal, 0),
             id,
@@ -233,6 +250,7 @@ impl Session {
         opts: SessionOptions,
     ) -> Result<Session, SessionError> {
         let state = opts.state_dir.clone().ok_or(SessionError::NoStateDir)?;
+        let (skills, opts) = with_skills(opts);
         let path = journal::session_dir(&state, id).join("events.jsonl");
         let (events, mut warnings) = journal::read_events(&path)?;
         let rebuilt = rebuild::rebuild(&events).map_err(|e| match e {
@@ -246,7 +264,7 @@ impl Session {
             mcp,
             todos,
             notices: setup_notices,
-        } = Tools::new(&agent, &opts, rebuilt.todos.clone())?;
+        } = Tools::new(&agent, &opts, rebuilt.todos.clone(), &skills)?;
         let journal = Journal::open(&state, id)?;
         Ok(Session {
             emitter: Emitter::new(id, Some(journal), rebuilt.next_seq),
@@ -513,4 +531,12 @@ impl Session {
         }
         prompt
     }
+}
+
+/// The skills `opts` finds, and `opts` with the user's skill folders readable in the sandbox
+/// (their scripts run there; nothing of them is writable).
+fn with_skills(mut opts: SessionOptions) -> (Arc<crate::skills::SkillSet>, SessionOptions) {
+    let skills = crate::skills::discover(&opts.workspace, &opts.skills);
+    opts.sandbox.read_dirs.extend(skills.user_folders());
+    (Arc::new(skills), opts)
 }

@@ -214,6 +214,7 @@ pub(crate) async fn make_session(
     // A tenant's instructions are its workspace's own: not the repository around it, not the
     // operator's file (a tenant sees its system prompt).
     opts.instructions.confined = true;
+    opts.skills.confined = true;
     // Making a session opens its journal (an fsync) and looks over the workspace: file system
     // work, kept off the threads that answer requests.
     let made = p.agent.clone();
