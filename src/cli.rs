@@ -87,6 +87,13 @@ pub enum Command {
     /// List, show and validate skills (folders with a SKILL.md)
     #[command(subcommand)]
     Skills(SkillsCommand),
+    /// List the custom commands (prompt templates run with `deputy run --command NAME` or
+    /// `/NAME` in chat)
+    Commands {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the scripted mock model server (deputy-mockllm) for demos and tests
     #[cfg(feature = "mock-server")]
     MockServer(MockServerArgs),
@@ -413,6 +420,10 @@ pub struct RunArgs {
     /// Continue the last session of this workspace with PROMPT (as `deputy resume last`)
     #[arg(short = 'c', long = "continue")]
     pub continue_last: bool,
+    /// Run a custom command (a prompt template from .claude/commands, .deputy/commands, …);
+    /// PROMPT is its arguments: `deputy run --command review -- 42`
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["continue_last", "file"])]
+    pub command: Option<String>,
     /// Work in a git worktree of its own (.deputy/worktrees/NAME, branch deputy/NAME), made
     /// from the current state; the change is committed there, the main tree left as it is.
     /// A name is given as --worktree=NAME (what follows a bare --worktree is the prompt)

@@ -132,6 +132,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Sessions(cmd) => commands::sessions::run(&ctx, cmd),
         Command::Agents(cmd) => commands::agents::run(&ctx, cmd),
         Command::Skills(cmd) => commands::skills::run(&ctx, cmd),
+        Command::Commands { json } => commands::skills::list_commands(&ctx, json),
         #[cfg(feature = "mock-server")]
         Command::MockServer(args) => commands::mock::run(args),
         Command::Sandbox(cmd) => commands::sandbox::run(&ctx, cmd),

@@ -162,6 +162,33 @@ pub fn trust(ctx: &Context, f: &mut Factory) {
         .extend(ctx.config_dir.iter().map(|d| d.join("agents")));
 }
 
+/// The custom commands here: the project's (its `` !`…` `` run only once it is trusted) and
+/// the user's.
+pub fn custom_commands(ctx: &Context) -> deputy_runtime::slash::CommandSet {
+    let home = deputy_tools::sandbox::view::home_dir();
+    let dirs = deputy_runtime::slash::user_command_dirs(home.as_deref(), ctx.config_dir.as_deref());
+    deputy_runtime::slash::discover(&ctx.workspace, &dirs, ctx.trusted)
+}
+
+/// Command `name`, or a usage error naming the ones there are.
+pub fn custom_command(ctx: &Context, name: &str) -> CliResult<deputy_runtime::slash::FoundCommand> {
+    let set = custom_commands(ctx);
+    for w in &set.warnings {
+        tracing::warn!("{w}");
+    }
+    set.get(name).cloned().ok_or_else(|| {
+        let known = set.names();
+        CliError::usage(anyhow::anyhow!(
+            "--command {name}: no such command{}",
+            match deputy_agent::closest(name.trim_start_matches('/'), &known) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None if known.is_empty() => "; none were found (put NAME.md in .deputy/commands, .claude/commands or ~/.claude/commands)".to_string(),
+                None => format!("; the commands are: {}", known.join(", ")),
+            }
+        ))
+    })
+}
+
 /// Setup errors are configuration errors: nothing was run.
 pub fn setup_error(e: SetupError) -> CliError {
     CliError::usage(anyhow::anyhow!("{e}"))

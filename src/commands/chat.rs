@@ -277,8 +277,27 @@ fn ask_at_terminal(r: &ApprovalRequest) -> Option<Approval> {
     }
 }
 
-/// Multi-line input: a line ending in `\` continues; so does an open ``` block.
-struct InputHelper;
+/// Multi-line input: a line ending in `\` continues; so does an open ``` block. `/` completes
+/// the slash commands, built in and custom.
+struct InputHelper {
+    commands: Vec<String>,
+}
+
+/// The built-in slash commands, for completion.
+const BUILT_IN: &[&str] = &[
+    "/help",
+    "/agents",
+    "/agent",
+    "/model",
+    "/tools",
+    "/todos",
+    "/cost",
+    "/sessions",
+    "/clear",
+    "/compact",
+    "/commands",
+    "/exit",
+];
 
 impl Validator for InputHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
@@ -297,6 +316,25 @@ impl Validator for InputHelper {
 
 impl rustyline::completion::Completer for InputHelper {
     type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let typed = &line[..pos];
+        if !typed.starts_with('/') || typed.contains(' ') {
+            return Ok((pos, Vec::new()));
+        }
+        let found = BUILT_IN
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.commands.iter().map(|c| format!("/{c}")))
+            .filter(|c| c.starts_with(typed))
+            .collect();
+        Ok((0, found))
+    }
 }
 impl rustyline::hint::Hinter for InputHelper {
     type Hint = String;
@@ -315,6 +353,7 @@ const HELP: &str = "Commands:
   /sessions        recent sessions (continue one with deputy chat --resume ID)
   /clear           forget the conversation so far
   /compact [FOCUS] fold older turns into a summary now (FOCUS: what it must keep)
+  /commands        the custom commands (/NAME ARGS runs one)
   /exit            quit (also Ctrl-D, or Ctrl-C twice)
 A line ending in \\ continues on the next line. Ctrl-C stops the current answer.";
 
@@ -327,6 +366,8 @@ struct Chat<'a> {
     ui: SharedUi,
     turn: Arc<Mutex<Option<CancellationToken>>>,
     interactive: bool,
+    /// Custom commands (`/NAME ARGS`).
+    commands: deputy_runtime::slash::CommandSet,
 }
 
 impl Chat<'_> {
@@ -534,7 +575,36 @@ impl Chat<'_> {
                     Err(e) => self.say(&format!("cannot compact: {e}")),
                 }
             }
-            _ => self.say(&format!("unknown command {cmd}\n{HELP}")),
+            "/commands" => {
+                let list: Vec<String> = self
+                    .commands
+                    .commands
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "  /{} {}  {}",
+                            c.command.name,
+                            c.command.argument_hint.as_deref().unwrap_or(""),
+                            c.command.description.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if list.is_empty() {
+                    self.say("no custom commands (NAME.md in .deputy/commands, .claude/commands or ~/.claude/commands)");
+                } else {
+                    self.say(&list.join("\n"));
+                }
+            }
+            _ => match self.commands.get(cmd).cloned() {
+                Some(c) => {
+                    let (prompt, warnings) = self.session.expand_command(&c, arg).await;
+                    for w in warnings {
+                        self.say(&format!("⚠ {w}"));
+                    }
+                    self.turn(prompt).await;
+                }
+                None => self.say(&format!("unknown command {cmd}\n{HELP}")),
+            },
         }
         true
     }
@@ -674,7 +744,11 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
         ui: ui.clone(),
         turn: turn.clone(),
         interactive,
+        commands: setup::custom_commands(ctx),
     };
+    for w in &chat.commands.warnings {
+        eprintln!("⚠ {w}");
+    }
     if !interactive {
         return rt.block_on(lines_mode(&mut chat));
     }
@@ -714,7 +788,9 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
     let history = deputy_runtime::journal::state_dir().map(|s| s.join("history"));
     let mut rl: Editor<InputHelper, FileHistory> = Editor::new()
         .map_err(|e| CliError::failure(anyhow::anyhow!("cannot open the terminal: {e}")))?;
-    rl.set_helper(Some(InputHelper));
+    rl.set_helper(Some(InputHelper {
+        commands: chat.commands.names(),
+    }));
     rl.bind_sequence(
         rustyline::KeyEvent(rustyline::KeyCode::Enter, rustyline::Modifiers::ALT),
         rustyline::EventHandler::Simple(rustyline::Cmd::Newline),

@@ -41,12 +41,42 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
         };
         return resume_inner(ctx, resume);
     }
-    let agent = setup::resolve_agent(ctx, args.agent.as_deref())?;
+    // A custom command chooses the agent and model the user did not.
+    let command = match &args.command {
+        Some(name) => Some(setup::custom_command(ctx, name)?),
+        None => None,
+    };
+    let agent_name = args
+        .agent
+        .clone()
+        .or_else(|| command.as_ref().and_then(|c| c.command.agent.clone()));
+    let agent = setup::resolve_agent(ctx, agent_name.as_deref())?;
     let mut settings = setup::settings(&args.session)?;
+    if let Some(c) = &command
+        && settings.model.is_none()
+    {
+        settings.model = c.command.model.clone();
+    }
     if let Some(path) = &args.output_schema {
         settings.output_schema = Some(read_schema(path)?);
     }
-    let prompt = setup::build_prompt(&args.prompt, &args.file, args.verbose)?;
+    let prompt = match &command {
+        // The prompt words are the command's arguments (each kept one word for `$1`…).
+        Some(_) => args
+            .prompt
+            .iter()
+            .map(|a| {
+                if a.is_empty() || a.contains(char::is_whitespace) || a.contains(['"', '\'', '\\'])
+                {
+                    format!("'{}'", a.replace('\'', "'\\''"))
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => setup::build_prompt(&args.prompt, &args.file, args.verbose)?,
+    };
     let config = setup::load_config(ctx)?;
     let factory = setup::factory(ctx, config, &args.session);
     let runner = setup::task_runner(ctx, &factory, &settings)?;
@@ -74,7 +104,7 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
             None => setup::Open::New,
         };
         let opened = setup::open_session(&factory, agent, &settings, runner, open).await;
-        let (session, warnings) = match opened {
+        let (mut session, mut warnings) = match opened {
             Ok(o) => o,
             Err(e) => {
                 // Nobody will work there: it goes (nothing changed yet).
@@ -83,6 +113,14 @@ fn run_inner(ctx: &Context, args: RunArgs) -> CliResult {
                 }
                 return Err(e);
             }
+        };
+        let prompt = match &command {
+            Some(c) => {
+                let (p, w) = session.expand_command(c, &prompt).await;
+                warnings.extend(w);
+                p
+            }
+            None => prompt,
         };
         drive(session, Some(prompt), warnings, view).await
     })

@@ -180,3 +180,54 @@ fn validate(ctx: &Context, paths: &[PathBuf], json: bool) -> CliResult {
     }
     Ok(if bad > 0 { Exit::Usage } else { Exit::Ok })
 }
+
+/// `deputy commands`: the custom commands found.
+pub fn list_commands(ctx: &Context, json: bool) -> CliResult {
+    let set = crate::setup::custom_commands(ctx);
+    for w in &set.warnings {
+        tracing::warn!("{w}");
+    }
+    if json {
+        let v: Vec<serde_json::Value> = set
+            .commands
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.command.name,
+                    "description": c.command.description,
+                    "argument_hint": c.command.argument_hint,
+                    "agent": c.command.agent,
+                    "model": c.command.model,
+                    "source": if c.project { "project" } else { "user" },
+                    "path": c.command.path,
+                })
+            })
+            .collect();
+        out_json(&v)?;
+        return Ok(Exit::Ok);
+    }
+    if set.commands.is_empty() {
+        tracing::warn!(
+            "no commands found; put NAME.md prompt templates in .deputy/commands, .claude/commands, .opencode/command or ~/.claude/commands"
+        );
+        return Ok(Exit::Ok);
+    }
+    let width = set
+        .commands
+        .iter()
+        .map(|c| c.command.name.len() + 1)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut text = String::new();
+    for c in &set.commands {
+        let usage = format!("/{}", c.command.name);
+        text.push_str(&format!(
+            "{usage:<width$}  {:<20}  {}\n",
+            c.command.argument_hint.as_deref().unwrap_or(""),
+            c.command.description.as_deref().unwrap_or("")
+        ));
+    }
+    out(&text)?;
+    Ok(Exit::Ok)
+}

@@ -20,6 +20,7 @@
 //! assert_eq!(spec.tools.enabled_builtins(), vec!["read", "grep"]);
 //! ```
 
+mod command;
 mod discovery;
 mod error;
 pub mod frontmatter;
@@ -31,6 +32,7 @@ mod skill;
 mod spec;
 mod tools;
 
+pub use command::{CommandSpec, load_command, parse_command, valid_command_name};
 pub use discovery::{Builtin, Catalog, DiscoveryOptions, PROJECT_AGENT_DIRS, closest};
 pub use error::{AgentError, Diagnostic, Severity};
 pub use load::{

@@ -184,7 +184,7 @@ impl Session {
         None
     }
 
-    fn call_ctx(&self, call_id: &str) -> CallCtx {
+    pub(crate) fn call_ctx(&self, call_id: &str) -> CallCtx {
         let l = &self.opts.limits;
         CallCtx {
             call_id: call_id.to_string(),

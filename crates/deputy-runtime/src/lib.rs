@@ -35,6 +35,7 @@ pub mod router;
 mod schema;
 mod session;
 pub mod skills;
+pub mod slash;
 pub mod task;
 pub mod todo;
 mod toolbox;
