@@ -450,3 +450,95 @@ async fn bad_hook_settings_name_the_file_and_run_nothing() {
     assert!(said.contains("hooks.PreToolUse[0].matcher"), "{said}");
     assert!(h.mock.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_end_pre_compact_and_subagents_get_claudes_events() {
+    if !python_here() {
+        return;
+    }
+    let h = Harness::yaml(
+        r#"
+steps:
+  - tool_calls:
+      - {name: task, arguments: {description: "look", prompt: "Look around", subagent_type: helper}}
+  - text: "lead done"
+  - text: "chat answer"
+  - text: "SUMMARY of the chat"
+routes:
+  - when: {system_contains: "You are helper,"}
+    steps: [{text: "helper done"}]
+"#,
+    )
+    .await;
+    h.write_agent(
+        "helper",
+        "---\nname: helper\nmode: subagent\ndescription: helps\n---\nYou help.",
+    );
+    h.write_agent("lead", "---\nname: lead\nmode: primary\n---\nYou lead.");
+    let log = h.dir.path().join("events.log");
+    let logger = script(
+        &h,
+        "log.sh",
+        &format!(
+            "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"hook_event_name\"])' >> {}",
+            log.display()
+        ),
+    );
+    let all: serde_json::Map<String, Value> = [
+        "SessionStart",
+        "UserPromptSubmit",
+        "Stop",
+        "SubagentStop",
+        "PreCompact",
+        "SessionEnd",
+    ]
+    .iter()
+    .map(|e| {
+        (
+            e.to_string(),
+            json!([{"hooks": [{"type": "command", "command": cmd(&logger)}]}]),
+        )
+    })
+    .collect();
+    claude_settings(&h, Value::Object(all));
+    let (code, v, stderr) = h.run_json(&["--agent", "lead", "go"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    h.assert_strict_ok();
+    let seen = std::fs::read_to_string(&log).unwrap();
+    // The subagent's prompt is not the user's: no UserPromptSubmit or SessionStart for it;
+    // its stop is a SubagentStop.
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [
+            "SessionStart",
+            "UserPromptSubmit",
+            "SubagentStop",
+            "Stop",
+            "SessionEnd"
+        ],
+        "{seen}"
+    );
+    std::fs::write(&log, "").unwrap();
+    let out = h
+        .chat_piped(&["--agent", "lead"], b"hello\n/compact\n")
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = std::fs::read_to_string(&log).unwrap();
+    // (The mock plays a new conversation from its first step: the task again.)
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [
+            "SessionStart",
+            "UserPromptSubmit",
+            "SubagentStop",
+            "Stop",
+            "PreCompact",
+            "SessionEnd"
+        ],
+        "{seen}"
+    );
+}

@@ -198,3 +198,43 @@ async fn deputy_skills_lists_shows_and_validates_with_positions() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("pdf-forms"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a skill name"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skills_allowed_tools_narrow_and_never_widen() {
+    let h = Harness::yaml(
+        r#"
+steps:
+  - tool_calls:
+      - {name: skill, arguments: {name: pdf-forms}}
+  - tool_calls:
+      - {name: write, arguments: {path: out.txt, content: "outside the skill's tools"}}
+      - {name: read, arguments: {path: notes.txt}}
+  - text: done
+"#,
+    )
+    .await;
+    write(&h.ws.join(".claude/skills/pdf-forms/SKILL.md"), PDF);
+    write(&h.ws.join("notes.txt"), "NOTES\n");
+    // The same name in the user's folder: the project's comes first, the clash is named.
+    write(
+        &h.home.join(".claude/skills/pdf-forms/SKILL.md"),
+        "---\nname: pdf-forms\ndescription: the user's copy\n---\nUSER-COPY\n",
+    );
+    let (code, v, stderr) = h.run_json(&["fill"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    h.assert_strict_ok();
+    let results = h.tool_results();
+    assert!(!results[0].contains("USER-COPY"));
+    assert!(
+        results[1].contains("permission denied") && results[1].contains("uses only read, bash"),
+        "{results:?}"
+    );
+    assert!(!h.ws.join("out.txt").exists());
+    assert!(results[2].contains("NOTES"), "{results:?}");
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("has the same name and comes first"),
+        "{v:#}"
+    );
+}

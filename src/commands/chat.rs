@@ -556,6 +556,7 @@ impl Chat<'_> {
                 });
             }
             "/clear" => {
+                self.session.end_hooks("clear").await;
                 self.session.clear();
                 self.note("conversation cleared");
             }
@@ -841,6 +842,7 @@ pub fn run(ctx: &Context, args: ChatArgs) -> CliResult {
         }
         let _ = rl.save_history(h);
     }
+    rt.block_on(chat.session.end_hooks("prompt_input_exit"));
     chat.note(&format!(
         "session {} saved; continue it with `deputy chat --resume {}`",
         chat.session.id(),
@@ -866,5 +868,6 @@ async fn lines_mode(chat: &mut Chat<'_>) -> CliResult {
         }
         chat.turn(text.to_string()).await;
     }
+    chat.session.end_hooks("prompt_input_exit").await;
     Ok(Exit::Ok)
 }

@@ -274,6 +274,7 @@ async fn drive(
     let journal = session.journal_path();
     let worktree = session.worktree().cloned();
     let outcome = session.run(prompt).await;
+    session.end_hooks("other").await;
     if let Some(s) = spinner {
         s.stop().await;
     }

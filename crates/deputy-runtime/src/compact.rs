@@ -213,6 +213,12 @@ impl Session {
         specs: &[ToolSpec],
         deadline: Option<tokio::time::Instant>,
     ) -> Result<CompactReport, Status> {
+        // Claude Code's triggers: `manual`, else `auto`. What the hooks say changes nothing.
+        let hook_trigger = match trigger {
+            CompactTrigger::Manual => "manual",
+            _ => "auto",
+        };
+        self.compact_hooks(hook_trigger, focus).await;
         let budget = self.budget_now();
         let before = self.context_estimate(specs);
         let pruned = self.prune(budget.keep_recent);

@@ -239,6 +239,24 @@ impl Session {
                 });
             }
         }
+        // A skill that names its tools narrows the rest of the run to them.
+        if call.name == "skill"
+            && !r.output.is_error
+            && let (Some(skill), Some(tools)) = (
+                r.output.metadata.get("skill").and_then(Value::as_str),
+                r.output
+                    .metadata
+                    .get("allowed_tools")
+                    .and_then(Value::as_array),
+            )
+        {
+            let tools = tools
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            self.run.narrowed = Some((skill.to_string(), tools));
+        }
         // What the tool wants the user to know (a protected path a command created, moved away).
         if let Some(warnings) = r.output.metadata.get("warnings").and_then(Value::as_array) {
             for w in warnings.iter().filter_map(Value::as_str) {
@@ -325,6 +343,7 @@ impl Session {
             Some(access) => perms.decide_access(&call.name, access),
             None => perms.decide(&call.name, prepared.subject.as_deref()),
         };
+        let decision = self.narrowed(&call.name, decision);
         let (allowed, by, reason) = match (decision, hook.verdict) {
             (Decision::Deny { reason }, _) => (false, DecidedBy::Rule, Some(reason)),
             (Decision::Ask { reason }, Some(Said::Allow)) => (
@@ -367,6 +386,24 @@ impl Session {
             });
         }
         Ok((Ok((prepared, handler.concurrent())), note))
+    }
+
+    /// A loaded skill's `allowed-tools` narrows: another tool's allow becomes ask (a deny
+    /// stays a deny; nothing is widened).
+    fn narrowed(&self, tool: &str, d: Decision) -> Decision {
+        match (&self.run.narrowed, d) {
+            (Some((skill, tools)), Decision::Allow)
+                if tool != "skill" && !tools.iter().any(|t| t == tool) =>
+            {
+                Decision::Ask {
+                    reason: format!(
+                        "the skill `{skill}` uses only {}; {tool} is outside it",
+                        tools.join(", ")
+                    ),
+                }
+            }
+            (_, d) => d,
+        }
     }
 
     fn decided(&self, call: &ToolCall, allowed: bool, by: DecidedBy, reason: Option<String>) {

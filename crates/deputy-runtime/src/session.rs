@@ -45,6 +45,9 @@ pub(crate) struct RunState {
     pub first: bool,
     /// A `Stop` hook already made the model go on in this run.
     pub stop_hook_active: bool,
+    /// A skill loaded in this run says it uses only these tools (`allowed-tools`): any other
+    /// call is asked about (never allowed by it).
+    pub narrowed: Option<(String, Vec<String>)>,
 }
 
 /// One agent at work.

@@ -307,7 +307,7 @@ pub fn loaded_text(s: &FoundSkill) -> String {
     }
     if let Some(t) = &s.skill.allowed_tools {
         out.push_str(&format!(
-            "\nThis skill uses only these tools: {}.\n",
+            "\nThis skill uses only these tools: {}. Until the next prompt, other tools need the user's approval.\n",
             t.join(", ")
         ));
     }
@@ -454,7 +454,11 @@ impl Handler for SkillTool {
             let out = match input.file.as_deref().map(str::trim) {
                 None | Some("") => ToolOutput::ok(
                     loaded_text(&found),
-                    serde_json::json!({"skill": found.skill.name, "dir": found.dir()}),
+                    serde_json::json!({
+                        "skill": found.skill.name,
+                        "dir": found.dir(),
+                        "allowed_tools": found.skill.allowed_tools,
+                    }),
                 ),
                 Some(f) => match read_bundled(&found, f) {
                     Ok(text) => ToolOutput::ok(

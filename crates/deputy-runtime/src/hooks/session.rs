@@ -104,9 +104,10 @@ impl Session {
     }
 
     /// `UserPromptSubmit` (and, on a session's first run, `SessionStart`) for the prompt `p`:
-    /// the prompt with what hooks added, or why it was refused.
+    /// the prompt with what hooks added, or why it was refused. A subagent's prompt is its
+    /// parent's model's, not the user's: as in Claude Code, neither runs for it.
     pub(crate) async fn prompt_hooks(&self, p: String, first: bool) -> Result<String, String> {
-        if self.opts.hooks.is_empty() {
+        if self.opts.hooks.is_empty() || self.opts.parent_session_id.is_some() {
             return Ok(p);
         }
         let mut context = Vec::new();
@@ -173,6 +174,29 @@ impl Session {
             return Some(a.reason.unwrap_or_else(|| "Keep going.".into()));
         }
         None
+    }
+
+    /// `PreCompact` (`trigger`: `manual` or `auto`). Its answer changes nothing.
+    pub(crate) async fn compact_hooks(&self, trigger: &str, focus: Option<&str>) {
+        if self.opts.hooks.is_empty() {
+            return;
+        }
+        self.run_hooks(
+            HookEvent::PreCompact,
+            &[trigger],
+            json!({"trigger": trigger, "custom_instructions": focus.unwrap_or_default()}),
+        )
+        .await;
+    }
+
+    /// `SessionEnd`, when the front-end is done with the session (`reason`: Claude Code's
+    /// `clear`, `logout`, `prompt_input_exit` or `other`). Its answer changes nothing.
+    pub async fn end_hooks(&self, reason: &str) {
+        if self.opts.hooks.is_empty() || self.opts.parent_session_id.is_some() {
+            return;
+        }
+        self.run_hooks(HookEvent::SessionEnd, &[], json!({"reason": reason}))
+            .await;
     }
 
     /// `Notification`: an approval is asked. Its answer changes nothing.
