@@ -6,14 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::Harness;
-
-fn write(p: &Path, s: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, s).unwrap();
-}
+use common::{Harness, write};
 
 fn first_user(h: &Harness, i: usize) -> String {
     h.mock.requests()[i].body["messages"][1]["content"]

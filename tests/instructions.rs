@@ -7,15 +7,10 @@
 
 mod common;
 
-use common::{Harness, git, of_type};
+use common::{Harness, git, of_type, write};
 use serde_json::Value;
 
 const OK: &str = "steps:\n  - text: ok\n";
-
-fn write(p: &std::path::Path, s: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, s).unwrap();
-}
 
 /// The system prompt of request `i`.
 fn system(h: &Harness, i: usize) -> String {

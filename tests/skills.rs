@@ -8,14 +8,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Harness, of_type};
-
-fn write(p: &Path, s: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, s).unwrap();
-}
+use common::{Harness, of_type, write};
 
 const PDF: &str = "---\nname: pdf-forms\ndescription: Fill PDF forms. Use when a PDF has form fields.\nallowed-tools: Read Bash\n---\n# Filling PDF forms\nPDF-BODY-MARKER: run scripts/fill.sh with the form's name.\n";
 

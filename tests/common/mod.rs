@@ -238,6 +238,12 @@ pub fn mcp_python(test: &str) -> Option<String> {
     None
 }
 
+/// Write `s` to `p`, making its directories.
+pub fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

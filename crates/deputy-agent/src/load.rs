@@ -130,10 +130,9 @@ fn read_capped(path: &Path) -> Result<String, AgentError> {
     })
 }
 
-/// Parse agent text as if it were read from `path` (used for messages and `{file:…}` lookups).
-pub fn parse_with(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, AgentError> {
-    let text = frontmatter::normalize(text);
-    let split = frontmatter::split(&text).map_err(|u| AgentError::Invalid {
+/// [`frontmatter::split`], an unclosed frontmatter an error at its opening line.
+fn split_checked<'t>(text: &'t str, path: &Path) -> Result<frontmatter::Split<'t>, AgentError> {
+    frontmatter::split(text).map_err(|u| AgentError::Invalid {
         path: path.to_path_buf(),
         problems: vec![Diagnostic::new(
             path,
@@ -142,7 +141,13 @@ pub fn parse_with(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded,
             Severity::Error,
             "frontmatter opened with `---` is never closed; add a `---` line after the last key",
         )],
-    })?;
+    })
+}
+
+/// Parse agent text as if it were read from `path` (used for messages and `{file:…}` lookups).
+pub fn parse_with(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, AgentError> {
+    let text = frontmatter::normalize(text);
+    let split = split_checked(&text, path)?;
     let fallback_name = opts.fallback_name.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -190,16 +195,7 @@ pub(crate) struct MarkdownKey {
 /// their file positions, as an agent file's do.
 pub(crate) fn parse_markdown(text: &str, path: &Path) -> Result<Markdown, AgentError> {
     let text = frontmatter::normalize(text);
-    let split = frontmatter::split(&text).map_err(|u| AgentError::Invalid {
-        path: path.to_path_buf(),
-        problems: vec![Diagnostic::new(
-            path,
-            u.line,
-            1,
-            Severity::Error,
-            "frontmatter opened with `---` is never closed; add a `---` line after the last key",
-        )],
-    })?;
+    let split = split_checked(&text, path)?;
     let body = clean_body(split.body);
     let Some(fm) = split.frontmatter else {
         return Ok(Markdown {

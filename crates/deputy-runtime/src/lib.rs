@@ -15,6 +15,7 @@ mod builder;
 pub mod compact;
 pub mod config;
 mod context;
+mod conventions;
 pub mod conversation;
 mod dispatch;
 mod emit;

@@ -91,7 +91,7 @@ pub fn discover(workspace: &Path, user_dirs: &[PathBuf], project_trusted: bool) 
     if let Ok(jail) = Workspace::open(&top) {
         for d in PROJECT_COMMAND_DIRS {
             let mut files = Vec::new();
-            walk_jail(&jail, Path::new(d), 0, &mut files);
+            walk(&|rel| jail_entries(&jail, rel), Path::new(d), 0, &mut files);
             for rel in files {
                 let name = command_name(Path::new(d), &rel);
                 let shown = top.join(&rel);
@@ -125,7 +125,12 @@ pub fn discover(workspace: &Path, user_dirs: &[PathBuf], project_trusted: bool) 
     }
     for d in user_dirs {
         let mut files = Vec::new();
-        walk_host(d, Path::new(""), 0, &mut files);
+        walk(
+            &|rel| host_entries(&d.join(rel)),
+            Path::new(""),
+            0,
+            &mut files,
+        );
         for rel in files {
             let name = command_name(Path::new(""), &rel);
             match deputy_agent::load_command(&d.join(&rel), &name) {
@@ -151,54 +156,63 @@ fn command_name(base: &Path, rel: &Path) -> String {
         .join(":")
 }
 
-/// The `.md` files under `rel` in the jail, three levels deep at most.
-fn walk_jail(jail: &Workspace, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(p) = jail.resolve(&rel.to_string_lossy()) else {
-        return;
-    };
-    let Ok(dir) = jail.open_dir(&p) else { return };
-    let Ok(entries) = dir.entries() else { return };
-    let mut names: Vec<(String, bool)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let is_dir = e.file_type().ok()?.is_dir();
-            (!n.starts_with('.')).then_some((n, is_dir))
-        })
+/// The `.md` files under `rel`, three levels deep at most; `list` gives a directory's entries
+/// (name, is a directory), nothing for one that cannot be read.
+fn walk(
+    list: &dyn Fn(&Path) -> Vec<(String, bool)>,
+    rel: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+) {
+    let mut names: Vec<(String, bool)> = list(rel)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with('.'))
         .collect();
     names.sort();
     for (n, is_dir) in names {
         let child = rel.join(&n);
         if is_dir && depth < 2 {
-            walk_jail(jail, &child, depth + 1, out);
+            walk(list, &child, depth + 1, out);
         } else if !is_dir && n.ends_with(".md") {
             out.push(child);
         }
     }
 }
 
-/// The `.md` files under `root/rel`, three levels deep at most.
-fn walk_host(root: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
-        return;
+/// A directory's entries read through the jail.
+fn jail_entries(jail: &Workspace, rel: &Path) -> Vec<(String, bool)> {
+    let Ok(p) = jail.resolve(&rel.to_string_lossy()) else {
+        return Vec::new();
     };
-    let mut names: Vec<(String, bool)> = entries
+    let Ok(dir) = jail.open_dir(&p) else {
+        return Vec::new();
+    };
+    let Ok(entries) = dir.entries() else {
+        return Vec::new();
+    };
+    entries
         .flatten()
         .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let is_dir = e.path().is_dir();
-            (!n.starts_with('.')).then_some((n, is_dir))
+            let is_dir = e.file_type().ok()?.is_dir();
+            Some((e.file_name().to_string_lossy().into_owned(), is_dir))
         })
-        .collect();
-    names.sort();
-    for (n, is_dir) in names {
-        let child = rel.join(&n);
-        if is_dir && depth < 2 {
-            walk_host(root, &child, depth + 1, out);
-        } else if !is_dir && n.ends_with(".md") {
-            out.push(child);
-        }
-    }
+        .collect()
+}
+
+/// A directory's entries on the host (the user's own).
+fn host_entries(dir: &Path) -> Vec<(String, bool)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path().is_dir(),
+            )
+        })
+        .collect()
 }
 
 /// A template with its arguments and files in, and the shell commands still to run.
