@@ -139,14 +139,18 @@ fn candidates(ctx: &Context, paths: &[PathBuf]) -> Vec<PathBuf> {
                 .collect();
             found.sort();
             out.extend(found);
-        } else if !paths.is_empty() {
-            tracing::warn!("{}: no such file or directory", r.display());
         }
     }
     out
 }
 
 fn validate(ctx: &Context, paths: &[PathBuf], json: bool) -> CliResult {
+    if let Some(p) = paths.iter().find(|p| !p.exists()) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "{}: no such file or directory (give a SKILL.md, a skill's folder or a folder of skills)",
+            p.display()
+        )));
+    }
     let mut report = Vec::new();
     let mut bad = 0;
     let files = candidates(ctx, paths);
