@@ -178,6 +178,9 @@ async fn deputy_skills_lists_shows_and_validates_with_positions() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = h.run(&["skills", "validate", "no/such/skill"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/skill: no such file"));
 
     let bad = h.ws.join(".claude/skills/bad/SKILL.md");
     write(&bad, "---\nname: Bad Skill\n---\nbody\n");
