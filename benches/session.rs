@@ -47,13 +47,30 @@ fn run_once(
     rt: &tokio::runtime::Runtime,
     backend: &str,
     state: &std::path::Path,
+    port: &mut u16,
 ) -> Run {
     let script_text = include_str!("../examples/mock/seed-task.yaml");
     rt.block_on(async {
-        let script = Script::parse(script_text, false).unwrap();
-        let mock = MockServer::start(script, ServeOptions::default())
-            .await
-            .unwrap();
+        // The same endpoint every run, as a user's model server is (what deputy keeps per
+        // endpoint between runs then counts); a fresh mock each run, for a clean request log.
+        let mut tries = 0;
+        let mock = loop {
+            let script = Script::parse(script_text, false).unwrap();
+            let opts = ServeOptions {
+                port: *port,
+                ..ServeOptions::default()
+            };
+            match MockServer::start(script, opts).await {
+                Ok(m) => break m,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the mock cannot listen on port {port}: {e}"),
+            }
+        };
+        *port = mock.addr().port();
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         std::fs::create_dir_all(&ws).unwrap();
@@ -176,8 +193,9 @@ fn main() {
     .filter_map(|(b, ok)| ok.then_some(b))
     .collect();
     for backend in backends {
+        let mut port = 0;
         let runs: Vec<Run> = (0..RUNS + 2)
-            .map(|_| run_once(&bin, &rt, backend, state.path()))
+            .map(|_| run_once(&bin, &rt, backend, state.path(), &mut port))
             .skip(2) // warm-up (page cache, the probe remembered)
             .collect();
         let first: Vec<f64> = runs.iter().map(|r| r.first_ms).collect();

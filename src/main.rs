@@ -41,6 +41,8 @@ fn main() -> ExitCode {
     if wants_sandbox {
         if let Some(state) = deputy_runtime::journal::state_dir() {
             deputy_tools::sandbox::remember_probe_in(state.join("cache/bwrap-probe"));
+            // What servers say of their context windows, asked once an hour, not every run.
+            deputy_llm::remember_windows_in(state.join("cache/windows.json"));
         }
         // Commands of a session share one sandbox, served by this very binary.
         if std::env::var_os("DEPUTY_SANDBOX_PER_COMMAND").is_none()

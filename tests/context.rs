@@ -389,3 +389,31 @@ async fn config_gives_cache_markers_and_the_window() {
         20000
     );
 }
+
+/// What the server says of its window (here: nothing, as most servers) is asked once and kept
+/// in the state directory: the next run asks nothing. `--ephemeral` or not, the cache is the
+/// state directory's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_window_is_asked_once_not_every_run() {
+    // The answer waits a little, so the first run's questions are answered before it ends.
+    let h = Harness::yaml(
+        "steps:\n  - {text: one, delay_ms: 300}\n  - {text: two, delay_ms: 300}\n  - {text: three}\n",
+    )
+    .await;
+    let (code, v, stderr) = h.run_json(&["first"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    let asked = h.mock.probes();
+    assert!(
+        asked.iter().any(|p| p == "/v1/models") && asked.iter().any(|p| p == "/props"),
+        "{asked:?}"
+    );
+    let cache = h.home.join("state/cache/windows.json");
+    assert!(cache.is_file(), "nothing kept");
+    let (code, v, stderr) = h.run_json(&["second"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert_eq!(h.mock.probes(), asked, "the second run asked again");
+    // A damaged cache is a miss, never an error.
+    std::fs::write(&cache, "{broken").unwrap();
+    let (code, v, stderr) = h.run_json(&["third"]).await;
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+}

@@ -143,7 +143,15 @@ async fn window_of(http: &reqwest::Client, t: &Target) -> ContextWindow {
     let asked = match cached {
         Some(a) => a,
         None => {
-            let a = crate::window::ask_server(http, p, &t.model).await;
+            // Asked in an earlier run (and kept), else asked now and kept.
+            let a = match crate::window_cache::recall(&p.base_url, &t.model) {
+                Some(a) => a,
+                None => {
+                    let a = crate::window::ask_server(http, p, &t.model).await;
+                    crate::window_cache::keep(&p.base_url, &t.model, a);
+                    a
+                }
+            };
             cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

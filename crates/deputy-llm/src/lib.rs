@@ -34,6 +34,7 @@ mod sse;
 mod think;
 mod types;
 pub mod window;
+mod window_cache;
 pub mod wire;
 
 pub use breaker::{Admission, Breaker, BreakerConfig};
@@ -51,3 +52,4 @@ pub use types::{
     ModelEvent, Observed, ToolCall, ToolSpec, Usage, collect,
 };
 pub use window::{ContextWindow, DEFAULT_WINDOW, WindowSource};
+pub use window_cache::remember_windows_in;

@@ -76,6 +76,9 @@ struct AppState {
     /// Requests answered per route (the step, with `by_request`).
     answered: Mutex<HashMap<Option<usize>, usize>>,
     prefixes: crate::tokens::PrefixCache,
+    /// Requests that were not chat completions (`/v1/models`, a server's `/props` or
+    /// `/api/show` asked for the context window), by path.
+    probes: Mutex<Vec<String>>,
 }
 
 /// A running mock server. Dropping it shuts the server down.
@@ -111,6 +114,7 @@ impl MockServer {
             seen: Mutex::new(HashMap::new()),
             answered: Mutex::new(HashMap::new()),
             prefixes: crate::tokens::PrefixCache::default(),
+            probes: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -153,6 +157,11 @@ impl MockServer {
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.state.log).clone()
     }
+
+    /// The paths of the requests that were not chat completions, in order.
+    pub fn probes(&self) -> Vec<String> {
+        lock(&self.state.probes).clone()
+    }
 }
 
 impl Drop for MockServer {
@@ -167,7 +176,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn models(State(state): State<Arc<AppState>>) -> Response {
+async fn models(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    lock(&state.probes).push(uri.path().to_string());
     let mut model =
         json!({"id": state.script.model_name(), "object": "model", "owned_by": "deputy-mockllm"});
     if let Some(w) = state.script.context_window {
@@ -178,7 +188,8 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({"object": "list", "data": [model]})).into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    lock(&state.probes).push(uri.path().to_string());
     error_response(
         StatusCode::NOT_FOUND,
         "deputy-mockllm serves POST /v1/chat/completions and GET /v1/models",
