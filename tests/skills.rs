@@ -29,6 +29,7 @@ steps:
       - {name: skill, arguments: {name: pdf-forms, file: scripts/fill.sh}}
       - {name: skill, arguments: {name: pdf-forms, file: ../../../.env}}
       - {name: skill, arguments: {name: nope}}
+      - {name: skill, arguments: {name: pdf-forms, file: ref.md}}
   - text: done
 "#,
     )
@@ -39,6 +40,12 @@ steps:
         "echo FILLED-$1\n",
     );
     write(&h.ws.join(".env"), "KEY=TOPSECRET\n");
+    // A file of the skill that is `.env` under another name (a hard link).
+    std::fs::hard_link(
+        h.ws.join(".env"),
+        h.ws.join(".claude/skills/pdf-forms/ref.md"),
+    )
+    .unwrap();
     write(
         &h.ws.join(".agents/skills/review-sql/SKILL.md"),
         "---\nname: review-sql\ndescription: Review SQL migrations for locking problems.\n---\nSQL-BODY\n",
@@ -64,6 +71,10 @@ steps:
     assert_eq!(results[1], "echo FILLED-$1\n");
     assert!(!results[2].contains("TOPSECRET"), "{results:?}");
     assert!(results[3].contains("no skill named `nope`"), "{results:?}");
+    assert!(
+        results[4].contains("hard link") && !results[4].contains("TOPSECRET"),
+        "{results:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,15 +198,9 @@ impl Loader {
     /// files that imported it, to refuse a cycle.
     fn file(&mut self, jail: &Workspace, rel: &str, stack: &mut Vec<PathBuf>, by: Option<&str>) {
         let shown = jail.canonical_root().join(rel).display().to_string();
-        let real = match jail.resolve(rel).and_then(|p| jail.real(&p)) {
+        let real = match crate::confined::locate(jail, rel) {
             Ok(p) => p,
-            Err(deputy_tools::ToolError::Outside { root, .. }) => {
-                return self.warn(format!(
-                    "instructions: {shown}: not read, it leads outside {} (a link, or `..`)",
-                    root.display()
-                ));
-            }
-            Err(e) => return self.warn(format!("instructions: {shown}: not read: {e}")),
+            Err(why) => return self.warn(format!("instructions: {shown}: not read, {why}")),
         };
         let host = jail.canonical_root().join(real.as_path());
         if stack.contains(&host) {
@@ -224,23 +218,10 @@ impl Loader {
             return;
         }
         let path = host.display().to_string();
-        if deputy_tools::protect::is_secret(&real.display()) {
-            return self.warn(format!(
-                "instructions: {path}: not read, it holds secrets (the read tool asks before reading it)"
-            ));
-        }
-        if jail.inode(&real).is_some_and(|(_, _, links)| links > 1) {
-            return self.warn(format!(
-                "instructions: {path}: not read, it is a hard link (it could be another file under this name)"
-            ));
-        }
-        let bytes = match jail.read(&real, MAX_FILE) {
+        let bytes = match crate::confined::read(jail, &real, MAX_FILE) {
             Ok(b) => b,
-            Err(e) => return self.warn(format!("instructions: {e}")),
+            Err(why) => return self.warn(format!("instructions: {path}: not read, {why}")),
         };
-        if deputy_tools::looks_binary(&bytes) {
-            return self.warn(format!("instructions: {path}: binary, not read"));
-        }
         if self.budget == 0 {
             return self.warn(format!(
                 "instructions: {path}: left out, the cap of all instructions ([instructions] max_bytes) was reached"

@@ -14,6 +14,7 @@ pub mod availability;
 mod builder;
 pub mod compact;
 pub mod config;
+mod confined;
 mod context;
 mod conventions;
 pub mod conversation;

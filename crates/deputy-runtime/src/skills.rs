@@ -178,36 +178,26 @@ fn project_dir(jail: &Workspace, rel: &str, set: &mut SkillSet) {
             return;
         }
     };
-    let Ok(dir) = jail.open_dir(&real) else {
-        return;
-    };
-    let Ok(entries) = dir.entries() else { return };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let mut names: Vec<String> = crate::confined::entries(jail, real.as_path())
+        .into_iter()
+        .map(|(n, _)| n)
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
     for name in names {
         let file = real.as_path().join(&name).join("SKILL.md");
         let shown = top.join(&file);
-        let read = jail
-            .resolve(&file.to_string_lossy())
-            .and_then(|p| jail.real(&p))
-            .and_then(|r| {
-                // A link may lead elsewhere in the repository, never into a secret.
-                if deputy_tools::protect::is_secret(&r.display()) {
-                    return Err(deputy_tools::ToolError::NotFound { path: r.display() });
-                }
-                let bytes = jail.read(&r, deputy_agent::MAX_AGENT_FILE_BYTES)?;
-                Ok((r, bytes))
-            });
+        let read = crate::confined::read_rel(
+            jail,
+            &file.to_string_lossy(),
+            deputy_agent::MAX_AGENT_FILE_BYTES,
+        );
         let (r, bytes) = match read {
             Ok(x) => x,
-            Err(deputy_tools::ToolError::NotFound { .. }) => continue,
-            Err(e) => {
+            Err(crate::confined::Refused::Missing) => continue,
+            Err(why) => {
                 set.warnings
-                    .push(format!("skills: {}: not read: {e}", shown.display()));
+                    .push(format!("skills: {}: not read, {why}", shown.display()));
                 continue;
             }
         };
@@ -323,13 +313,7 @@ fn bundled_files(s: &FoundSkill) -> Vec<String> {
     };
     let mut stack = vec![(s.folder.clone(), 0)];
     while let Some((d, depth)) = stack.pop() {
-        let Ok(p) = jail.resolve(&d.to_string_lossy()) else {
-            continue;
-        };
-        let Ok(dir) = jail.open_dir(&p) else { continue };
-        let Ok(entries) = dir.entries() else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for (name, is_dir) in crate::confined::entries(&jail, &d) {
             if name.starts_with('.') || out.len() >= 100 {
                 continue;
             }
@@ -339,10 +323,12 @@ fn bundled_files(s: &FoundSkill) -> Vec<String> {
                 .unwrap_or(&rel)
                 .display()
                 .to_string();
-            match e.file_type() {
-                Ok(t) if t.is_dir() && depth < 1 => stack.push((rel, depth + 1)),
-                Ok(t) if t.is_file() && shown != "SKILL.md" => out.push(shown),
-                _ => {}
+            if is_dir {
+                if depth < 1 {
+                    stack.push((rel, depth + 1));
+                }
+            } else if shown != "SKILL.md" {
+                out.push(shown);
             }
         }
     }
@@ -352,24 +338,20 @@ fn bundled_files(s: &FoundSkill) -> Vec<String> {
 
 /// Read the file `rel` of skill `s` (inside its folder only).
 fn read_bundled(s: &FoundSkill, rel: &str) -> Result<String, String> {
+    use crate::confined::{self, Refused};
     let jail = Workspace::open(&s.root).map_err(|e| e.to_string())?;
-    let p = jail
-        .resolve(&s.folder.join(rel).to_string_lossy())
-        .and_then(|p| jail.real(&p))
-        .map_err(|e| e.to_string())?;
+    let not = |why: Refused| match why {
+        Refused::Binary => format!("`{rel}` is binary; run it with bash instead"),
+        why => format!("`{rel}` is not read: {why}"),
+    };
+    let p = confined::locate(&jail, &s.folder.join(rel).to_string_lossy()).map_err(not)?;
     if !p.as_path().starts_with(&s.folder) {
         return Err(format!(
             "`{rel}` is not in the skill's folder {}",
             s.dir().display()
         ));
     }
-    if deputy_tools::protect::is_secret(&p.display()) {
-        return Err(format!("`{rel}` holds secrets; it is not read"));
-    }
-    let bytes = jail.read(&p, MAX_FILE).map_err(|e| e.to_string())?;
-    if deputy_tools::looks_binary(&bytes) {
-        return Err(format!("`{rel}` is binary; run it with bash instead"));
-    }
+    let bytes = confined::read(&jail, &p, MAX_FILE).map_err(not)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -91,21 +91,22 @@ pub fn discover(workspace: &Path, user_dirs: &[PathBuf], project_trusted: bool) 
     if let Ok(jail) = Workspace::open(&top) {
         for d in PROJECT_COMMAND_DIRS {
             let mut files = Vec::new();
-            walk(&|rel| jail_entries(&jail, rel), Path::new(d), 0, &mut files);
+            walk(
+                &|rel| crate::confined::entries(&jail, rel),
+                Path::new(d),
+                0,
+                &mut files,
+            );
             for rel in files {
                 let name = command_name(Path::new(d), &rel);
                 let shown = top.join(&rel);
-                let read = jail
-                    .resolve(&rel.to_string_lossy())
-                    .and_then(|p| jail.real(&p))
-                    .and_then(|r| {
-                        if deputy_tools::protect::is_secret(&r.display()) {
-                            return Err(deputy_tools::ToolError::NotFound { path: r.display() });
-                        }
-                        jail.read(&r, deputy_agent::MAX_AGENT_FILE_BYTES)
-                    });
+                let read = crate::confined::read_rel(
+                    &jail,
+                    &rel.to_string_lossy(),
+                    deputy_agent::MAX_AGENT_FILE_BYTES,
+                );
                 match read {
-                    Ok(bytes) => {
+                    Ok((_, bytes)) => {
                         let text = String::from_utf8_lossy(&bytes);
                         match deputy_agent::parse_command(&text, &shown, &name) {
                             Ok(c) => set.add(FoundCommand {
@@ -116,9 +117,9 @@ pub fn discover(workspace: &Path, user_dirs: &[PathBuf], project_trusted: bool) 
                             Err(e) => set.warnings.push(format!("command not loaded: {e}")),
                         }
                     }
-                    Err(e) => set
+                    Err(why) => set
                         .warnings
-                        .push(format!("command {}: not read: {e}", shown.display())),
+                        .push(format!("command {}: not read, {why}", shown.display())),
                 }
             }
         }
@@ -177,26 +178,6 @@ fn walk(
             out.push(child);
         }
     }
-}
-
-/// A directory's entries read through the jail.
-fn jail_entries(jail: &Workspace, rel: &Path) -> Vec<(String, bool)> {
-    let Ok(p) = jail.resolve(&rel.to_string_lossy()) else {
-        return Vec::new();
-    };
-    let Ok(dir) = jail.open_dir(&p) else {
-        return Vec::new();
-    };
-    let Ok(entries) = dir.entries() else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let is_dir = e.file_type().ok()?.is_dir();
-            Some((e.file_name().to_string_lossy().into_owned(), is_dir))
-        })
-        .collect()
 }
 
 /// A directory's entries on the host (the user's own).
@@ -436,20 +417,8 @@ fn include(jail: &Workspace, rel: &str) -> Result<String, String> {
     if rel.starts_with('~') || Path::new(rel).is_absolute() {
         return Err("only paths relative to the workspace are included".into());
     }
-    let p = jail
-        .resolve(rel)
-        .and_then(|p| jail.real(&p))
-        .map_err(|e| e.to_string())?;
-    if deputy_tools::protect::is_secret(&p.display()) {
-        return Err("it holds secrets".into());
-    }
-    if jail.inode(&p).is_some_and(|(_, _, links)| links > 1) {
-        return Err("it is a hard link".into());
-    }
-    let bytes = jail.read(&p, MAX_INCLUDE).map_err(|e| e.to_string())?;
-    if deputy_tools::looks_binary(&bytes) {
-        return Err("it is binary".into());
-    }
+    let (_, bytes) =
+        crate::confined::read_rel(jail, rel, MAX_INCLUDE).map_err(|why| why.to_string())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
