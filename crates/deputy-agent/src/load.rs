@@ -425,6 +425,28 @@ impl Ctx<'_> {
                 "model" => spec.model = self.string(&v, &key).map(|s| ModelRef::parse(&s)),
                 "temperature" => spec.temperature = self.number_in(&v, &key, 0.0, 2.0),
                 "top_p" | "topP" | "top-p" => spec.top_p = self.number_in(&v, &key, 0.0, 1.0),
+                "reasoningEffort" | "reasoning_effort" | "effort" => {
+                    if let Some(s) = self.string(&v, &key) {
+                        match s.as_str() {
+                            "minimal" | "low" | "medium" | "high" => {
+                                spec.reasoning_effort = Some(s)
+                            }
+                            _ => self.error_at(
+                                &v,
+                                &key,
+                                format!("must be one of minimal, low, medium, high; found `{s}`"),
+                            ),
+                        }
+                    }
+                }
+                "thinking" | "thinkingBudget" | "thinking_budget" => match &v.value {
+                    Value::Bool(false) => spec.thinking_budget = Some(0),
+                    _ => {
+                        if let Some(n) = self.positive_int(&v, &key) {
+                            spec.thinking_budget = Some(n);
+                        }
+                    }
+                },
                 "steps" | "maxSteps" | "max_steps" | "maxTurns" | "max_turns" => {
                     if let Some(n) = self.positive_int(&v, &key) {
                         spec.max_steps = Some(n);

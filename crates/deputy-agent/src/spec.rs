@@ -132,6 +132,11 @@ pub struct AgentSpec {
     pub temperature: Option<f64>,
     /// 0.0–1.0.
     pub top_p: Option<f64>,
+    /// How hard the model should think: `minimal`, `low`, `medium` or `high`
+    /// (`reasoningEffort`, as opencode writes it).
+    pub reasoning_effort: Option<String>,
+    /// Extended thinking budget in tokens (`thinking`; `false` or 0 turns it off).
+    pub thinking_budget: Option<u32>,
     /// The most model turns one run may take.
     pub max_steps: Option<u32>,
     /// Wall-clock limit for one run.
@@ -182,6 +187,8 @@ impl AgentSpec {
             model: None,
             temperature: None,
             top_p: None,
+            reasoning_effort: None,
+            thinking_budget: None,
             max_steps: None,
             timeout: None,
             tools: ToolSet::all(),

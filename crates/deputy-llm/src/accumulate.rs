@@ -34,10 +34,6 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Whether a finish reason arrived (the response is complete).
     pub fn is_complete(&self) -> bool {
         self.finish.is_some()
@@ -194,7 +190,7 @@ mod tests {
     use super::*;
 
     fn run(lines: &[&str]) -> (String, Vec<ToolCall>) {
-        let mut acc = Accumulator::new();
+        let mut acc = Accumulator::default();
         let mut out = Vec::new();
         for l in lines {
             let chunk: Chunk = serde_json::from_str(l).unwrap();
@@ -257,7 +253,7 @@ mod tests {
 
     #[test]
     fn error_object_in_chunk() {
-        let mut acc = Accumulator::new();
+        let mut acc = Accumulator::default();
         let chunk: Chunk = serde_json::from_str(
             r#"{"error":{"code":400,"message":"Token limit reached"},"choices":[]}"#,
         )

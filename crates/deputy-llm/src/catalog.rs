@@ -101,6 +101,7 @@ pub fn known_price(model: &str) -> Option<Price> {
         input_per_mtok: f.price.0,
         output_per_mtok: f.price.1,
         cached_input_per_mtok: Some(f.price.2),
+        cache_write_per_mtok: None,
     })
 }
 

@@ -18,15 +18,15 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::accumulate::Accumulator;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::{Resolved, Target};
 use crate::error::LlmError;
+use crate::protocol::{self, Decode, DecodeError};
 use crate::retry::{RetryPolicy, hint_in_text, parse_retry_after};
-use crate::sse::{SseDecoder, SseEvent};
-use crate::types::{ChatRequest, EventStream, ModelClient, ModelEvent, Usage};
+use crate::sse::SseDecoder;
+use crate::types::{ChatRequest, EventStream, FinishReason, ModelClient, ModelEvent, Usage};
 use crate::window::{ContextWindow, WindowSource};
-use crate::wire::{self, BodyOptions, Chunk, ErrorInfo, STRIPPABLE_PARAMS, parse_error_body};
+use crate::wire::{ErrorInfo, STRIPPABLE_PARAMS, parse_error_body};
 
 /// Largest error body read (the rest is not needed to explain the error).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -231,6 +231,10 @@ impl ModelClient for OpenAiClient {
         self.inner.targets[0].label()
     }
 
+    fn count_tokens(&self, request: ChatRequest) -> futures::future::BoxFuture<'_, Option<u64>> {
+        Box::pin(async move { self.inner.count_tokens(&request).await })
+    }
+
     fn context_window(&self) -> futures::future::BoxFuture<'_, ContextWindow> {
         Box::pin(async move {
             *self
@@ -307,8 +311,8 @@ impl Inner {
                         tracing::info!("primary {} is back", self.targets[0].label());
                     }
                     last_target = Some(idx);
-                    let mut acc = Accumulator::new();
-                    let result = self.attempt(idx, &req, &tx, &mut acc).await;
+                    let mut emitted = false;
+                    let result = self.attempt(idx, &req, &tx, &mut emitted).await;
                     let breaker = self.breakers.get(&self.targets[idx].provider.name);
                     match &result {
                         Ok(()) => breaker.success(),
@@ -323,7 +327,7 @@ impl Inner {
                         Err(Failure::Error(_)) => breaker.success(),
                         Err(Failure::Closed) => {}
                     }
-                    result.map_err(|f| (f, acc.emitted, idx))
+                    result.map_err(|f| (f, emitted, idx))
                 }
                 Err(e) => Err((Failure::Error(e), false, 0)),
             };
@@ -378,6 +382,51 @@ impl Inner {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Ask the primary target's server to count a request's prompt (Anthropic only).
+    async fn count_tokens(&self, req: &ChatRequest) -> Option<u64> {
+        let target = &self.targets[0];
+        let p = &target.provider;
+        if p.api != crate::types::Api::Anthropic {
+            return None;
+        }
+        let prepared = protocol::prepare(
+            req,
+            &protocol::Settings {
+                provider: p,
+                model: &target.model,
+                stripped: &[],
+                max_output: None,
+            },
+        );
+        let mut body = prepared.body;
+        if let Some(o) = body.as_object_mut() {
+            for k in ["max_tokens", "stream", "temperature", "top_p"] {
+                o.remove(k);
+            }
+        }
+        let mut rb = self.http[0]
+            .post(format!("{}/messages/count_tokens", p.base_url))
+            .header(CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).ok()?);
+        for (k, v) in prepared.headers.iter() {
+            rb = rb.header(*k, v.as_str());
+        }
+        for (k, v) in &p.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        let resp = tokio::time::timeout(p.request_timeout, rb.send())
+            .await
+            .ok()?
+            .ok()?;
+        if !resp.status().is_success() {
+            tracing::debug!(status = resp.status().as_u16(), "count_tokens refused");
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        protocol::anthropic::counted(&v)
     }
 
     /// The first target whose breaker lets a request through.
@@ -451,7 +500,7 @@ impl Inner {
         idx: usize,
         req: &ChatRequest,
         tx: &Tx,
-        acc: &mut Accumulator,
+        emitted: &mut bool,
     ) -> Result<(), Failure> {
         let target = &self.targets[idx];
         let p = &target.provider;
@@ -459,22 +508,29 @@ impl Inner {
             let map = self.stripped.lock().unwrap_or_else(|e| e.into_inner());
             map.get(&target.label()).cloned().unwrap_or_default()
         };
-        let body = wire::request_body(
+        let max_output = if p.api == crate::types::Api::Anthropic {
+            // Anthropic requires max_tokens: the model's own limit, when known.
+            self.window
+                .get()
+                .and_then(|w| w.max_output)
+                .or(p.max_output_tokens)
+                .or(crate::catalog::known_window(&target.model).map(|(_, o)| o))
+        } else {
+            None
+        };
+        let prepared = protocol::prepare(
             req,
-            &BodyOptions {
+            &protocol::Settings {
+                provider: p,
                 model: &target.model,
-                stream: p.stream,
                 stripped: &stripped,
-                temperature: p.temperature,
-                top_p: p.top_p,
-                max_tokens: p.max_tokens,
-                parallel_tool_calls: p.parallel_tool_calls,
-                cache_control: p.cache_control,
+                max_output,
             },
         );
-        let body = serde_json::to_vec(&body)
+        let mut decoder = prepared.decoder;
+        let body = serde_json::to_vec(&prepared.body)
             .map_err(|e| LlmError::Config(format!("cannot encode the request: {e}")))?;
-        let url = format!("{}/chat/completions", p.base_url);
+        let url = format!("{}{}", p.base_url, prepared.path);
         let mut rb = self.http[idx]
             .post(&url)
             .header(CONTENT_TYPE, "application/json")
@@ -482,8 +538,8 @@ impl Inner {
         if p.stream {
             rb = rb.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        if let Some(key) = &p.api_key {
-            rb = rb.bearer_auth(key);
+        for (k, v) in &prepared.headers {
+            rb = rb.header(*k, v.as_str());
         }
         for (k, v) in &p.headers {
             rb = rb.header(k.as_str(), v.as_str());
@@ -521,23 +577,40 @@ impl Inner {
                 .iter()
                 .map(|t| t.description.len() + t.parameters.to_string().len())
                 .sum::<usize>();
-        if is_json || !p.stream {
-            self.whole_response(resp, target, tx, acc).await?;
+        let read = if is_json || !p.stream {
+            self.whole_response(resp, target, tx, decoder.as_mut())
+                .await
         } else {
-            self.sse_response(resp, target, tx, acc).await?;
-        }
+            self.sse_response(resp, target, tx, decoder.as_mut()).await
+        };
+        *emitted = decoder.emitted();
+        read?;
         let mut out = Vec::new();
-        let usage = acc.finish(&mut out);
-        let had_calls = out.iter().any(|e| matches!(e, ModelEvent::ToolCall { .. }));
+        let (usage, reason) = decoder.finish(&mut out);
         let usage = usage.unwrap_or(Usage {
             input_tokens: input_chars.div_ceil(4) as u64,
-            output_tokens: acc.output_chars.div_ceil(4) as u64,
+            output_tokens: decoder.output_chars().div_ceil(4) as u64,
             estimated: true,
             ..Usage::default()
         });
+        match &reason {
+            FinishReason::Length => out.push(ModelEvent::Warning {
+                message: format!(
+                    "{}'s answer was cut off at its output token limit",
+                    target.label()
+                ),
+            }),
+            FinishReason::ContentFilter => out.push(ModelEvent::Warning {
+                message: format!(
+                    "{} declined to answer (refusal or content filter)",
+                    target.label()
+                ),
+            }),
+            _ => {}
+        }
         out.push(ModelEvent::Usage { usage });
         out.push(ModelEvent::Finish {
-            reason: acc.finish_reason(had_calls),
+            reason,
             provider: p.name.clone(),
             model: target.model.clone(),
         });
@@ -552,7 +625,7 @@ impl Inner {
         resp: reqwest::Response,
         target: &Target,
         tx: &Tx,
-        acc: &mut Accumulator,
+        decoder: &mut dyn Decode,
     ) -> Result<(), Failure> {
         let base_url = &target.provider.base_url;
         let bytes = match tokio::time::timeout(target.provider.idle_timeout, resp.bytes()).await {
@@ -572,21 +645,10 @@ impl Inner {
             }
             Ok(Ok(b)) => b,
         };
-        let chunk: Chunk =
-            serde_json::from_slice(&bytes).map_err(|e| LlmError::MalformedStream {
-                base_url: base_url.clone(),
-                detail: format!("the JSON response does not parse: {e}"),
-            })?;
         let mut out = Vec::new();
-        acc.push(chunk, &mut out)
-            .map_err(|info| in_stream_error(&info, base_url))?;
-        if !acc.is_complete() && !acc.has_content() {
-            return Err(LlmError::MalformedStream {
-                base_url: base_url.clone(),
-                detail: "the response has no choices".into(),
-            }
-            .into());
-        }
+        decoder
+            .whole(&bytes, &mut out)
+            .map_err(|e| decode_error(e, base_url))?;
         for e in out {
             send(tx, e).await.map_err(|_| Failure::Closed)?;
         }
@@ -598,21 +660,23 @@ impl Inner {
         resp: reqwest::Response,
         target: &Target,
         tx: &Tx,
-        acc: &mut Accumulator,
+        decoder: &mut dyn Decode,
     ) -> Result<(), Failure> {
         let p = &target.provider;
-        let malformed = |detail: String| LlmError::MalformedStream {
+        let not_utf8 = |_| LlmError::MalformedStream {
             base_url: p.base_url.clone(),
-            detail,
+            detail: "the stream is not UTF-8 text".into(),
         };
-        let not_utf8 = |_| malformed("the stream is not UTF-8 text".into());
         let mut body = resp.bytes_stream();
-        let mut decoder = SseDecoder::new();
+        let mut sse = SseDecoder::new();
         let mut out = Vec::new();
         let mut done = false;
         'read: loop {
-            while let Some(event) = decoder.next_event().map_err(not_utf8)? {
-                if self.sse_event(event, acc, &mut out, &malformed, &p.base_url)? {
+            while let Some(event) = sse.next_event().map_err(not_utf8)? {
+                if decoder
+                    .event(event, &mut out)
+                    .map_err(|e| decode_error(e, &p.base_url))?
+                {
                     done = true;
                     break 'read;
                 }
@@ -623,7 +687,7 @@ impl Inner {
             }
             let next = match tokio::time::timeout(p.idle_timeout, body.next()).await {
                 // A server that keeps the connection open after the finish reason.
-                Err(_) if acc.is_complete() => break,
+                Err(_) if decoder.is_complete() => break,
                 Err(_) => {
                     return Err(LlmError::Timeout {
                         phase: "stream idle",
@@ -635,9 +699,9 @@ impl Inner {
                 Ok(next) => next,
             };
             match next {
-                Some(Ok(bytes)) => decoder.push(&bytes),
+                Some(Ok(bytes)) => sse.push(&bytes),
                 // Broken after the finish reason: nothing of the answer is missing.
-                Some(Err(_)) if acc.is_complete() => break,
+                Some(Err(_)) if decoder.is_complete() => break,
                 Some(Err(_)) => {
                     return Err(LlmError::StreamInterrupted {
                         base_url: p.base_url.clone(),
@@ -645,8 +709,10 @@ impl Inner {
                     .into());
                 }
                 None => {
-                    if let Some(event) = decoder.finish().map_err(not_utf8)? {
-                        done = self.sse_event(event, acc, &mut out, &malformed, &p.base_url)?;
+                    if let Some(event) = sse.finish().map_err(not_utf8)? {
+                        done = decoder
+                            .event(event, &mut out)
+                            .map_err(|e| decode_error(e, &p.base_url))?;
                     }
                     break;
                 }
@@ -655,9 +721,10 @@ impl Inner {
         for e in out {
             send(tx, e).await.map_err(|_| Failure::Closed)?;
         }
-        // A missing `[DONE]` is fine once the finish reason came; a missing finish reason is
-        // fine after `[DONE]` if anything was said. Otherwise the stream was cut short.
-        let complete = acc.is_complete() || (done && acc.has_content());
+        // A missing end marker is fine once the finish reason came; a missing finish reason
+        // is fine after the end marker if anything was said. Otherwise the stream was cut
+        // short.
+        let complete = decoder.is_complete() || (done && decoder.has_content());
         if !complete {
             return Err(LlmError::StreamInterrupted {
                 base_url: p.base_url.clone(),
@@ -666,35 +733,15 @@ impl Inner {
         }
         Ok(())
     }
+}
 
-    /// Handle one SSE event; true when it was `[DONE]`.
-    fn sse_event(
-        &self,
-        event: SseEvent,
-        acc: &mut Accumulator,
-        out: &mut Vec<ModelEvent>,
-        malformed: &dyn Fn(String) -> LlmError,
-        base_url: &str,
-    ) -> Result<bool, Failure> {
-        let data = event.data.trim();
-        if event.event == "error" {
-            return Err(in_stream_error(&parse_error_body(data), base_url).into());
-        }
-        if data == "[DONE]" {
-            return Ok(true);
-        }
-        if data.is_empty() {
-            return Ok(false);
-        }
-        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-            malformed(format!(
-                "a chunk is not JSON ({e}): {}",
-                data.chars().take(200).collect::<String>()
-            ))
-        })?;
-        acc.push(chunk, out)
-            .map_err(|info| in_stream_error(&info, base_url))?;
-        Ok(false)
+fn decode_error(e: DecodeError, base_url: &str) -> LlmError {
+    match e {
+        DecodeError::Malformed(detail) => LlmError::MalformedStream {
+            base_url: base_url.to_string(),
+            detail,
+        },
+        DecodeError::Server(info) => in_stream_error(&info, base_url),
     }
 }
 
@@ -788,6 +835,18 @@ pub fn status_error(status: u16, headers: &HeaderMap, body: &str, target: &Targe
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_millis)
+        })
+        .or_else(|| {
+            // Anthropic says when each of its limits resets; the latest one counts.
+            headers
+                .iter()
+                .filter(|(k, _)| {
+                    let k = k.as_str();
+                    k.starts_with("anthropic-ratelimit-") && k.ends_with("-reset")
+                })
+                .filter_map(|(_, v)| v.to_str().ok())
+                .filter_map(|v| crate::retry::until_rfc3339(v, SystemTime::now()))
+                .max()
         })
         .or_else(|| hint_in_text(&info.message))
         .or_else(|| hint_in_text(body));

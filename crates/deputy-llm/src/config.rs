@@ -20,8 +20,12 @@
 //! output_per_mtok = 15.0
 //! ```
 //!
-//! With no config at all, `OPENAI_BASE_URL` / `OPENAI_API_KEY` define a provider named `openai`
-//! and `DEPUTY_MODEL` names the model.
+//! With no config at all, `OPENAI_BASE_URL` / `OPENAI_API_KEY` define a provider named `openai`,
+//! `ANTHROPIC_BASE_URL` / `ANTHROPIC_API_KEY` one named `anthropic` (speaking Anthropic's
+//! Messages API), and `DEPUTY_MODEL` names the model.
+//!
+//! `api` chooses a provider's protocol: `chat` (Chat Completions, the default), `responses`
+//! (OpenAI's Responses API) or `anthropic` (Anthropic's Messages API).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,10 +36,13 @@ use serde::Deserialize;
 use crate::breaker::BreakerConfig;
 use crate::error::LlmError;
 use crate::retry::RetryPolicy;
-use crate::types::Usage;
+use crate::types::{Api, Reasoning, Usage};
 
 /// The default OpenAI endpoint, used by the implicit `openai` provider.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The default Anthropic endpoint, used by the implicit `anthropic` provider.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
 
 /// The model section of deputy's config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,10 +75,12 @@ pub struct ModelConfig {
     pub max_output_tokens: Option<u64>,
 }
 
-/// One OpenAI-compatible endpoint.
+/// One model endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// The protocol it speaks (default `chat`).
+    pub api: Option<Api>,
     pub base_url: Option<String>,
     /// Name of the environment variable that holds the key (never the key itself).
     pub api_key_env: Option<String>,
@@ -96,8 +105,12 @@ pub struct ProviderConfig {
     pub context_window: Option<u64>,
     pub max_output_tokens: Option<u64>,
     /// Mark the stable prefix of each request with `cache_control` (Anthropic models through
-    /// OpenRouter or LiteLLM cache only what is marked).
+    /// OpenRouter or LiteLLM cache only what is marked). On by default with `api = "anthropic"`.
     pub cache_control: Option<bool>,
+    /// Reasoning effort for the provider's models (`minimal`, `low`, `medium`, `high`).
+    pub reasoning_effort: Option<String>,
+    /// Thinking budget in tokens (Anthropic's extended thinking; an effort elsewhere).
+    pub thinking_budget: Option<u32>,
 }
 
 /// Price of a model, in US dollars per million tokens.
@@ -108,6 +121,9 @@ pub struct Price {
     pub output_per_mtok: f64,
     /// Price of cached input tokens; defaults to the input price.
     pub cached_input_per_mtok: Option<f64>,
+    /// Price of input tokens written to the cache; defaults to 1.25 times the input price
+    /// (Anthropic's five-minute cache).
+    pub cache_write_per_mtok: Option<f64>,
 }
 
 /// The environment as the resolver reads it; a map so tests need not touch the process env.
@@ -132,6 +148,8 @@ impl Env {
 #[derive(Clone)]
 pub struct ProviderSettings {
     pub name: String,
+    /// The protocol it speaks.
+    pub api: Api,
     /// Without a trailing slash.
     pub base_url: String,
     pub api_key: Option<String>,
@@ -151,6 +169,8 @@ pub struct ProviderSettings {
     pub max_output_tokens: Option<u64>,
     /// Put `cache_control` markers on the stable prefix.
     pub cache_control: bool,
+    /// Reasoning effort or thinking budget, when config sets one.
+    pub reasoning: Option<Reasoning>,
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -158,6 +178,7 @@ impl std::fmt::Debug for ProviderSettings {
         // Never print the key.
         f.debug_struct("ProviderSettings")
             .field("name", &self.name)
+            .field("api", &self.api)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .field("api_key_env", &self.api_key_env)
@@ -171,6 +192,7 @@ impl ProviderSettings {
     pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            api: Api::Chat,
             base_url: base_url.into().trim_end_matches('/').to_string(),
             api_key: None,
             api_key_env: None,
@@ -186,6 +208,7 @@ impl ProviderSettings {
             context_window: None,
             max_output_tokens: None,
             cache_control: false,
+            reasoning: None,
         }
     }
 
@@ -241,8 +264,10 @@ impl LlmConfig {
     /// The providers configured, the one the environment defines (`openai`) included.
     pub fn provider_names(&self, env: &Env) -> Vec<String> {
         let mut names: Vec<String> = self.providers.keys().cloned().collect();
-        if env_defines_openai(env) && !names.iter().any(|n| n == "openai") {
-            names.push("openai".into());
+        for implicit in IMPLICIT {
+            if implicit.defined_by(env) && !names.iter().any(|n| n == implicit.name) {
+                names.push(implicit.name.into());
+            }
         }
         names
     }
@@ -256,8 +281,8 @@ impl LlmConfig {
         {
             return Some(p.to_string());
         }
-        if env_defines_openai(env) {
-            return Some("openai".into());
+        if let Some(implicit) = IMPLICIT.iter().find(|i| i.defined_by(env)) {
+            return Some(implicit.name.into());
         }
         if self.providers.len() == 1 {
             return self.providers.keys().next().cloned();
@@ -268,27 +293,28 @@ impl LlmConfig {
     /// The settled settings of provider `name`.
     pub fn provider(&self, name: &str, env: &Env) -> Result<ProviderSettings, LlmError> {
         let cfg = self.providers.get(name);
-        let is_openai = name == "openai";
-        if cfg.is_none() && !(is_openai && env_defines_openai(env)) {
+        let implicit = IMPLICIT.iter().find(|i| i.name == name);
+        if cfg.is_none() && !implicit.is_some_and(|i| i.defined_by(env)) {
             return Err(LlmError::Config(format!(
                 "provider `{name}` is not configured; add [providers.{name}] with a base_url to .deputy/config.toml"
             )));
         }
         let cfg = cfg.cloned().unwrap_or_default();
-        let base_url = if is_openai {
-            env.get("OPENAI_BASE_URL")
-                .map(str::to_string)
+        let base_url = match implicit {
+            Some(i) => env
+                .get(i.base_url_env)
+                .map(|u| i.normalize(u))
                 .or(cfg.base_url.clone())
-                .unwrap_or_else(|| OPENAI_BASE_URL.to_string())
-        } else {
-            cfg.base_url.clone().ok_or_else(|| {
+                .unwrap_or_else(|| i.base_url.to_string()),
+            None => cfg.base_url.clone().ok_or_else(|| {
                 LlmError::Config(format!("provider `{name}` has no base_url in config"))
-            })?
+            })?,
         };
+        let api = cfg.api.or(implicit.map(|i| i.api)).unwrap_or_default();
         let api_key_env = cfg
             .api_key_env
             .clone()
-            .or_else(|| is_openai.then(|| "OPENAI_API_KEY".to_string()));
+            .or_else(|| implicit.map(|i| i.key_env.to_string()));
         let api_key = api_key_env
             .as_deref()
             .and_then(|k| env.get(k))
@@ -309,7 +335,14 @@ impl LlmConfig {
             idle_timeout: ms(cfg.idle_timeout_ms, defaults.idle_timeout),
             context_window: cfg.context_window.filter(|w| *w > 0),
             max_output_tokens: cfg.max_output_tokens.filter(|w| *w > 0),
-            cache_control: cfg.cache_control.unwrap_or(false),
+            cache_control: cfg.cache_control.unwrap_or(api == Api::Anthropic),
+            reasoning: (cfg.reasoning_effort.is_some() || cfg.thinking_budget.is_some()).then(
+                || Reasoning {
+                    effort: cfg.reasoning_effort.clone(),
+                    budget_tokens: cfg.thinking_budget,
+                },
+            ),
+            api,
             ..defaults
         })
     }
@@ -488,10 +521,17 @@ impl LlmConfig {
 impl Price {
     pub fn cost(&self, usage: &Usage) -> f64 {
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let fresh = usage.input_tokens - cached;
+        let written = usage
+            .cache_write_input_tokens
+            .min(usage.input_tokens - cached);
+        let fresh = usage.input_tokens - cached - written;
         let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        let write_price = self
+            .cache_write_per_mtok
+            .unwrap_or(self.input_per_mtok * 1.25);
         (fresh as f64 * self.input_per_mtok
             + cached as f64 * cached_price
+            + written as f64 * write_price
             + usage.output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
     }
@@ -501,8 +541,48 @@ fn provider_model(cfg: &LlmConfig, provider: &str) -> Option<String> {
     cfg.providers.get(provider).and_then(|p| p.model.clone())
 }
 
-fn env_defines_openai(env: &Env) -> bool {
-    env.get("OPENAI_BASE_URL").is_some() || env.get("OPENAI_API_KEY").is_some()
+/// A provider the environment alone defines, as the vendors' own tools read it.
+struct Implicit {
+    name: &'static str,
+    api: Api,
+    base_url_env: &'static str,
+    key_env: &'static str,
+    base_url: &'static str,
+}
+
+/// In the order they become the default provider.
+const IMPLICIT: &[Implicit] = &[
+    Implicit {
+        name: "openai",
+        api: Api::Chat,
+        base_url_env: "OPENAI_BASE_URL",
+        key_env: "OPENAI_API_KEY",
+        base_url: OPENAI_BASE_URL,
+    },
+    Implicit {
+        name: "anthropic",
+        api: Api::Anthropic,
+        base_url_env: "ANTHROPIC_BASE_URL",
+        key_env: "ANTHROPIC_API_KEY",
+        base_url: ANTHROPIC_BASE_URL,
+    },
+];
+
+impl Implicit {
+    fn defined_by(&self, env: &Env) -> bool {
+        env.get(self.base_url_env).is_some() || env.get(self.key_env).is_some()
+    }
+
+    /// `ANTHROPIC_BASE_URL` is written without `/v1` (as Claude Code reads it); deputy's base
+    /// URLs end in the version.
+    fn normalize(&self, url: &str) -> String {
+        let url = url.trim_end_matches('/');
+        if self.api == Api::Anthropic && !url.ends_with("/v1") {
+            format!("{url}/v1")
+        } else {
+            url.to_string()
+        }
+    }
 }
 
 fn deputy_alias(s: &str) -> bool {

@@ -29,6 +29,7 @@ mod client;
 mod config;
 mod error;
 mod overflow;
+mod protocol;
 pub mod retry;
 mod sse;
 mod think;
@@ -40,16 +41,16 @@ pub mod wire;
 pub use breaker::{Admission, Breaker, BreakerConfig};
 pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
 pub use config::{
-    Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, ModelConfig, OPENAI_BASE_URL,
-    Price, ProviderConfig, ProviderSettings, Resolved, Source, Target, discover_local,
-    local_servers,
+    ANTHROPIC_BASE_URL, Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, ModelConfig,
+    OPENAI_BASE_URL, Price, ProviderConfig, ProviderSettings, Resolved, Source, Target,
+    discover_local, local_servers,
 };
 pub use error::LlmError;
 pub use overflow::is_context_overflow;
 pub use retry::RetryPolicy;
 pub use types::{
-    ChatRequest, Collector, Completion, EventStream, FinishReason, Message, ModelClient,
-    ModelEvent, Observed, ToolCall, ToolSpec, Usage, collect,
+    Api, Carried, ChatRequest, Collector, Completion, EventStream, FinishReason, Message,
+    ModelClient, ModelEvent, Observed, Reasoning, ToolCall, ToolSpec, Usage, collect,
 };
 pub use window::{ContextWindow, DEFAULT_WINDOW, WindowSource};
 pub use window_cache::remember_windows_in;

@@ -65,6 +65,49 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The wait until an RFC 3339 instant (`2026-12-06T22:30:00Z`, as Anthropic's
+/// `anthropic-ratelimit-*-reset` headers say when a limit resets).
+pub fn until_rfc3339(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    let num = |r: std::ops::Range<usize>| v.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if v.get(4..5)? != "-" || !matches!(v.get(10..11)?, "T" | "t" | " ") {
+        return None;
+    }
+    let mut rest = v.get(19..)?;
+    if let Some(frac) = rest.strip_prefix('.') {
+        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let oh = rest.get(1..3)?.parse::<i64>().ok()?;
+            let om = rest.get(4..6)?.parse::<i64>().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Find a wait hint in an error message: "try again in 1.9s", "Please retry in 20ms",
 /// "retry after 5 seconds", `"retryDelay": "30s"`.
 pub fn hint_in_text(text: &str) -> Option<Duration> {
@@ -129,6 +172,25 @@ mod tests {
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn rfc3339_resets() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_597_400);
+        // 1_796_597_400 is 2026-12-06T22:50:00Z.
+        assert_eq!(
+            until_rfc3339("2026-12-06T22:50:30Z", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            until_rfc3339("2026-12-06T23:51:00.5+01:00", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            until_rfc3339("2026-12-06T22:00:00Z", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(until_rfc3339("soon", now), None);
     }
 
     #[test]

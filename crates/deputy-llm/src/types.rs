@@ -25,6 +25,109 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// How hard the model should think, where the protocol lets it be said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
+    /// The JSON Schema the final answer must match (sent as the Responses API's strict
+    /// `text.format`; the runtime checks the answer whatever the protocol).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+/// How much the model should reason: an effort (`minimal`, `low`, `medium`, `high`) or a token
+/// budget. Each protocol takes what it understands and converts the other: Anthropic wants a
+/// budget, the Responses API and Chat Completions an effort.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reasoning {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+}
+
+impl Reasoning {
+    /// The thinking budget: the one given, else one for the effort. `Some(0)` is off.
+    pub fn budget(&self) -> Option<u32> {
+        self.budget_tokens.or(match self.effort.as_deref() {
+            Some("minimal") => Some(1024),
+            Some("low") => Some(4096),
+            Some("medium") => Some(10_000),
+            Some("high") => Some(32_000),
+            _ => None,
+        })
+    }
+
+    /// The effort: the one given, else one for the budget.
+    pub fn effort(&self) -> Option<String> {
+        self.effort.clone().or_else(|| {
+            self.budget_tokens.filter(|b| *b > 0).map(|b| {
+                match b {
+                    0..=2047 => "minimal",
+                    2048..=6143 => "low",
+                    6144..=19_999 => "medium",
+                    _ => "high",
+                }
+                .to_string()
+            })
+        })
+    }
+}
+
+/// What one protocol needs back unchanged on later requests, kept with the assistant message
+/// that produced it: Anthropic's `thinking` and `redacted_thinking` blocks (their signatures
+/// are checked), the Responses API's `reasoning` items (their `encrypted_content` is the
+/// model's reasoning between tool calls).
+///
+/// The rule when the conversation moves on to another protocol or model: it is sent only to
+/// the protocol **and** model that produced it, and left out for any other (a signature or an
+/// encrypted item is refused by any other model). The readable reasoning text stays in the
+/// message either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    pub api: Api,
+    /// The model that produced it.
+    pub model: String,
+    /// The blocks (Anthropic) or items (Responses), in the order the model sent them.
+    pub items: Vec<Value>,
+}
+
+impl Carried {
+    /// Whether a request in `api` to `model` takes these items back.
+    pub fn goes_to(&self, api: Api, model: &str) -> bool {
+        self.api == api && self.model == model
+    }
+}
+
+/// The wire protocol of a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// OpenAI Chat Completions (`/chat/completions`), which most servers speak.
+    #[default]
+    Chat,
+    /// OpenAI Responses (`/responses`).
+    Responses,
+    /// Anthropic Messages (`/messages`).
+    Anthropic,
+}
+
+impl Api {
+    pub fn parse(s: &str) -> Option<Api> {
+        match s {
+            "chat" | "chat_completions" | "openai" => Some(Api::Chat),
+            "responses" => Some(Api::Responses),
+            "anthropic" | "messages" => Some(Api::Anthropic),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Responses => "responses",
+            Api::Anthropic => "anthropic",
+        }
+    }
 }
 
 /// A message of the conversation.
@@ -46,6 +149,9 @@ pub enum Message {
         /// thinking mode with tools) receive it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reasoning: Option<String>,
+        /// Protocol items to send back unchanged (thinking blocks, reasoning items).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        carried: Option<Carried>,
     },
     Tool {
         tool_call_id: String,
@@ -71,6 +177,7 @@ impl Message {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             reasoning: None,
+            carried: None,
         }
     }
 
@@ -152,8 +259,12 @@ impl ToolCall {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_input_tokens: u64,
+    /// Of `input_tokens`, those written to the prompt cache (Anthropic prices them apart).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reasoning_tokens: u64,
     /// True when the server sent no usage and these are estimates (about 4 characters a token).
@@ -175,6 +286,7 @@ impl Usage {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_input_tokens += other.cache_write_input_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.estimated |= other.estimated;
     }
@@ -222,6 +334,11 @@ pub enum ModelEvent {
     /// A complete tool call (emitted once the response is complete).
     ToolCall {
         call: ToolCall,
+    },
+    /// What the protocol needs back on the next request (emitted once the response is
+    /// complete).
+    Carried {
+        carried: Carried,
     },
     Usage {
         usage: Usage,
@@ -279,6 +396,13 @@ pub trait ModelClient: Send + Sync {
     fn context_window(&self) -> futures::future::BoxFuture<'_, crate::window::ContextWindow> {
         Box::pin(async { crate::window::ContextWindow::assumed() })
     }
+
+    /// The exact prompt tokens of `request`, where the server counts them
+    /// (Anthropic's `count_tokens`); `None` when it cannot tell.
+    fn count_tokens(&self, request: ChatRequest) -> futures::future::BoxFuture<'_, Option<u64>> {
+        let _ = request;
+        Box::pin(async { None })
+    }
 }
 
 /// A whole response, as [`Collector`] assembles it.
@@ -287,6 +411,7 @@ pub struct Completion {
     pub text: String,
     pub reasoning: String,
     pub tool_calls: Vec<ToolCall>,
+    pub carried: Option<Carried>,
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
     pub provider: String,
@@ -340,6 +465,10 @@ impl Collector {
                 c.tool_calls.push(call);
                 Observed::Nothing
             }
+            ModelEvent::Carried { carried } => {
+                c.carried = Some(carried);
+                Observed::Nothing
+            }
             ModelEvent::Usage { usage } => {
                 c.usage = Some(usage);
                 Observed::Nothing
@@ -365,6 +494,7 @@ impl Collector {
                     c.text.clear();
                     c.reasoning.clear();
                     c.tool_calls.clear();
+                    c.carried = None;
                     c.usage = None;
                 }
                 Observed::Retry {

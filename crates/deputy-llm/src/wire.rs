@@ -17,6 +17,7 @@ pub const STRIPPABLE_PARAMS: &[&str] = &[
     "parallel_tool_calls",
     "stream_options",
     "max_tokens",
+    "reasoning_effort",
 ];
 
 /// Everything needed to build one request body.
@@ -124,6 +125,7 @@ fn message_json(m: &Message) -> Value {
             content,
             tool_calls,
             reasoning,
+            ..
         } => {
             let mut o = Map::new();
             o.insert("role".into(), json!("assistant"));
@@ -285,8 +287,9 @@ pub struct WireUsage {
     pub prompt_tokens_details: Option<Details>,
     pub completion_tokens_details: Option<Details>,
     pub prompt_cache_hit_tokens: Option<u64>,
-    /// Anthropic's name, passed through by LiteLLM and some gateways.
+    /// Anthropic's names, passed through by LiteLLM and some gateways.
     pub cache_read_input_tokens: Option<u64>,
+    pub cache_creation_input_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +316,7 @@ impl WireUsage {
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            cache_write_input_tokens: self.cache_creation_input_tokens.unwrap_or(0),
             estimated: false,
         }
     }
@@ -426,6 +430,7 @@ mod tests {
                     content: None,
                     tool_calls: vec![ToolCall::from_raw("c1", "bash", "{\"command\":\"ls\"}")],
                     reasoning: Some("think".into()),
+                    carried: None,
                 },
                 Message::tool("c1", "out"),
             ],

@@ -184,6 +184,21 @@ impl Session {
         if estimate <= budget.limit {
             return Ok(());
         }
+        // An estimate is rough; a server that counts exactly has the last word.
+        if let Ok(messages) = self.conversation.request() {
+            let sent = messages.len();
+            let request = deputy_llm::ChatRequest {
+                messages,
+                tools: specs.to_vec(),
+                ..Default::default()
+            };
+            if let Some(exact) = self.client.count_tokens(request).await {
+                self.context.baseline = Some((sent, exact));
+                if exact <= budget.limit {
+                    return Ok(());
+                }
+            }
+        }
         let deadline = self.run.deadline;
         self.compact_with(CompactTrigger::Threshold, None, specs, deadline)
             .await

@@ -109,6 +109,17 @@ impl Conversation {
         reasoning: Option<String>,
         calls: Vec<ToolCall>,
     ) -> Result<(), ConversationError> {
+        self.push_answer(content, reasoning, calls, None)
+    }
+
+    /// [`push_assistant`](Self::push_assistant), with what the protocol needs back.
+    pub fn push_answer(
+        &mut self,
+        content: Option<String>,
+        reasoning: Option<String>,
+        calls: Vec<ToolCall>,
+        carried: Option<deputy_llm::Carried>,
+    ) -> Result<(), ConversationError> {
         self.settled()?;
         for (i, c) in calls.iter().enumerate() {
             if calls[..i].iter().any(|d| d.id == c.id) {
@@ -126,6 +137,7 @@ impl Conversation {
             content: content.filter(|c| !c.is_empty()),
             tool_calls: calls,
             reasoning: reasoning.filter(|r| !r.is_empty()),
+            carried,
         });
         Ok(())
     }

@@ -331,6 +331,11 @@ impl Session {
                     };
                 }
             };
+            if response.tool_calls.is_empty() && crate::turn::paused(&response) {
+                // Anthropic paused a long turn: sent back as it stands, the model goes on from
+                // where it stopped (the two messages are one turn on the wire).
+                continue;
+            }
             if response.tool_calls.is_empty() {
                 // A Stop hook may send the model back to work, its reason the instruction.
                 if let Some(more) = self.stop_hooks(response.text.trim()).await {

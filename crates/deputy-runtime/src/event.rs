@@ -177,6 +177,10 @@ pub enum EventKind {
         text: String,
         reasoning: Option<String>,
         tool_calls: Vec<ToolCall>,
+        /// What the provider's protocol needs back unchanged (thinking blocks with their
+        /// signatures, encrypted reasoning items), journaled so a resume sends it again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        carried: Option<deputy_llm::Carried>,
     },
     /// The model asked for a tool call.
     #[serde(rename = "tool.requested")]

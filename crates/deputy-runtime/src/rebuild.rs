@@ -148,13 +148,19 @@ pub fn rebuild(events: &[Event]) -> Result<Rebuilt, JournalError> {
                 text,
                 reasoning,
                 tool_calls,
+                carried,
                 ..
             } => {
                 close_interrupted(&mut r);
                 let mut calls = tool_calls.clone();
                 crate::conversation::distinct_call_ids(&mut calls);
                 push(&mut r, |c| {
-                    c.push_assistant(Some(text.clone()), reasoning.clone(), calls)
+                    c.push_answer(
+                        Some(text.clone()),
+                        reasoning.clone(),
+                        calls,
+                        carried.clone(),
+                    )
                 });
             }
             // A result for a call that is not waiting (answered twice) changes nothing.
@@ -314,6 +320,7 @@ mod tests {
                 "p",
                 2,
                 EventKind::MessageCompleted {
+                    carried: None,
                     turn: 1,
                     text: String::new(),
                     reasoning: None,
@@ -382,6 +389,7 @@ mod tests {
                 "p",
                 2,
                 EventKind::MessageCompleted {
+                    carried: None,
                     turn: 1,
                     text: String::new(),
                     reasoning: None,

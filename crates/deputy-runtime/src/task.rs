@@ -531,6 +531,9 @@ fn usage_since(now: &Usage, before: &Usage) -> Usage {
             .cached_input_tokens
             .saturating_sub(before.cached_input_tokens),
         reasoning_tokens: now.reasoning_tokens.saturating_sub(before.reasoning_tokens),
+        cache_write_input_tokens: now
+            .cache_write_input_tokens
+            .saturating_sub(before.cache_write_input_tokens),
         estimated: now.estimated,
     }
 }

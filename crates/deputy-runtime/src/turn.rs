@@ -25,6 +25,11 @@ pub(crate) enum TurnError {
     Overflow { message: String, limit: Option<u64> },
 }
 
+/// Whether the model paused its turn to be sent back and continued (Anthropic's `pause_turn`).
+pub(crate) fn paused(r: &Completion) -> bool {
+    matches!(&r.finish, Some(deputy_llm::FinishReason::Other(s)) if s == "pause_turn")
+}
+
 /// Sleep until the deadline, or forever without one.
 pub(crate) async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -105,6 +110,13 @@ impl Session {
             top_p: self.opts.top_p.or(self.agent.top_p),
             max_tokens: None,
             parallel_tool_calls: None,
+            reasoning: (self.agent.reasoning_effort.is_some()
+                || self.agent.thinking_budget.is_some())
+            .then(|| deputy_llm::Reasoning {
+                effort: self.agent.reasoning_effort.clone(),
+                budget_tokens: self.agent.thinking_budget,
+            }),
+            output_schema: self.opts.output_schema.clone(),
         };
         let start = Instant::now();
         let mut stream = self.client.stream(request);
@@ -207,6 +219,7 @@ impl Session {
             text: r.text.clone(),
             reasoning: reasoning.clone(),
             tool_calls: r.tool_calls.clone(),
+            carried: r.carried.clone(),
         });
         self.emit(EventKind::TurnCompleted {
             turn,
@@ -222,7 +235,12 @@ impl Session {
             context_window,
         });
         self.conversation
-            .push_assistant(Some(r.text.clone()), reasoning, r.tool_calls.clone())
+            .push_answer(
+                Some(r.text.clone()),
+                reasoning,
+                r.tool_calls.clone(),
+                r.carried.clone(),
+            )
             .map_err(|e| TurnError::Failed(format!("internal error: {e}")))?;
         self.emitter.sync();
         Ok(r)

@@ -15,6 +15,7 @@ fn all_kinds() -> Vec<EventKind> {
         output_tokens: 30,
         cached_input_tokens: 0,
         reasoning_tokens: 0,
+        cache_write_input_tokens: 0,
         estimated: false,
     };
     vec![
@@ -66,6 +67,7 @@ fn all_kinds() -> Vec<EventKind> {
             text: "Let me look.".into(),
             reasoning: Some("thinking".into()),
             tool_calls: vec![ToolCall::from_raw("call_1", "bash", "{\"command\":\"ls\"}")],
+            carried: None,
         },
         EventKind::ToolRequested {
             turn: 1,
