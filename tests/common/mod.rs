@@ -27,6 +27,20 @@ pub struct Harness {
     pub ws: PathBuf,
     /// HOME and DEPUTY_HOME of deputy.
     pub home: PathBuf,
+    /// The protocol deputy speaks to the mock.
+    pub api: Api,
+}
+
+/// The protocols a provider may speak, for tests that run on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Anthropic,
+    Responses,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Api::Chat, Api::Anthropic, Api::Responses];
 }
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deputy");
@@ -49,7 +63,18 @@ impl Harness {
             dir,
             ws: ws.canonicalize().unwrap(),
             home: home.canonicalize().unwrap(),
+            api: Api::Chat,
         }
+    }
+
+    /// A harness whose deputy speaks `api` to the mock: Anthropic through
+    /// `ANTHROPIC_BASE_URL` alone, Responses through `api = "responses"` on the `openai`
+    /// provider in the user's config.
+    pub async fn speaking(script: Script, api: Api) -> Harness {
+        let mut h = Self::new(script).await;
+        h.api = api;
+        h.write_user_config("");
+        h
     }
 
     pub async fn yaml(script: &str) -> Harness {
@@ -65,7 +90,14 @@ impl Harness {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("DEPUTY_HOME", self.home.join("state"))
-            .env("OPENAI_BASE_URL", self.mock.url())
+            .env(
+                if self.api == Api::Anthropic {
+                    "ANTHROPIC_BASE_URL"
+                } else {
+                    "OPENAI_BASE_URL"
+                },
+                self.mock.url(),
+            )
             .env("DEPUTY_MODEL", "mock-model")
             // A model server running on this machine must not change what a test sees.
             .env("DEPUTY_LOCAL_PORTS", "none")
@@ -109,6 +141,10 @@ impl Harness {
     pub fn write_user_config(&self, text: &str) {
         let p = self.home.join(".config/deputy/config.toml");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let text = match self.api {
+            Api::Responses => format!("{text}\n[providers.openai]\napi = \"responses\"\n"),
+            _ => text.to_string(),
+        };
         std::fs::write(p, text).unwrap();
     }
 

@@ -1,7 +1,8 @@
 //! A scripted OpenAI-compatible HTTP server for tests, demos and benchmarks.
 //!
-//! It serves `POST /v1/chat/completions` (streaming and not) and `GET /v1/models` on 127.0.0.1
-//! and plays a [`Script`]: tool calls, text answers, reasoning, and faults (an HTTP status with
+//! It serves `POST /v1/chat/completions`, Anthropic's `POST /v1/messages` (and
+//! `/v1/messages/count_tokens`) and OpenAI's `POST /v1/responses` (streaming and not), and
+//! `GET /v1/models`, on 127.0.0.1, and plays a [`Script`]: tool calls, text answers, reasoning, and faults (an HTTP status with
 //! body and headers such as `Retry-After`, a delay, a stall or a dropped connection in the middle
 //! of a stream, a malformed chunk, or a recorded body replayed byte for byte). Which step to play
 //! is worked out from the conversation it receives (the number of assistant turns so far), so
@@ -10,15 +11,21 @@
 //!
 //! Strict by default: a request that breaks the tool-call rule (a call without its result, a
 //! result for an unknown or answered call, a message between a call and its result) gets the
-//! 400 body OpenAI returns for it ([`strict`]); `lenient: true` in the script turns that off.
+//! 400 body OpenAI returns for it ([`strict`]). Anthropic and Responses requests are held to
+//! their own rules too ([`wire`]): Anthropic's block ordering (each `tool_use` answered in the
+//! next message, results first), thinking signatures, and thinking or reasoning items sent
+//! back unchanged; `function_call_output`s naming a pending call. `lenient: true` in the
+//! script turns all of that off.
 //!
 //! It is not a model: it never looks at what the messages say, beyond route matching.
 
+mod answer;
 mod respond;
 mod script;
 mod server;
 pub mod strict;
 pub mod tokens;
+pub mod wire;
 
 pub use script::{Fault, Match, Replay, Route, Script, ScriptError, Step, ToolCallStep, UsageStep};
 pub use server::{LoggedRequest, MockServer, ServeOptions};

@@ -26,6 +26,9 @@ pub struct RequestShape<'a> {
     pub prompt_tokens: u64,
     /// Tokens of a prefix repeated from the previous request (with `prompt_cache`).
     pub cached_tokens: u64,
+    /// Tokens reported as written to the cache (Anthropic, with `prompt_cache` and
+    /// `cache_control` breakpoints in the request).
+    pub cache_write_tokens: u64,
     pub id: String,
     pub step_index: usize,
 }
@@ -53,19 +56,22 @@ fn split_chars(s: &str, n: usize) -> Vec<String> {
     chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
 }
 
+/// The answer tokens of a step, estimated at about 4 characters a token.
+pub(crate) fn output_tokens(step: &Step) -> u64 {
+    let out: usize = step.text.as_deref().map_or(0, str::len)
+        + step.reasoning.as_deref().map_or(0, str::len)
+        + step
+            .all_tool_calls()
+            .iter()
+            .map(|c| c.name.len() + c.arguments.to_string().len())
+            .sum::<usize>();
+    out.div_ceil(4).max(1) as u64
+}
+
 fn usage_of(step: &Step, shape: &RequestShape<'_>) -> Value {
     let (p, c) = match step.usage {
         Some(u) => (u.prompt_tokens, u.completion_tokens),
-        None => {
-            let out: usize = step.text.as_deref().map_or(0, str::len)
-                + step.reasoning.as_deref().map_or(0, str::len)
-                + step
-                    .all_tool_calls()
-                    .iter()
-                    .map(|c| c.name.len() + c.arguments.to_string().len())
-                    .sum::<usize>();
-            (shape.prompt_tokens, out.div_ceil(4).max(1) as u64)
-        }
+        None => (shape.prompt_tokens, output_tokens(step)),
     };
     let mut usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
     if shape.cached_tokens > 0 {
@@ -137,11 +143,11 @@ pub fn stream_frames(step: &Step, shape: &RequestShape<'_>) -> Vec<Frame> {
             )));
         }
     }
-    let finish = if calls.is_empty() {
+    let finish = step.stop_reason.as_deref().unwrap_or(if calls.is_empty() {
         "stop"
     } else {
         "tool_calls"
-    };
+    });
     frames.push(sse(&chunk(
         shape,
         json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
@@ -196,7 +202,7 @@ pub fn whole_body(step: &Step, shape: &RequestShape<'_>) -> Value {
         "choices": [{
             "index": 0,
             "message": message,
-            "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" },
+            "finish_reason": step.stop_reason.as_deref().unwrap_or(if calls.is_empty() { "stop" } else { "tool_calls" }),
         }],
     });
     if !step.no_usage {
@@ -205,9 +211,13 @@ pub fn whole_body(step: &Step, shape: &RequestShape<'_>) -> Value {
     body
 }
 
-/// Apply a streaming fault to the frames of a normal answer.
-pub fn apply_stream_fault(mut frames: Vec<Frame>, fault: &Fault) -> Vec<Frame> {
-    if let Some(n) = fault.drop_after_chunks {
+/// Apply a streaming fault to the frames of a normal answer (`overloaded`: the protocol's
+/// error event).
+pub fn apply_stream_fault(mut frames: Vec<Frame>, fault: &Fault, overloaded: Frame) -> Vec<Frame> {
+    if let Some(n) = fault.error_after_chunks {
+        frames.truncate(n);
+        frames.push(overloaded);
+    } else if let Some(n) = fault.drop_after_chunks {
         frames.truncate(n);
         frames.push(Frame::Drop);
     } else if let Some(n) = fault.stall_after_chunks {

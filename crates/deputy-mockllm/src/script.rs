@@ -81,8 +81,15 @@ pub struct Match {
 pub struct Step {
     /// Answer text.
     pub text: Option<String>,
-    /// Reasoning, streamed as `reasoning_content` before the text.
+    /// Reasoning, streamed before the text: `reasoning_content` (chat), a signed `thinking`
+    /// block (Anthropic), a reasoning item with `encrypted_content` (Responses).
     pub reasoning: Option<String>,
+    /// Anthropic only: a `redacted_thinking` block with this data, after the thinking.
+    pub redacted_thinking: Option<String>,
+    /// The stop reason to report instead of the natural one (Anthropic's `max_tokens`,
+    /// `pause_turn`, `refusal`; chat's `length`; Responses' `max_output_tokens` makes the
+    /// response `incomplete`).
+    pub stop_reason: Option<String>,
     /// One tool call (shorthand for a one-element `tool_calls`).
     pub tool_call: Option<ToolCallStep>,
     /// Tool calls, streamed as parallel calls.
@@ -167,6 +174,8 @@ pub struct Fault {
     pub stall_ms: Option<u64>,
     /// Stream this many chunks, then one that is not JSON, then carry on.
     pub malformed_after_chunks: Option<usize>,
+    /// Stream this many chunks, then the protocol's "overloaded" error event, and end.
+    pub error_after_chunks: Option<usize>,
 }
 
 /// Why a script could not be loaded.

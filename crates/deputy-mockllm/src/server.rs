@@ -1,7 +1,6 @@
 //! The HTTP server: routes, step selection, the request log.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -20,7 +19,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::respond::{self, Frame, RequestShape};
+use crate::answer::{chat, count_tokens, messages, responses};
+use crate::respond::Frame;
 use crate::script::Script;
 
 /// One request as received, for tests to assert on.
@@ -49,7 +49,13 @@ pub struct LoggedRequest {
     pub prompt_tokens: u64,
     /// It did not fit the script's `context_window` and got the overflow 400.
     pub overflowed: bool,
+    /// The request in Chat Completions shape (`messages`, `tools`, …): as sent for chat, read
+    /// into that shape for Anthropic and Responses, so tests look at every protocol alike.
     pub body: Value,
+    /// The body as sent, when it was not chat (Anthropic's `messages` with blocks, Responses'
+    /// `input` items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Value>,
 }
 
 /// Where to listen and log.
@@ -65,20 +71,22 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
 }
 
-struct AppState {
-    script: Script,
-    api_key: Option<String>,
-    started: Instant,
-    log: Mutex<Vec<LoggedRequest>>,
-    log_file: Option<Mutex<std::fs::File>>,
+pub(crate) struct AppState {
+    pub(crate) script: Script,
+    pub(crate) api_key: Option<String>,
+    pub(crate) started: Instant,
+    pub(crate) log: Mutex<Vec<LoggedRequest>>,
+    pub(crate) log_file: Option<Mutex<std::fs::File>>,
     /// Requests seen per (route, step), to serve a step's faults in order.
-    seen: Mutex<HashMap<(Option<usize>, usize), usize>>,
+    pub(crate) seen: Mutex<HashMap<(Option<usize>, usize), usize>>,
     /// Requests answered per route (the step, with `by_request`).
-    answered: Mutex<HashMap<Option<usize>, usize>>,
-    prefixes: crate::tokens::PrefixCache,
+    pub(crate) answered: Mutex<HashMap<Option<usize>, usize>>,
+    pub(crate) prefixes: crate::tokens::PrefixCache,
     /// Requests that were not chat completions (`/v1/models`, a server's `/props` or
     /// `/api/show` asked for the context window), by path.
-    probes: Mutex<Vec<String>>,
+    pub(crate) probes: Mutex<Vec<String>>,
+    /// What each call was sent with that must come back (thinking, reasoning items).
+    pub(crate) sent: crate::wire::Sent,
 }
 
 /// A running mock server. Dropping it shuts the server down.
@@ -115,10 +123,16 @@ impl MockServer {
             answered: Mutex::new(HashMap::new()),
             prefixes: crate::tokens::PrefixCache::default(),
             probes: Mutex::new(Vec::new()),
+            sent: crate::wire::Sent::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
+            .route("/v1/messages", post(messages))
+            .route("/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .route("/v1/responses", post(responses))
+            .route("/responses", post(responses))
             .route("/v1/models", get(models))
             .route("/models", get(models))
             .fallback(not_found)
@@ -172,7 +186,7 @@ impl Drop for MockServer {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -192,12 +206,12 @@ async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> 
     lock(&state.probes).push(uri.path().to_string());
     error_response(
         StatusCode::NOT_FOUND,
-        "deputy-mockllm serves POST /v1/chat/completions and GET /v1/models",
+        "deputy-mockllm serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses and GET /v1/models",
         "not_found",
     )
 }
 
-fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
     let body =
         json!({"error": {"message": message, "type": "invalid_request_error", "code": code}});
     (status, axum::Json(body)).into_response()
@@ -216,7 +230,7 @@ fn text_of(m: &Value) -> String {
 }
 
 /// Which route's steps apply, and which step (the number of assistant turns so far).
-fn select(script: &Script, body: &Value) -> (Option<usize>, usize) {
+pub(crate) fn select(script: &Script, body: &Value) -> (Option<usize>, usize) {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
@@ -265,196 +279,9 @@ fn select(script: &Script, body: &Value) -> (Option<usize>, usize) {
     (route, step)
 }
 
-async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let received_ms = state.started.elapsed().as_secs_f64() * 1000.0;
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("request body is not JSON: {e}"),
-                "invalid_json",
-            );
-        }
-    };
-    let script = &state.script;
-    let (route, mut step_index) = select(script, &body);
-    if script.by_request {
-        step_index = lock(&state.answered).get(&route).copied().unwrap_or(0);
-    }
-    let prompt_tokens = crate::tokens::prompt_tokens(&body);
-    let overflowed = script
-        .context_window
-        .is_some_and(|w| prompt_tokens + crate::tokens::reserved_output(&body) > w);
-    let steps = match route {
-        Some(r) => &script.routes[r].steps,
-        None => &script.steps,
-    };
-    let fault_index = {
-        let mut seen = lock(&state.seen);
-        let n = seen.entry((route, step_index)).or_insert(0);
-        let i = *n;
-        *n += 1;
-        i
-    };
-    let step = steps.get(step_index).or_else(|| {
-        // Past the end: replay the last step when the script says so.
-        let repeat = match route {
-            Some(r) => script.routes[r].repeat_last,
-            None => script.repeat_last,
-        };
-        if repeat { steps.last() } else { None }
-    });
-    let fault = step.and_then(|s| s.faults.get(fault_index));
-    let key_matched = state.api_key.as_ref().map(|key| {
-        headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == format!("Bearer {key}"))
-    });
-    let violation = if script.lenient {
-        None
-    } else {
-        crate::strict::violation(&body)
-    };
-    let seq = {
-        let mut log = lock(&state.log);
-        let seq = log.len();
-        let entry = LoggedRequest {
-            seq,
-            received_ms,
-            done_ms: None,
-            path: "/v1/chat/completions".into(),
-            route,
-            step: step_index,
-            fault: fault.map(|_| fault_index),
-            authorized: headers.contains_key("authorization"),
-            key_matched,
-            rejected: violation
-                .as_ref()
-                .and_then(|v| v.pointer("/error/message"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            prompt_tokens,
-            overflowed,
-            body: body.clone(),
-        };
-        if let Some(f) = &state.log_file
-            && let Ok(line) = serde_json::to_string(&entry)
-        {
-            let _ = writeln!(lock(f), "{line}");
-        }
-        log.push(entry);
-        seq
-    };
-    if key_matched == Some(false) {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
-            "invalid_api_key",
-        );
-    }
-    if let Some(v) = violation {
-        return (StatusCode::BAD_REQUEST, axum::Json(v)).into_response();
-    }
-    if let (true, Some(w)) = (overflowed, script.context_window) {
-        let body = crate::tokens::overflow_body(w, prompt_tokens);
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-    }
-    let Some(step) = step else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "deputy-mockllm: the script has {} step(s){}; this conversation has {step_index} assistant turn(s), so it asks for step {}",
-                steps.len(),
-                route.map(|r| format!(" in route {r}")).unwrap_or_default(),
-                step_index + 1
-            ),
-            "script_exhausted",
-        );
-    };
-    let captured = substitute(step, &body);
-    let step = captured.as_ref().unwrap_or(step);
-    let delay = fault
-        .and_then(|f| f.delay_ms)
-        .or(step.delay_ms)
-        .unwrap_or(0);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    if let Some(f) = fault
-        && let Some(status) = f.status
-    {
-        return fault_response(status, f);
-    }
-    *lock(&state.answered).entry(route).or_insert(0) += 1;
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("mock-model")
-        .to_string();
-    let cached_tokens = if script.prompt_cache {
-        let messages = body
-            .get("messages")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        state.prefixes.cached_tokens(route, &messages)
-    } else {
-        0
-    };
-    let shape = RequestShape {
-        stream,
-        include_usage,
-        model: &model,
-        prompt_tokens,
-        cached_tokens,
-        id: format!("chatcmpl-mock-{seq}"),
-        step_index,
-    };
-    let on_done = {
-        let state = state.clone();
-        move || {
-            let done = state.started.elapsed().as_secs_f64() * 1000.0;
-            if let Some(e) = lock(&state.log).get_mut(seq) {
-                e.done_ms = Some(done);
-            }
-        }
-    };
-    if let Some(replay) = &step.replay {
-        let path = script.resolve_path(replay.path());
-        return match respond::replay_frames(&path, replay.status()) {
-            Ok((status, ctype, frames)) => frames_response(status, ctype, frames, on_done),
-            Err(e) => error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!(
-                    "deputy-mockllm: cannot read replay file {}: {e}",
-                    path.display()
-                ),
-                "replay_missing",
-            ),
-        };
-    }
-    if !shape.stream {
-        let body = respond::whole_body(step, &shape);
-        on_done();
-        return (StatusCode::OK, axum::Json(body)).into_response();
-    }
-    let mut frames = respond::stream_frames(step, &shape);
-    if let Some(f) = fault {
-        frames = respond::apply_stream_fault(frames, f);
-    }
-    frames_response(200, "text/event-stream", frames, on_done)
-}
-
 /// Replace `{{capture:REGEX}}` in tool-call arguments by the first group of the last match of
 /// REGEX in the conversation's messages. `None` when the step has nothing to replace.
-fn substitute(step: &crate::script::Step, body: &Value) -> Option<crate::script::Step> {
+pub(crate) fn substitute(step: &crate::script::Step, body: &Value) -> Option<crate::script::Step> {
     let needs = step
         .all_tool_calls()
         .iter()
@@ -498,7 +325,7 @@ fn substitute(step: &crate::script::Step, body: &Value) -> Option<crate::script:
     Some(step)
 }
 
-fn fault_response(status: u16, f: &crate::script::Fault) -> Response {
+pub(crate) fn fault_response(status: u16, f: &crate::script::Fault) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match &f.body {
         Some(Value::String(s)) => (status, s.clone()).into_response(),
@@ -533,7 +360,7 @@ impl<F: FnMut()> DoneGuard<F> {
     }
 }
 
-fn frames_response<F>(
+pub(crate) fn frames_response<F>(
     status: u16,
     content_type: &'static str,
     frames: Vec<Frame>,
