@@ -12,6 +12,9 @@
 //!   task's three commands (`ls -la`, `cat`, `echo`) — the first apart, as it starts the
 //!   session's sandbox.
 //!
+//! Then the same task on each model protocol (Chat Completions, Anthropic Messages, OpenAI
+//! Responses) with the first backend: what each protocol's requests and streams cost per turn.
+//!
 //! Each available backend (bubblewrap, Landlock) is measured in turn, with one state directory
 //! for all runs as a user has (so what deputy remembers between runs, the sandbox probe, counts).
 //! Last, a cold start against an `https` endpoint: process start → its TCP connection (the
@@ -48,6 +51,7 @@ fn run_once(
     backend: &str,
     state: &std::path::Path,
     port: &mut u16,
+    api: &str,
 ) -> Run {
     let script_text = include_str!("../examples/mock/seed-task.yaml");
     rt.block_on(async {
@@ -76,6 +80,20 @@ fn run_once(
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::write(ws.join("app.py"), "print('app')\n").unwrap();
         let home = dir.path().join("home");
+        if api == "responses" {
+            let config = home.join(".config/deputy");
+            std::fs::create_dir_all(&config).unwrap();
+            std::fs::write(
+                config.join("config.toml"),
+                "[providers.openai]\napi = \"responses\"\n",
+            )
+            .unwrap();
+        }
+        let base_url_env = if api == "anthropic" {
+            "ANTHROPIC_BASE_URL"
+        } else {
+            "OPENAI_BASE_URL"
+        };
         let t0 = Instant::now();
         let child = std::process::Command::new(bin)
             .args([
@@ -92,7 +110,7 @@ fn run_once(
             .env("HOME", &home)
             .env("DEPUTY_HOME", state)
             .env("DEPUTY_SANDBOX_BACKEND", backend)
-            .env("OPENAI_BASE_URL", mock.url())
+            .env(base_url_env, mock.url())
             .env("DEPUTY_MODEL", "mock")
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -192,10 +210,10 @@ fn main() {
     .into_iter()
     .filter_map(|(b, ok)| ok.then_some(b))
     .collect();
-    for backend in backends {
+    for &backend in &backends {
         let mut port = 0;
         let runs: Vec<Run> = (0..RUNS + 2)
-            .map(|_| run_once(&bin, &rt, backend, state.path(), &mut port))
+            .map(|_| run_once(&bin, &rt, backend, state.path(), &mut port, "chat"))
             .skip(2) // warm-up (page cache, the probe remembered)
             .collect();
         let first: Vec<f64> = runs.iter().map(|r| r.first_ms).collect();
@@ -243,6 +261,22 @@ fn main() {
             support::median(rss.clone()),
             rss.iter().cloned().fold(0.0, f64::max)
         );
+    }
+    if let Some(backend) = backends.first() {
+        println!("model protocols, sandbox {backend}:");
+        for api in ["chat", "anthropic", "responses"] {
+            let mut port = 0;
+            let runs: Vec<Run> = (0..RUNS + 2)
+                .map(|_| run_once(&bin, &rt, backend, state.path(), &mut port, api))
+                .skip(2)
+                .collect();
+            println!(
+                "  {api:<9}: first model request median {:.2} ms; per-turn overhead median {:.2} ms; peak RSS median {:.1} MB",
+                support::median(runs.iter().map(|r| r.first_ms).collect()),
+                support::median(runs.iter().flat_map(|r| r.turns_ms.clone()).collect()),
+                support::median(runs.iter().map(|r| r.rss_mb).collect())
+            );
+        }
     }
     let https: Vec<f64> = (0..RUNS + 2)
         .map(|_| https_cold_start(&bin, &rt, state.path()))

@@ -75,6 +75,18 @@ fn items_in_order_reasoning_without_its_id() {
     // Another model gets no reasoning item.
     let other = body(&conversation(), "gpt-y");
     assert!(!other.to_string().contains("gAAA"));
+    // Nor does this protocol get another protocol's thinking (a switch by /model).
+    let mut req = conversation();
+    if let Message::Assistant { carried, .. } = &mut req.messages[2] {
+        *carried = Some(Carried {
+            api: Api::Anthropic,
+            model: "gpt-x".into(),
+            items: vec![json!({"type": "thinking", "thinking": "t", "signature": "s"})],
+        });
+    }
+    let b = body(&req, "gpt-x");
+    assert!(!b.to_string().contains("signature"), "{b:#}");
+    assert_eq!(b["input"].as_array().unwrap().len(), 3);
 }
 
 #[test]
