@@ -501,3 +501,42 @@ steps:
         "{v:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflow_in_each_protocols_wording_compacts_and_goes_on() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/deputy-llm/tests/fixtures");
+    for (api, body) in [
+        (Api::Chat, "wire/errors/context-openai.400.json"),
+        (Api::Anthropic, "anthropic/prompt-too-long.400.json"),
+        (Api::Responses, "responses/context-length.400.json"),
+    ] {
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join(body)).unwrap()).unwrap();
+        let mut steps: Vec<Value> = (0..5)
+            .map(|i| json!({"reasoning": format!("file {i}"), "tool_calls": [{"name": "read", "arguments": {"path": format!("f{i}.txt")}}]}))
+            .collect();
+        steps.push(json!({"faults": [{"status": 400, "body": body}], "text": "recovered"}));
+        let s = json!({
+            "by_request": true, "steps": steps,
+            "routes": [{
+                "when": {"system_contains": "You are compacting the history"},
+                "steps": [{"text": "## Task\nRead.\n## Done so far\nRead five.\n## Next steps\nAnswer."}],
+                "repeat_last": true,
+            }],
+        });
+        let h = Harness::speaking(Script::parse(&s.to_string(), true).unwrap(), api).await;
+        for i in 0..5 {
+            let line = format!("file {i}: {}\n", "lorem ipsum dolor sit amet ".repeat(3));
+            std::fs::write(h.ws.join(format!("f{i}.txt")), &line.repeat(400)[..8192]).unwrap();
+        }
+        let (code, v, stderr) = h.run_json(&["read five files"]).await;
+        assert_eq!(code, Some(0), "{api:?}: {stderr}\n{v:#}");
+        assert_eq!(v["result"], "recovered", "{api:?}");
+        let events = h.journal(v["session_id"].as_str().unwrap());
+        let compactions = of_type(&events, "context.compacted");
+        assert_eq!(compactions.len(), 1, "{api:?}");
+        assert_eq!(compactions[0]["trigger"], "overflow", "{api:?}");
+        h.assert_strict_ok();
+    }
+}

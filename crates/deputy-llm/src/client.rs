@@ -914,6 +914,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn anthropics_reset_headers_set_the_wait() {
+        let target = Target {
+            provider: crate::config::ProviderSettings::new("a", "http://127.0.0.1:1/v1"),
+            model: "m".into(),
+        };
+        let in_secs = |s: u64| {
+            let t = SystemTime::now() + Duration::from_secs(s);
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            // Back to a civil date (the inverse of until_rfc3339's algorithm).
+            let days = secs / 86_400;
+            let rem = secs % 86_400;
+            let z = days as i64 + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            )
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "anthropic-ratelimit-requests-reset",
+            in_secs(5).parse().unwrap(),
+        );
+        headers.insert(
+            "anthropic-ratelimit-tokens-reset",
+            in_secs(20).parse().unwrap(),
+        );
+        let body = r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
+        match status_error(429, &headers, body, &target) {
+            LlmError::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => assert!((18..=20).contains(&d.as_secs()), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A 529 is a server error, retried.
+        let e = status_error(
+            529,
+            &HeaderMap::new(),
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            &target,
+        );
+        assert!(e.is_retryable(), "{e:?}");
+    }
+
+    #[test]
     fn loopback_detection() {
         assert!(is_loopback("http://127.0.0.1:8080/v1"));
         assert!(is_loopback("http://localhost/v1"));

@@ -162,8 +162,8 @@ pub async fn ask_server(
 ) -> Option<Told> {
     let auth = |r: reqwest::RequestBuilder| {
         let mut r = r.timeout(ASK_TIMEOUT);
-        if let Some(k) = &provider.api_key {
-            r = r.bearer_auth(k);
+        for (name, value) in crate::protocol::auth_headers(provider) {
+            r = r.header(name, value);
         }
         for (name, value) in &provider.headers {
             r = r.header(name, value);
@@ -183,6 +183,10 @@ pub async fn ask_server(
         && let Some(w) = from_models_list(&body, model)
     {
         return Some(w);
+    }
+    // llama.cpp's and Ollama's own endpoints are not Anthropic's.
+    if provider.api == crate::types::Api::Anthropic {
+        return None;
     }
     let root = server_root(base);
     if let Some(body) = json(auth(http.get(format!("{root}/props")))).await

@@ -68,38 +68,44 @@ pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Build one request for the provider's protocol.
 pub(crate) fn prepare(req: &ChatRequest, s: &Settings<'_>) -> Prepared {
     let p = s.provider;
-    let key = p.api_key.clone();
+    let headers = auth_headers(p);
     match p.api {
         Api::Chat => Prepared {
             path: "/chat/completions",
-            headers: bearer(key),
+            headers,
             body: chat::request_body(req, s),
             decoder: Box::new(chat::ChatDecoder::default()),
         },
         Api::Responses => Prepared {
             path: "/responses",
-            headers: bearer(key),
+            headers,
             body: responses::request_body(req, s),
             decoder: Box::new(responses::ResponsesDecoder::new(s.model)),
         },
-        Api::Anthropic => {
-            let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_string())];
-            if let Some(k) = key {
-                headers.push(("x-api-key", k));
-            }
-            Prepared {
-                path: "/messages",
-                headers,
-                body: anthropic::request_body(req, s),
-                decoder: Box::new(anthropic::AnthropicDecoder::new(s.model)),
-            }
-        }
+        Api::Anthropic => Prepared {
+            path: "/messages",
+            headers,
+            body: anthropic::request_body(req, s),
+            decoder: Box::new(anthropic::AnthropicDecoder::new(s.model)),
+        },
     }
 }
 
-fn bearer(key: Option<String>) -> Vec<(&'static str, String)> {
-    key.map(|k| vec![("authorization", format!("Bearer {k}"))])
-        .unwrap_or_default()
+/// How the provider's protocol wants the key (and version) said: a bearer token, or
+/// Anthropic's `x-api-key` with `anthropic-version`. Every request to the provider (answers,
+/// token counts, the model list) goes out with these.
+pub(crate) fn auth_headers(p: &ProviderSettings) -> Vec<(&'static str, String)> {
+    let key = p.api_key.clone();
+    match p.api {
+        Api::Anthropic => {
+            let mut h = vec![("anthropic-version", ANTHROPIC_VERSION.to_string())];
+            h.extend(key.map(|k| ("x-api-key", k)));
+            h
+        }
+        Api::Chat | Api::Responses => key
+            .map(|k| vec![("authorization", format!("Bearer {k}"))])
+            .unwrap_or_default(),
+    }
 }
 
 /// Parse an event's data as JSON, or say why not.
