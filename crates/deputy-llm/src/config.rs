@@ -537,8 +537,18 @@ impl Price {
     }
 }
 
+/// The model used when only the provider is chosen: config's, else the implicit provider's.
 fn provider_model(cfg: &LlmConfig, provider: &str) -> Option<String> {
-    cfg.providers.get(provider).and_then(|p| p.model.clone())
+    cfg.providers
+        .get(provider)
+        .and_then(|p| p.model.clone())
+        .or_else(|| {
+            IMPLICIT
+                .iter()
+                .find(|i| i.name == provider)
+                .and_then(|i| i.model)
+                .map(str::to_string)
+        })
 }
 
 /// A provider the environment alone defines, as the vendors' own tools read it.
@@ -548,6 +558,8 @@ struct Implicit {
     base_url_env: &'static str,
     key_env: &'static str,
     base_url: &'static str,
+    /// The model when nothing names one.
+    model: Option<&'static str>,
 }
 
 /// In the order they become the default provider.
@@ -558,6 +570,7 @@ const IMPLICIT: &[Implicit] = &[
         base_url_env: "OPENAI_BASE_URL",
         key_env: "OPENAI_API_KEY",
         base_url: OPENAI_BASE_URL,
+        model: None,
     },
     Implicit {
         name: "anthropic",
@@ -565,6 +578,7 @@ const IMPLICIT: &[Implicit] = &[
         base_url_env: "ANTHROPIC_BASE_URL",
         key_env: "ANTHROPIC_API_KEY",
         base_url: ANTHROPIC_BASE_URL,
+        model: Some("claude-sonnet-4-5"),
     },
 ];
 
@@ -616,6 +630,47 @@ mod tests {
         assert_eq!(r.primary.provider.base_url, "http://127.0.0.1:9/v1");
         assert_eq!(r.primary.provider.api_key.as_deref(), Some("sk-test"));
         assert!(!format!("{:?}", r.primary).contains("sk-test"));
+    }
+
+    #[test]
+    fn the_anthropic_key_alone_is_a_provider() {
+        let e = env(&[("ANTHROPIC_API_KEY", "sk-ant-x")]);
+        let r = LlmConfig::default().resolve(&[], &e).unwrap();
+        assert_eq!(r.primary.label(), "anthropic/claude-sonnet-4-5");
+        assert_eq!(r.primary.provider.api, Api::Anthropic);
+        assert_eq!(r.primary.provider.base_url, ANTHROPIC_BASE_URL);
+        assert!(r.primary.provider.cache_control);
+        let e = env(&[
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:4000"),
+            ("OPENAI_API_KEY", "sk-o"),
+        ]);
+        let r = LlmConfig::default()
+            .resolve(&[(Source::Flag, "anthropic/claude-haiku-4-5")], &e)
+            .unwrap();
+        assert_eq!(r.primary.provider.base_url, "http://127.0.0.1:4000/v1");
+        assert_eq!(r.primary.provider.api_key, None);
+        // OpenAI's variables make `openai` the default provider, as before.
+        let r = LlmConfig::default()
+            .resolve(&[(Source::Flag, "gpt-5")], &e)
+            .unwrap();
+        assert_eq!(r.primary.label(), "openai/gpt-5");
+        // A configured provider says its protocol.
+        let c = cfg(
+            "[providers.r]\nbase_url = \"http://x/v1\"\napi = \"responses\"\nreasoning_effort = \"high\"\n",
+        );
+        let r = c
+            .resolve(&[(Source::Flag, "r/m")], &Env::default())
+            .unwrap();
+        assert_eq!(r.primary.provider.api, Api::Responses);
+        assert_eq!(
+            r.primary
+                .provider
+                .reasoning
+                .as_ref()
+                .and_then(|x| x.effort()),
+            Some("high".to_string())
+        );
+        assert!(toml::from_str::<LlmConfig>("[providers.r]\napi = \"claude\"\n").is_err());
     }
 
     #[test]
@@ -684,6 +739,18 @@ cached_input_per_mtok = 0.075
         let cost = c.cost("openai", "gpt-4o-mini", &u).unwrap();
         assert!((cost - (0.8 * 0.15 + 0.2 * 0.075 + 0.5 * 0.6)).abs() < 1e-9);
         assert!(c.cost("openai", "unknown", &u).is_none());
+        // Anthropic: writes to the cache at 1.25 times the input price, reads at the shipped
+        // cached price (claude-sonnet-4-5: 3.0 in, 0.3 cached, 15.0 out).
+        let u = Usage {
+            input_tokens: 1_000_000,
+            cached_input_tokens: 600_000,
+            cache_write_input_tokens: 300_000,
+            output_tokens: 100_000,
+            ..Default::default()
+        };
+        let cost = c.cost("anthropic", "claude-sonnet-4-5", &u).unwrap();
+        let want = 0.1 * 3.0 + 0.6 * 0.3 + 0.3 * 3.75 + 0.1 * 15.0;
+        assert!((cost - want).abs() < 1e-9, "{cost} {want}");
     }
 }
 

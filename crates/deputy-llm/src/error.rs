@@ -62,7 +62,7 @@ pub enum LlmError {
     },
     /// The connection could not be made or broke before a response.
     #[error(
-        "cannot reach {base_url}: {message}. Is the server running, and is the base URL right (OPENAI_BASE_URL or base_url in config)?"
+        "cannot reach {base_url}: {message}. Is the server running, and is the base URL right (base_url in config, or OPENAI_BASE_URL / ANTHROPIC_BASE_URL)?"
     )]
     Transport { base_url: String, message: String },
     /// Connect, response or stream idle timeout.

@@ -129,6 +129,7 @@ pub fn no_model_help() -> String {
         "Configure one of these ways:",
         "  1. environment (or a .env file in the workspace):",
         "       export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... DEPUTY_MODEL=gpt-4o-mini",
+        "       export ANTHROPIC_API_KEY=sk-ant-...   (Anthropic's Messages API; claude-sonnet-4-5 unless DEPUTY_MODEL says)",
         "  2. config file (.deputy/config.toml or ~/.config/deputy/config.toml):",
         "       model = \"local/qwen3:8b\"",
         "       [providers.local]",
