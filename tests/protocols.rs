@@ -21,6 +21,18 @@ fn raw(r: &deputy_mockllm::LoggedRequest) -> Value {
     r.raw.clone().unwrap_or_else(|| r.body.clone())
 }
 
+/// Wait until a process whose command line holds `needle` runs.
+async fn started(needle: &str) {
+    let t0 = Instant::now();
+    while processes_with(needle).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{needle}: never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const SIX_STEPS: &str = r#"
 steps:
   - reasoning: "Look around first."
@@ -242,14 +254,7 @@ async fn cancel_mid_batch_on_each_protocol() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let t0 = Instant::now();
-        while processes_with(&format!("sleep {marker}")).is_empty() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "{api:?}: never started"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        started(&format!("sleep {marker}")).await;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
@@ -286,14 +291,7 @@ async fn kill_9_and_resume_sends_the_journaled_thought_back() {
         )
         .await;
         let mut child = h.cmd(&["run", "finish the job"]).spawn().unwrap();
-        let t0 = Instant::now();
-        while processes_with(&format!("sleep {marker}")).is_empty() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "{api:?}: never started"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        started(&format!("sleep {marker}")).await;
         child.start_kill().unwrap();
         child.wait().await.unwrap();
         let id = h.only_session();

@@ -5,25 +5,13 @@
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
-use super::{Sent, event, fingerprint, pieces, str_of};
+use super::{Sent, arguments, event, fingerprint, pieces, str_of, text_of};
 use crate::respond::{Frame, RequestShape, output_tokens};
 use crate::script::Step;
 
 /// The signature the mock gives a thinking text (checked when it comes back).
 pub fn signature(thinking: &str) -> String {
     format!("sig-{}", fingerprint(thinking))
-}
-
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
 }
 
 fn blocks(content: &Value) -> Vec<Value> {
@@ -276,13 +264,6 @@ pub fn remembered(step: &Step, shape: &RequestShape<'_>) -> Vec<(String, Vec<Val
         .enumerate()
         .map(|(i, c)| (call_id(shape, i, c.id.as_ref()), thinking.clone()))
         .collect()
-}
-
-fn arguments(c: &crate::script::ToolCallStep) -> String {
-    c.raw_arguments
-        .as_ref()
-        .map(|p| p.concat())
-        .unwrap_or_else(|| c.arguments.to_string())
 }
 
 /// The frames of a streamed answer.

@@ -156,6 +156,27 @@ pub(crate) fn fingerprint(text: &str) -> String {
     format!("{h:016x}")
 }
 
+/// The text of a content value: a string, or the `text` of each part.
+pub(crate) fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// A scripted call's arguments as the text the model sends.
+pub(crate) fn arguments(c: &crate::script::ToolCallStep) -> String {
+    c.raw_arguments
+        .as_ref()
+        .map(|p| p.concat())
+        .unwrap_or_else(|| c.arguments.to_string())
+}
+
 /// A string field, or "".
 pub(crate) fn str_of<'v>(v: &'v Value, key: &str) -> &'v str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
@@ -165,4 +186,87 @@ pub(crate) fn str_of<'v>(v: &'v Value, key: &str) -> &'v str {
 pub(crate) fn pieces(s: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anthropic(messages: Value) -> Result<Value, String> {
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        anthropic::canon(
+            &json!({"model": "m", "max_tokens": 10, "messages": messages}),
+            &h,
+        )
+    }
+
+    #[test]
+    fn anthropics_rules_in_anthropics_words() {
+        let call = json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]});
+        let result = json!({"type": "tool_result", "tool_use_id": "t1", "content": "x"});
+        let user = |c: Value| json!({"role": "user", "content": c});
+        let ok = anthropic(json!([user(json!("go")), call, user(json!([result]))])).unwrap();
+        assert_eq!(ok["messages"][2]["role"], "tool");
+        let err = |m: Value| anthropic(m).unwrap_err();
+        assert!(err(json!([call])).contains("first message must use the \"user\" role"));
+        assert!(
+            err(json!([user(json!("go")), call, user(json!("no results"))]))
+                .contains("`tool_use` ids were found without `tool_result` blocks")
+        );
+        assert!(
+            err(json!([
+                user(json!("go")),
+                call,
+                user(json!([{"type": "text", "text": "a"}, result]))
+            ]))
+            .contains("must come first")
+        );
+        assert!(
+            err(json!([user(json!([{"type": "text", "text": " "}]))])).contains("non-whitespace")
+        );
+        let bad_sig = json!({"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "forged"}, {"type": "text", "text": "x"}]});
+        assert!(err(json!([user(json!("go")), bad_sig])).contains("Invalid `signature`"));
+        assert!(
+            anthropic::canon(&json!({"max_tokens": 1, "messages": []}), &HeaderMap::new())
+                .unwrap_err()
+                .contains("anthropic-version")
+        );
+    }
+
+    #[test]
+    fn responses_rules() {
+        let canon =
+            |input: Value| responses::canon(&json!({"model": "m", "store": false, "input": input}));
+        let call =
+            json!({"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"});
+        let output = json!({"type": "function_call_output", "call_id": "c1", "output": "x"});
+        let ok = canon(
+            json!(["go", call, output])
+                .as_array()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a[0] = json!({"role": "user", "content": "go"});
+                    Value::Array(a)
+                })
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ok["messages"][1]["tool_calls"][0]["id"], "c1");
+        let (status, m, _) =
+            canon(json!([{"type": "message", "id": "msg_1", "role": "user", "content": "go"}]))
+                .unwrap_err();
+        assert_eq!(status, 404);
+        assert!(m.contains("Items are not persisted"), "{m}");
+        let (_, m, _) = canon(json!([{"role": "user", "content": "go"}, output])).unwrap_err();
+        assert!(m.contains("No tool call found"), "{m}");
+        let (_, m, _) = canon(
+            json!([{"role": "user", "content": "go"}, call, {"role": "user", "content": "more"}]),
+        )
+        .unwrap_err();
+        assert!(
+            m.contains("No tool output found for function call c1"),
+            "{m}"
+        );
+    }
 }

@@ -4,25 +4,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Sent, event, fingerprint, pieces, str_of};
+use super::{Sent, arguments, event, fingerprint, pieces, str_of, text_of};
 use crate::respond::{Frame, RequestShape, output_tokens};
 use crate::script::Step;
 
 /// The "encrypted" content the mock gives a reasoning text (checked when it comes back).
 pub fn encrypted(reasoning: &str) -> String {
     format!("enc-{}", fingerprint(reasoning))
-}
-
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
 }
 
 /// The error of a refused request: (HTTP status, message, param).
@@ -234,13 +222,6 @@ fn call_id(shape: &RequestShape<'_>, i: usize, explicit: Option<&String>) -> Str
     explicit
         .cloned()
         .unwrap_or_else(|| format!("call_{}_{i}", shape.step_index))
-}
-
-fn arguments(c: &crate::script::ToolCallStep) -> String {
-    c.raw_arguments
-        .as_ref()
-        .map(|p| p.concat())
-        .unwrap_or_else(|| c.arguments.to_string())
 }
 
 /// The calls of a step with their ids, and what each must come back with.
