@@ -73,6 +73,12 @@ pub enum Command {
     Review(ReviewArgs),
     /// Serve the agents as MCP tools over stdio (for Claude Code, Codex, opencode, Cursor, …)
     Mcp(McpArgs),
+    /// Be an editor's agent over the Agent Client Protocol on stdio (Zed, JetBrains, Neovim,
+    /// Emacs)
+    #[command(
+        after_help = "The editor starts it and talks JSON-RPC on stdin/stdout; logs go to stderr.\nZed (settings.json):\n  \"agent_servers\": {\"deputy\": {\"command\": \"deputy\", \"args\": [\"acp\"]}}\nExamples:\n  deputy acp\n  deputy acp --agent backend-architect"
+    )]
+    Acp(AcpArgs),
     /// Serve the agents over HTTP and server-sent events (for orchestrators anywhere)
     #[command(
         after_help = "The API is described at /openapi.json. Tokens: DEPUTY_SERVE_TOKENS=tok1,tok2 (required unless listening on a loopback address).\nExamples:\n  deputy serve                                   # http://127.0.0.1:7070\n  DEPUTY_SERVE_TOKENS=s3cret deputy serve --listen 0.0.0.0:7070 --root /srv/work\n  curl -s localhost:7070/v1/sessions -H 'content-type: application/json' -d '{\"prompt\": \"add a health check\"}'"
@@ -377,6 +383,7 @@ impl Command {
             Command::Chat(a) => Some(&mut a.session),
             Command::Review(a) => Some(&mut a.session),
             Command::Mcp(a) => Some(&mut a.session),
+            Command::Acp(a) => Some(&mut a.session),
             Command::Serve(a) => Some(&mut a.session),
             _ => None,
         }
@@ -526,6 +533,15 @@ pub struct McpArgs {
     /// Sessions running at once; further calls wait for a place
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_sessions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AcpArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// The agent a new session starts with (the editor may switch: agents are its modes)
+    #[arg(short, long, value_name = "NAME")]
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! stdout carries only the user's output (results, JSON, JSONL events, MCP protocol); logs and
 //! progress go to stderr. `print_stdout` is denied workspace-wide to keep it that way.
 
+mod acp;
 mod cli;
 mod commands;
 mod context;
@@ -128,6 +129,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run(args) => commands::run::run(&ctx, args),
         Command::Resume(args) => commands::run::resume(&ctx, args),
         Command::Mcp(args) => commands::mcp::run(&ctx, args),
+        Command::Acp(args) => acp::run(&ctx, args),
         Command::Serve(args) => commands::serve::run(&ctx, args),
         Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Review(args) => commands::review::run(&ctx, args),

@@ -104,6 +104,26 @@ pub fn openapi_typescript() -> Option<std::path::PathBuf> {
     found
 }
 
+/// The official ACP TypeScript SDK (`@agentclientprotocol/sdk`) installed in a directory
+/// (`DEPUTY_TEST_ACP_SDK`), and node. `None` (after a SKIP line, or a failure where outside
+/// things are required) when either is missing.
+pub fn acp_sdk() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("DEPUTY_TEST_ACP_SDK").map(std::path::PathBuf::from);
+    let found = dir.filter(|d| {
+        d.join("node_modules/@agentclientprotocol/sdk/package.json")
+            .exists()
+            && program("NODE", "node").is_some()
+    });
+    if found.is_none() {
+        missing(
+            "ACP editor test",
+            "no @agentclientprotocol/sdk and node (DEPUTY_TEST_ACP_SDK)",
+            "mkdir a && cd a && npm install @agentclientprotocol/sdk@2.4.0, then set DEPUTY_TEST_ACP_SDK=a (.ci/run does this)",
+        );
+    }
+    found
+}
+
 /// A Python with the official Prometheus client (its text-format parser): DEPUTY_TEST_PYTHON,
 /// else python3. `None` (after a SKIP line, or a failure where outside things are required)
 /// when there is none.

@@ -1,0 +1,264 @@
+//! `deputy acp` driven by the official ACP TypeScript SDK's client (`tests/acp_client.mjs`):
+//! a task with tool calls and a permission asked and answered, a rejection, a cancel while a
+//! command runs, a journaled session loaded and continued, a switch of agent by mode.
+//! Outcomes are checked where they land: the workspace, the mock's request log, the journal,
+//! and what the editor was sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Harness, processes_with, read, sandbox_available};
+use serde_json::Value;
+
+/// Run one scenario of the SDK client against `deputy acp` (with `args`) in the harness's
+/// workspace; what the client saw.
+async fn editor(h: &Harness, sdk: &Path, scenario: &str, session: &str, args: &[&str]) -> Value {
+    let dir = h.dir.path().join("editor");
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(sdk.join("node_modules"), dir.join("node_modules")).unwrap();
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/acp_client.mjs"),
+            dir.join("acp_client.mjs"),
+        )
+        .unwrap();
+    }
+    let mut c = tokio::process::Command::new("node");
+    c.arg(dir.join("acp_client.mjs"))
+        .args([common::BIN, scenario, h.ws.to_str().unwrap(), session, "--"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &h.home)
+        .env("DEPUTY_HOME", h.home.join("state"))
+        .env("OPENAI_BASE_URL", h.mock.url())
+        .env("DEPUTY_MODEL", "mock-model")
+        .env("DEPUTY_LOCAL_PORTS", "none")
+        .kill_on_drop(true);
+    if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
+        c.env("DEPUTY_SANDBOX_BACKEND", b);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        .await
+        .expect("the ACP client did not finish within 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no report from the client:\n{stdout}\n{stderr}"));
+    assert!(
+        seen["errors"].as_array().unwrap().is_empty(),
+        "the SDK client failed: {:#}\n{stderr}",
+        seen["errors"]
+    );
+    assert_eq!(seen["exitCode"], 0, "deputy acp exited badly: {stderr}");
+    seen
+}
+
+fn updates<'a>(seen: &'a Value, kind: &str) -> Vec<&'a Value> {
+    seen["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["sessionUpdate"] == kind)
+        .collect()
+}
+
+const CODER: &str = "---\nname: coder\ndescription: Writes code\nmode: primary\npermission:\n  bash:\n    \"*\": allow\n    \"touch approved*\": ask\n---\nYou write code.\n";
+const REVIEWER: &str = "---\nname: reviewer\ndescription: Reviews code\nmode: primary\ntools: [read]\n---\nYou review.\n";
+
+const TASK: &str = r#"
+steps:
+  - reasoning: "Plan the notes."
+    text: "I'll write them."
+    tool_calls:
+      - {name: todowrite, arguments: {todos: [{content: "write notes", status: in_progress}, {content: "check", status: pending}]}}
+      - {name: write, arguments: {path: notes.md, content: "one\n"}}
+  - tool_call: {name: edit, arguments: {path: notes.md, old_string: "one", new_string: "two"}}
+  - tool_call: {name: bash, arguments: {command: "touch approved.txt"}}
+  - text: "Notes written."
+  - text: "The rest is done too."
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_runs_a_task_asks_permission_and_loads_it_again() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(TASK).await;
+    h.write_agent("coder", CODER);
+    h.write_agent("reviewer", REVIEWER);
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    let seen = editor(&h, &sdk, "task", "", &["--agent", "coder"]).await;
+    assert_eq!(seen["initialize"]["protocolVersion"], 1);
+    assert_eq!(seen["initialize"]["agentCapabilities"]["loadSession"], true);
+    assert_eq!(seen["stopReasons"][0], "end_turn", "{seen:#}");
+    assert_eq!(seen["agentText"], "I'll write them.Notes written.");
+    assert_eq!(seen["thoughtText"], "Plan the notes.");
+    // Agents are modes.
+    assert_eq!(seen["modes"]["currentModeId"], "coder");
+    let modes: Vec<&str> = seen["modes"]["availableModes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(modes.contains(&"reviewer"), "{modes:?}");
+    // What happened, in the workspace.
+    assert_eq!(read(&h.ws.join("notes.md")), "two\n");
+    assert!(
+        h.ws.join("approved.txt").exists(),
+        "the allowed command ran"
+    );
+    // The permission was asked with the three choices.
+    let asked = &seen["permissions"][0];
+    assert_eq!(asked["toolCall"]["kind"], "execute");
+    let kinds: Vec<&str> = asked["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["allow_once", "allow_always", "reject_once"]);
+    // Tool calls with their kinds, locations and the edit as a diff.
+    let calls = updates(&seen, "tool_call");
+    let kinds: Vec<&str> = calls.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["think", "edit", "edit", "execute"]);
+    assert_eq!(
+        calls[1]["locations"][0]["path"],
+        h.ws.join("notes.md").to_str().unwrap()
+    );
+    let diff = updates(&seen, "tool_call_update")
+        .into_iter()
+        .find(|u| u["content"][0]["type"] == "diff" && u["content"][0]["oldText"] == "one\n")
+        .expect("the edit's diff");
+    assert_eq!(diff["content"][0]["newText"], "two\n");
+    assert_eq!(diff["status"], "completed");
+    // The todo list as the plan.
+    let plan = updates(&seen, "plan");
+    assert_eq!(plan[0]["entries"][0]["content"], "write notes");
+    assert_eq!(plan[0]["entries"][0]["status"], "in_progress");
+    // The resource link reached the model.
+    let first = &h.mock.requests()[0].body["messages"];
+    assert!(first.to_string().contains("README.md"), "{first:#}");
+    h.assert_strict_ok();
+
+    // Another connection loads the journaled session: the conversation comes back, and a new
+    // prompt continues it.
+    let id = seen["sessionId"].as_str().unwrap().to_string();
+    assert!(h.home.join("state").exists());
+    let again = editor(&h, &sdk, "load", &id, &["--agent", "coder"]).await;
+    assert!(
+        again["replayedUser"]
+            .as_str()
+            .unwrap()
+            .contains("write the notes"),
+        "{again:#}"
+    );
+    assert!(
+        again["replayedAgent"]
+            .as_str()
+            .unwrap()
+            .contains("Notes written."),
+        "{again:#}"
+    );
+    assert_eq!(again["stopReasons"][0], "end_turn");
+    assert_eq!(again["agentText"], "The rest is done too.");
+    let last = h.mock.requests().last().unwrap().body.to_string();
+    assert!(
+        last.contains("write the notes") && last.contains("and now the rest"),
+        "the loaded session went on from its history: {last}"
+    );
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_call_does_not_run() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        "steps:\n  - tool_call: {name: bash, arguments: {command: \"touch approved.txt\"}}\n  - text: \"Not allowed, then.\"\n",
+    )
+    .await;
+    h.write_agent("coder", CODER);
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    let seen = editor(&h, &sdk, "reject", "", &["--agent", "coder"]).await;
+    assert_eq!(seen["stopReasons"][0], "end_turn");
+    assert_eq!(seen["permissions"].as_array().unwrap().len(), 1);
+    assert!(!h.ws.join("approved.txt").exists(), "a rejected call ran");
+    let failed = updates(&seen, "tool_call_update")
+        .into_iter()
+        .find(|u| u["status"] == "failed")
+        .expect("the rejected call failed");
+    assert!(
+        failed["content"][0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("rejected"),
+        "{failed:#}"
+    );
+    h.assert_strict_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_the_running_command() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    if !sandbox_available() {
+        return;
+    }
+    let marker = format!("{}.{}", 700 + std::process::id() % 200, 31);
+    let h = Harness::yaml(&format!(
+        "steps:\n  - tool_call: {{name: bash, arguments: {{command: \"sleep {marker}\"}}}}\n  - text: never\n"
+    ))
+    .await;
+    h.write_agent("coder", CODER);
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    let seen = editor(&h, &sdk, "cancel", "", &["--agent", "coder"]).await;
+    assert_eq!(seen["stopReasons"][0], "cancelled", "{seen:#}");
+    assert!(
+        processes_with(&format!("sleep {marker}")).is_empty(),
+        "the command survived the cancel"
+    );
+    assert_eq!(h.mock.requests().len(), 1, "no turn after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_is_an_agent() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    let h = Harness::yaml("steps:\n  - text: \"Looks fine.\"\n").await;
+    h.write_agent("coder", CODER);
+    h.write_agent("reviewer", REVIEWER);
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    let seen = editor(&h, &sdk, "modes", "", &["--agent", "coder"]).await;
+    assert_eq!(seen["stopReasons"][0], "end_turn");
+    let switched = updates(&seen, "current_mode_update");
+    assert_eq!(switched[0]["currentModeId"], "reviewer");
+    let system = h.mock.requests()[0].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(system.contains("You review."), "{system}");
+    let tools = h.mock.requests()[0].body["tools"].to_string();
+    assert!(
+        !tools.contains("\"bash\""),
+        "the reviewer has only read: {tools}"
+    );
+}
