@@ -17,6 +17,18 @@ use serde_json::Value;
 /// Run one scenario of the SDK client against `deputy acp` (with `args`) in the harness's
 /// workspace; what the client saw.
 async fn editor(h: &Harness, sdk: &Path, scenario: &str, session: &str, args: &[&str]) -> Value {
+    editor_with(h, sdk, scenario, session, args, "[]").await
+}
+
+/// [`editor`], the session given `mcp_servers` (ACP's JSON list).
+async fn editor_with(
+    h: &Harness,
+    sdk: &Path,
+    scenario: &str,
+    session: &str,
+    args: &[&str],
+    mcp_servers: &str,
+) -> Value {
     let dir = h.dir.path().join("editor");
     if !dir.exists() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -38,6 +50,7 @@ async fn editor(h: &Harness, sdk: &Path, scenario: &str, session: &str, args: &[
         .env("OPENAI_BASE_URL", h.mock.url())
         .env("DEPUTY_MODEL", "mock-model")
         .env("DEPUTY_LOCAL_PORTS", "none")
+        .env("ACP_MCP_SERVERS", mcp_servers)
         .kill_on_drop(true);
     if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
         c.env("DEPUTY_SANDBOX_BACKEND", b);
@@ -261,4 +274,36 @@ async fn a_mode_is_an_agent() {
         !tools.contains("\"bash\""),
         "the reviewer has only read: {tools}"
     );
+}
+
+/// The editor's MCP servers are the session's: their tools are offered and called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editors_mcp_servers_are_the_sessions() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    let Some(python) = common::mcp_python("ACP with the editor's MCP server") else {
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_call: {name: mcp__numbers__add, arguments: {a: 2, b: 3}}\n  - text: \"It is 5.\"\n",
+    )
+    .await;
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_server.py");
+    let servers = serde_json::json!([
+        {"name": "numbers", "command": python, "args": [server, "stdio"], "env": []}
+    ]);
+    let seen = editor_with(&h, &sdk, "task", "", &[], &servers.to_string()).await;
+    assert_eq!(seen["stopReasons"][0], "end_turn", "{seen:#}");
+    assert_eq!(seen["agentText"], "It is 5.");
+    let tools = h.mock.requests()[0].body["tools"].to_string();
+    assert!(tools.contains("mcp__numbers__add"), "{tools}");
+    assert_eq!(h.tool_results(), ["5"]);
+    let done = updates(&seen, "tool_call_update")
+        .into_iter()
+        .find(|u| u["status"] == "completed")
+        .expect("the MCP call completed");
+    assert_eq!(done["content"][0]["content"]["text"], "5");
+    h.assert_strict_ok();
 }

@@ -9,6 +9,7 @@
 // Scenarios: "task" (a prompt with tool calls and a permission the user allows), "reject"
 // (the user rejects it), "cancel" (the prompt is cancelled while a command runs), "load" (a
 // journaled session replayed, then prompted again), "modes" (switch agent, then prompt).
+// ACP_MCP_SERVERS (JSON) is the session's `mcpServers`, as an editor configures them.
 
 import { spawn } from "node:child_process";
 import { Readable, Writable } from "node:stream";
@@ -17,6 +18,7 @@ import * as schema from "./node_modules/@agentclientprotocol/sdk/dist/v1/schema/
 
 const [bin, scenario, cwd, sessionArg, ...rest] = process.argv.slice(2);
 const extra = rest[0] === "--" ? rest.slice(1) : rest;
+const mcpServers = JSON.parse(process.env.ACP_MCP_SERVERS || "[]");
 
 const child = spawn(bin, ["acp", ...extra], { cwd, stdio: ["pipe", "pipe", "inherit"] });
 const stream = acp.ndJsonStream(
@@ -75,7 +77,7 @@ try {
       seen.load = conforms("session/load", schema.zLoadSessionResponse, await ctx.request("session/load", {
         sessionId: sessionArg,
         cwd,
-        mcpServers: [],
+        mcpServers,
       }));
       sessionId = sessionArg;
       seen.replayed = seen.updates.map((u) => u.sessionUpdate);
@@ -86,7 +88,7 @@ try {
       const created = conforms(
         "session/new",
         schema.zNewSessionResponse,
-        await ctx.request("session/new", { cwd, mcpServers: [] }),
+        await ctx.request("session/new", { cwd, mcpServers }),
       );
       sessionId = created.sessionId;
       seen.modes = created.modes;

@@ -14,6 +14,7 @@
 //! TypeScript SDK, whose client checks every message against the protocol's schema.
 
 mod approve;
+mod mcp;
 pub mod rpc;
 pub mod updates;
 
@@ -189,14 +190,17 @@ impl Server {
     /// A factory for `cwd` (its config, trust and agents), whose approvals go to the editor.
     fn setup(
         &self,
+        params: &Value,
         cwd: &Path,
         turn: &Arc<Mutex<Option<CancellationToken>>>,
         acp_id: Arc<std::sync::OnceLock<String>>,
     ) -> Result<(Context, Factory, RunSettings, Arc<TaskRunner>), RpcError> {
         let fail = |e: CliError| RpcError::new(rpc::INTERNAL_ERROR, format!("{:#}", e.error));
+        let servers = mcp::servers(params.get("mcpServers"))?;
         let ctx = self.base.elsewhere(cwd.to_path_buf()).map_err(fail)?;
         let (settings, _task, mut factory) =
             setup::front_end(&ctx, &self.args.session).map_err(fail)?;
+        factory.client_mcp_servers = servers;
         if !self.args.session.auto_approve {
             factory.approver = Arc::new(approve::EditorApprover {
                 out: self.out.clone(),
@@ -217,16 +221,7 @@ impl Server {
         let cwd = Self::workspace(params)?;
         let turn = Arc::new(Mutex::new(None));
         let acp_id = Arc::new(std::sync::OnceLock::new());
-        let (ctx, factory, settings, runner) = self.setup(&cwd, &turn, acp_id.clone())?;
-        if params
-            .get("mcpServers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            tracing::warn!(
-                "the editor's MCP servers are not used yet; configure them in deputy's config ([mcp])"
-            );
-        }
+        let (ctx, factory, settings, runner) = self.setup(params, &cwd, &turn, acp_id.clone())?;
         let agent = self.agent(&ctx, None)?;
         let (session, warnings) =
             setup::open_session(&factory, agent, &settings, runner.clone(), setup::Open::New)
@@ -293,7 +288,7 @@ impl Server {
         }
         let turn = Arc::new(Mutex::new(None));
         let acp_id = Arc::new(std::sync::OnceLock::new());
-        let (ctx, factory, settings, runner) = self.setup(&cwd, &turn, acp_id.clone())?;
+        let (ctx, factory, settings, runner) = self.setup(params, &cwd, &turn, acp_id.clone())?;
         let found = setup::find_journaled(&ctx, wanted)
             .map_err(|e| RpcError::new(rpc::RESOURCE_NOT_FOUND, format!("{:#}", e.error)))?;
         let id = found.id.clone();

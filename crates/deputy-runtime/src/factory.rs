@@ -120,6 +120,9 @@ pub struct Factory {
     /// Agent directories the user named or owns (`--agents-dir`, their config directory):
     /// agent files there are trusted even inside an untrusted workspace.
     pub trusted_agent_dirs: Vec<PathBuf>,
+    /// MCP servers the front-end was handed by the user's own client (an editor's, over ACP):
+    /// trusted as the user's config is, added to `[mcp.servers]` (config wins a name clash).
+    pub client_mcp_servers: indexmap::IndexMap<String, deputy_agent::McpServer>,
 }
 
 /// The message for "no model": the three ways to configure one, and how to start a local server.
@@ -155,6 +158,7 @@ impl Factory {
             project_trusted: false,
             project: None,
             trusted_agent_dirs: Vec::new(),
+            client_mcp_servers: indexmap::IndexMap::new(),
         }
     }
 
@@ -335,6 +339,11 @@ impl Factory {
         opts.append_system_prompt = settings.append_system_prompt.clone();
         opts.compaction = compaction;
         opts.mcp_servers = self.config.mcp_servers().map_err(SetupError::Config)?;
+        for (name, server) in &self.client_mcp_servers {
+            opts.mcp_servers
+                .entry(name.clone())
+                .or_insert_with(|| server.clone());
+        }
         opts.web = self.web_settings()?;
         self.conventions(settings, &mut opts)?;
         Ok(opts)
