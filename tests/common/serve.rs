@@ -163,7 +163,8 @@ pub async fn schemathesis(st: &str, h: &Harness, s: &Server) {
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("Tested: 13"), "{report}");
+    // Every operation of the document: the REST API, A2A (`/a2a`, the Agent Card), the server's own.
+    assert!(report.contains("Tested: 15"), "{report}");
 }
 
 /// A running `deputy serve` and its base URL.

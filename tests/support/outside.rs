@@ -104,6 +104,25 @@ pub fn openapi_typescript() -> Option<std::path::PathBuf> {
     found
 }
 
+/// A Python with the official A2A SDK (`a2a-sdk` 1.x): DEPUTY_TEST_A2A_PYTHON. `None` (after
+/// a SKIP line, or a failure where outside things are required) when there is none.
+pub fn a2a_python() -> Option<String> {
+    let found = std::env::var("DEPUTY_TEST_A2A_PYTHON").ok().filter(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import a2a.client, httpx"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        missing(
+            "A2A client test",
+            "no Python with the `a2a-sdk` package (DEPUTY_TEST_A2A_PYTHON)",
+            "python3 -m venv v && v/bin/pip install a2a-sdk==1.3.0, then set DEPUTY_TEST_A2A_PYTHON=v/bin/python (.ci/run does this)",
+        );
+    }
+    found
+}
+
 /// The official ACP TypeScript SDK (`@agentclientprotocol/sdk`) installed in a directory
 /// (`DEPUTY_TEST_ACP_SDK`), and node. `None` (after a SKIP line, or a failure where outside
 /// things are required) when either is missing.

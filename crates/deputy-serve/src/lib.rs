@@ -8,6 +8,7 @@
 //! cap on its running sessions; bodies are capped. The API is described by `/openapi.json`,
 //! built from the request and response types.
 
+mod a2a;
 mod api;
 mod clock;
 pub mod cluster;
@@ -231,6 +232,9 @@ fn build(opts: ServeOptions) -> (Router, Arc<App>) {
         .route("/v1/sessions/{id}/approvals", get(api::approvals))
         .route("/v1/sessions/{id}/approvals/{call_id}", post(api::answer))
         .route("/v1/agents", get(api::agents))
+        // A2A: the same sessions, tokens and limits, in the Agent2Agent protocol.
+        .route("/a2a", post(a2a::rpc))
+        .route("/.well-known/agent-card.json", get(a2a::card))
         // Inner first: a request is authenticated before its path is looked at.
         .route_layer(axum::middleware::from_fn(no_nul))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));

@@ -265,6 +265,7 @@ fn document_as_written() -> Value {
         v.extend(auth.iter().cloned());
         responses(v)
     };
+    let (a2a_rpc, a2a_card) = a2a(&p, &with);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -281,6 +282,7 @@ fn document_as_written() -> Value {
             {"name": "sessions", "description": "start, follow, continue and cancel sessions"},
             {"name": "approvals", "description": "calls waiting for a person's answer"},
             {"name": "agents", "description": "what the server runs"},
+            {"name": "a2a", "description": "the same sessions as A2A tasks (Agent2Agent 1.0, JSON-RPC binding)"},
             {"name": "server", "description": "health and this document"}
         ],
         "paths": {
@@ -375,6 +377,8 @@ fn document_as_written() -> Value {
                 "summary": "The agents this server runs",
                 "responses": with(vec![ok("200", "the agents", json!({"type": "array", "items": agent}))])
             }},
+            "/a2a": a2a_rpc,
+            "/.well-known/agent-card.json": a2a_card,
             "/healthz": {"get": {
                 "operationId": "healthz", "tags": ["server"], "summary": "Live", "security": [],
                 "responses": responses(vec![ok("200", "the process answers", health.clone())])
@@ -400,6 +404,51 @@ fn document_as_written() -> Value {
             }}
         }
     })
+}
+
+/// The A2A endpoints (`/a2a`, the Agent Card).
+fn a2a(p: &Value, with: &dyn Fn(Vec<(String, Value)>) -> Value) -> (Value, Value) {
+    let rpc = json!({"post": {
+        "operationId": "a2a", "tags": ["a2a"],
+        "summary": "A2A 1.0, JSON-RPC binding: SendMessage, SendStreamingMessage, GetTask, ListTasks, CancelTask, SubscribeToTask, GetExtendedAgentCard",
+        "description": "The Agent2Agent protocol over the same sessions, tokens and limits: a task is a session (its id and context id are the session's id). Answers are JSON-RPC responses (an error among them for a request A2A refuses); SendStreamingMessage and SubscribeToTask answer with server-sent events, each a JSON-RPC response holding a StreamResponse.",
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["jsonrpc", "method"], "properties": {
+                "jsonrpc": {"type": "string", "enum": ["2.0"]},
+                "id": {"type": ["string", "integer", "null"]},
+                "method": {"type": "string"},
+                "params": {"type": "object"},
+            }},
+            "example": {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "20261206-120000-abcdef"}}
+        }}},
+    }});
+    let answer = json!({"type": "object", "required": ["jsonrpc"], "properties": {
+        "jsonrpc": {"type": "string"}, "id": {}, "result": {},
+        "error": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
+    }});
+    let ok200 = json!({
+        "description": "a JSON-RPC response; or, for the streaming methods, a stream of them as server-sent events",
+        "content": {"application/json": {"schema": answer}, "text/event-stream": {"schema": {"type": "string"}}},
+    });
+    let mut rpc = rpc;
+    // A 400 is the API's problem (a body that is not JSON) or JSON-RPC's invalid request.
+    let mut listed: Vec<(String, Value)> = vec![("200".to_string(), ok200)];
+    for (status, mut r) in body_problems(p) {
+        if status == "400" {
+            r["description"] = json!(
+                "the body is not JSON (a problem), or not a JSON-RPC 2.0 request (a JSON-RPC error, code -32600)"
+            );
+            r["content"]["application/json"] = json!({"schema": answer.clone()});
+        }
+        listed.push((status, r));
+    }
+    rpc["post"]["responses"] = with(listed);
+    let card = json!({"get": {
+        "operationId": "agentCard", "tags": ["a2a"],
+        "summary": "The A2A Agent Card: the agents as skills, the JSON-RPC interface, bearer auth, streaming",
+        "responses": with(vec![ok("200", "the Agent Card (A2A 1.0)", json!({"type": "object", "required": ["name", "supportedInterfaces", "capabilities", "skills"]}))]),
+    }});
+    (rpc, card)
 }
 
 pub(crate) async fn document() -> Json<Value> {
