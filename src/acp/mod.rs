@@ -291,6 +291,16 @@ impl Server {
         let (ctx, factory, settings, runner) = self.setup(params, &cwd, &turn, acp_id.clone())?;
         let found = setup::find_journaled(&ctx, wanted)
             .map_err(|e| RpcError::new(rpc::RESOURCE_NOT_FOUND, format!("{:#}", e.error)))?;
+        // A session goes on where it ran: the editor opens it from that project.
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        if canon(&found.ctx.workspace) != canon(&cwd) {
+            return Err(RpcError::params(format!(
+                "session {} ran in {}, not in {}; load it with that `cwd`",
+                found.id,
+                found.ctx.workspace.display(),
+                cwd.display()
+            )));
+        }
         let id = found.id.clone();
         let _ = acp_id.set(id.clone());
         let path = deputy_runtime::journal::session_dir(&found.state, &id).join("events.jsonl");

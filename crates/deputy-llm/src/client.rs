@@ -11,22 +11,22 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::CONTENT_TYPE;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::{Resolved, Target};
 use crate::error::LlmError;
-use crate::protocol::{self, Decode, DecodeError};
-use crate::retry::{RetryPolicy, hint_in_text, parse_retry_after};
-use crate::sse::SseDecoder;
+use crate::failure::{status_error, transport_error};
+use crate::protocol;
+use crate::retry::RetryPolicy;
 use crate::types::{ChatRequest, EventStream, FinishReason, ModelClient, ModelEvent, Usage};
-use crate::window::{ContextWindow, WindowSource};
-use crate::wire::{ErrorInfo, STRIPPABLE_PARAMS, parse_error_body};
+use crate::window::{ContextWindow, window_of};
+use crate::wire::STRIPPABLE_PARAMS;
 
 /// Largest error body read (the rest is not needed to explain the error).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -114,68 +114,6 @@ impl OpenAiClient {
     /// The primary target.
     pub fn primary(&self) -> &Target {
         &self.inner.targets[0]
-    }
-}
-
-/// Windows the servers of this process said, by `base_url model`: asked once per process, not
-/// once per session (an MCP server or a parent with subagents opens many).
-static ASKED: std::sync::OnceLock<Mutex<HashMap<String, Option<crate::window::Told>>>> =
-    std::sync::OnceLock::new();
-
-/// Config, then the server, then the shipped table, then the assumed default.
-async fn window_of(http: &reqwest::Client, t: &Target) -> ContextWindow {
-    let p = &t.provider;
-    let table = crate::catalog::known_window(&t.model);
-    if let Some(tokens) = p.context_window {
-        return ContextWindow {
-            tokens,
-            max_output: p.max_output_tokens.or(table.map(|(_, o)| o)),
-            source: WindowSource::Config,
-        };
-    }
-    let key = format!("{} {}", p.base_url, t.model);
-    let cache = ASKED.get_or_init(Mutex::default);
-    let cached = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .copied();
-    let asked = match cached {
-        Some(a) => a,
-        None => {
-            // Asked in an earlier run (and kept), else asked now and kept.
-            let a = match crate::window_cache::recall(&p.base_url, &t.model) {
-                Some(a) => a,
-                None => {
-                    let a = crate::window::ask_server(http, p, &t.model).await;
-                    crate::window_cache::keep(&p.base_url, &t.model, a);
-                    a
-                }
-            };
-            cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, a);
-            a
-        }
-    };
-    if let Some((tokens, out)) = asked {
-        return ContextWindow {
-            tokens,
-            max_output: p.max_output_tokens.or(out).or(table.map(|(_, o)| o)),
-            source: WindowSource::Server,
-        };
-    }
-    if let Some((tokens, out)) = table {
-        return ContextWindow {
-            tokens,
-            max_output: p.max_output_tokens.or(Some(out)),
-            source: WindowSource::Table,
-        };
-    }
-    ContextWindow {
-        max_output: p.max_output_tokens,
-        ..ContextWindow::assumed()
     }
 }
 
@@ -269,10 +207,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-type Tx = mpsc::Sender<Result<ModelEvent, LlmError>>;
+pub(crate) type Tx = mpsc::Sender<Result<ModelEvent, LlmError>>;
 
 /// How one attempt ended, when not with a complete response.
-enum Failure {
+pub(crate) enum Failure {
     /// The caller went away.
     Closed,
     Error(LlmError),
@@ -578,10 +516,9 @@ impl Inner {
                 .map(|t| t.description.len() + t.parameters.to_string().len())
                 .sum::<usize>();
         let read = if is_json || !p.stream {
-            self.whole_response(resp, target, tx, decoder.as_mut())
-                .await
+            crate::read::whole(resp, target, tx, decoder.as_mut()).await
         } else {
-            self.sse_response(resp, target, tx, decoder.as_mut()).await
+            crate::read::streamed(resp, target, tx, decoder.as_mut()).await
         };
         *emitted = decoder.emitted();
         read?;
@@ -619,133 +556,9 @@ impl Inner {
         }
         Ok(())
     }
-
-    async fn whole_response(
-        &self,
-        resp: reqwest::Response,
-        target: &Target,
-        tx: &Tx,
-        decoder: &mut dyn Decode,
-    ) -> Result<(), Failure> {
-        let base_url = &target.provider.base_url;
-        let bytes = match tokio::time::timeout(target.provider.idle_timeout, resp.bytes()).await {
-            Err(_) => {
-                return Err(LlmError::Timeout {
-                    phase: "response body",
-                    after: target.provider.idle_timeout,
-                    base_url: base_url.clone(),
-                }
-                .into());
-            }
-            Ok(Err(_)) => {
-                return Err(LlmError::StreamInterrupted {
-                    base_url: base_url.clone(),
-                }
-                .into());
-            }
-            Ok(Ok(b)) => b,
-        };
-        let mut out = Vec::new();
-        decoder
-            .whole(&bytes, &mut out)
-            .map_err(|e| decode_error(e, base_url))?;
-        for e in out {
-            send(tx, e).await.map_err(|_| Failure::Closed)?;
-        }
-        Ok(())
-    }
-
-    async fn sse_response(
-        &self,
-        resp: reqwest::Response,
-        target: &Target,
-        tx: &Tx,
-        decoder: &mut dyn Decode,
-    ) -> Result<(), Failure> {
-        let p = &target.provider;
-        let not_utf8 = |_| LlmError::MalformedStream {
-            base_url: p.base_url.clone(),
-            detail: "the stream is not UTF-8 text".into(),
-        };
-        let mut body = resp.bytes_stream();
-        let mut sse = SseDecoder::new();
-        let mut out = Vec::new();
-        let mut done = false;
-        'read: loop {
-            while let Some(event) = sse.next_event().map_err(not_utf8)? {
-                if decoder
-                    .event(event, &mut out)
-                    .map_err(|e| decode_error(e, &p.base_url))?
-                {
-                    done = true;
-                    break 'read;
-                }
-            }
-            // Hand over what this network read produced before waiting for more.
-            for e in out.drain(..) {
-                send(tx, e).await.map_err(|_| Failure::Closed)?;
-            }
-            let next = match tokio::time::timeout(p.idle_timeout, body.next()).await {
-                // A server that keeps the connection open after the finish reason.
-                Err(_) if decoder.is_complete() => break,
-                Err(_) => {
-                    return Err(LlmError::Timeout {
-                        phase: "stream idle",
-                        after: p.idle_timeout,
-                        base_url: p.base_url.clone(),
-                    }
-                    .into());
-                }
-                Ok(next) => next,
-            };
-            match next {
-                Some(Ok(bytes)) => sse.push(&bytes),
-                // Broken after the finish reason: nothing of the answer is missing.
-                Some(Err(_)) if decoder.is_complete() => break,
-                Some(Err(_)) => {
-                    return Err(LlmError::StreamInterrupted {
-                        base_url: p.base_url.clone(),
-                    }
-                    .into());
-                }
-                None => {
-                    if let Some(event) = sse.finish().map_err(not_utf8)? {
-                        done = decoder
-                            .event(event, &mut out)
-                            .map_err(|e| decode_error(e, &p.base_url))?;
-                    }
-                    break;
-                }
-            }
-        }
-        for e in out {
-            send(tx, e).await.map_err(|_| Failure::Closed)?;
-        }
-        // A missing end marker is fine once the finish reason came; a missing finish reason
-        // is fine after the end marker if anything was said. Otherwise the stream was cut
-        // short.
-        let complete = decoder.is_complete() || (done && decoder.has_content());
-        if !complete {
-            return Err(LlmError::StreamInterrupted {
-                base_url: p.base_url.clone(),
-            }
-            .into());
-        }
-        Ok(())
-    }
 }
 
-fn decode_error(e: DecodeError, base_url: &str) -> LlmError {
-    match e {
-        DecodeError::Malformed(detail) => LlmError::MalformedStream {
-            base_url: base_url.to_string(),
-            detail,
-        },
-        DecodeError::Server(info) => in_stream_error(&info, base_url),
-    }
-}
-
-async fn send(tx: &Tx, e: ModelEvent) -> Result<(), ()> {
+pub(crate) async fn send(tx: &Tx, e: ModelEvent) -> Result<(), ()> {
     tx.send(Ok(e)).await.map_err(|_| ())
 }
 
@@ -762,214 +575,9 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-fn transport_error(e: &reqwest::Error, target: &Target) -> LlmError {
-    let base_url = target.provider.base_url.clone();
-    if e.is_timeout() {
-        return LlmError::Timeout {
-            phase: "connect",
-            after: target.provider.connect_timeout,
-            base_url,
-        };
-    }
-    // The innermost cause says the useful thing ("Connection refused").
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = s.to_string();
-        source = s.source();
-    }
-    LlmError::Transport {
-        base_url,
-        message: msg,
-    }
-}
-
-fn in_stream_error(info: &ErrorInfo, base_url: &str) -> LlmError {
-    if crate::overflow::is_context_overflow(
-        info.code.as_deref(),
-        info.kind.as_deref(),
-        &info.message,
-    ) {
-        let (limit, requested) = crate::overflow::numbers(&info.message);
-        return LlmError::ContextOverflow {
-            base_url: base_url.to_string(),
-            message: info.message.clone(),
-            limit,
-            requested,
-        };
-    }
-    let code = info.code.clone();
-    let c = code.as_deref().unwrap_or("");
-    let retryable = matches!(
-        c,
-        "429"
-            | "500"
-            | "502"
-            | "503"
-            | "504"
-            | "rate_limit_exceeded"
-            | "server_error"
-            | "overloaded"
-    ) || info
-        .kind
-        .as_deref()
-        .is_some_and(|k| k.contains("server_error") || k.contains("overloaded"));
-    LlmError::InStream {
-        message: info.message.clone(),
-        code,
-        retryable,
-    }
-}
-
-/// Map a non-2xx response to its typed error.
-pub fn status_error(status: u16, headers: &HeaderMap, body: &str, target: &Target) -> LlmError {
-    let info = parse_error_body(body);
-    let base_url = target.provider.base_url.clone();
-    let retry_after = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        .or_else(|| {
-            headers
-                .get("retry-after-ms")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_millis)
-        })
-        .or_else(|| {
-            // Anthropic says when each of its limits resets; the latest one counts.
-            headers
-                .iter()
-                .filter(|(k, _)| {
-                    let k = k.as_str();
-                    k.starts_with("anthropic-ratelimit-") && k.ends_with("-reset")
-                })
-                .filter_map(|(_, v)| v.to_str().ok())
-                .filter_map(|v| crate::retry::until_rfc3339(v, SystemTime::now()))
-                .max()
-        })
-        .or_else(|| hint_in_text(&info.message))
-        .or_else(|| hint_in_text(body));
-    if matches!(status, 400 | 413 | 422)
-        && crate::overflow::is_context_overflow(
-            info.code.as_deref(),
-            info.kind.as_deref(),
-            &info.message,
-        )
-    {
-        let (limit, requested) = crate::overflow::numbers(&info.message);
-        let (body_limit, body_requested) = crate::overflow::numbers(body);
-        return LlmError::ContextOverflow {
-            base_url,
-            message: info.message,
-            limit: limit.or(body_limit),
-            requested: requested.or(body_requested),
-        };
-    }
-    match status {
-        401 | 403 => LlmError::Auth {
-            status,
-            base_url,
-            message: info.message,
-            key_hint: target.provider.key_hint(),
-        },
-        404 => LlmError::ModelNotFound {
-            model: target.model.clone(),
-            base_url,
-            message: info.message,
-        },
-        429 if info.code.as_deref() == Some("insufficient_quota") => LlmError::BadRequest {
-            status,
-            base_url,
-            message: format!(
-                "{} (out of quota: add credit or use another key)",
-                info.message
-            ),
-            code: info.code,
-            param: info.param,
-        },
-        429 => LlmError::RateLimited {
-            base_url,
-            message: info.message,
-            retry_after,
-        },
-        408 | 500..=599 => LlmError::Server {
-            status,
-            base_url,
-            message: info.message,
-            retry_after,
-        },
-        _ => LlmError::BadRequest {
-            status,
-            base_url,
-            message: info.message,
-            code: info.code,
-            param: info.param,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn anthropics_reset_headers_set_the_wait() {
-        let target = Target {
-            provider: crate::config::ProviderSettings::new("a", "http://127.0.0.1:1/v1"),
-            model: "m".into(),
-        };
-        let in_secs = |s: u64| {
-            let t = SystemTime::now() + Duration::from_secs(s);
-            let secs = t
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            // Back to a civil date (the inverse of until_rfc3339's algorithm).
-            let days = secs / 86_400;
-            let rem = secs % 86_400;
-            let z = days as i64 + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let d = doy - (153 * mp + 2) / 5 + 1;
-            let m = if mp < 10 { mp + 3 } else { mp - 9 };
-            let y = yoe + era * 400 + i64::from(m <= 2);
-            format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-                rem / 3600,
-                rem % 3600 / 60,
-                rem % 60
-            )
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "anthropic-ratelimit-requests-reset",
-            in_secs(5).parse().unwrap(),
-        );
-        headers.insert(
-            "anthropic-ratelimit-tokens-reset",
-            in_secs(20).parse().unwrap(),
-        );
-        let body = r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
-        match status_error(429, &headers, body, &target) {
-            LlmError::RateLimited {
-                retry_after: Some(d),
-                ..
-            } => assert!((18..=20).contains(&d.as_secs()), "{d:?}"),
-            other => panic!("{other:?}"),
-        }
-        // A 529 is a server error, retried.
-        let e = status_error(
-            529,
-            &HeaderMap::new(),
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-            &target,
-        );
-        assert!(e.is_retryable(), "{e:?}");
-    }
 
     #[test]
     fn loopback_detection() {

@@ -28,8 +28,11 @@ pub mod catalog;
 mod client;
 mod config;
 mod error;
+mod failure;
+mod local;
 mod overflow;
 mod protocol;
+mod read;
 pub mod retry;
 mod sse;
 mod think;
@@ -39,13 +42,14 @@ mod window_cache;
 pub mod wire;
 
 pub use breaker::{Admission, Breaker, BreakerConfig};
-pub use client::{Breakers, OpenAiClient, install_crypto_provider, status_error};
+pub use client::{Breakers, OpenAiClient, install_crypto_provider};
 pub use config::{
-    ANTHROPIC_BASE_URL, Env, LOCAL_PORTS_ENV, LOCAL_SERVERS, LlmConfig, LocalServer, ModelConfig,
-    OPENAI_BASE_URL, Price, ProviderConfig, ProviderSettings, Resolved, Source, Target,
-    discover_local, local_servers,
+    ANTHROPIC_BASE_URL, Env, LlmConfig, ModelConfig, OPENAI_BASE_URL, Price, ProviderConfig,
+    ProviderSettings, Resolved, Source, Target,
 };
 pub use error::LlmError;
+pub use failure::status_error;
+pub use local::{LOCAL_PORTS_ENV, LOCAL_SERVERS, LocalServer, discover_local, local_servers};
 pub use overflow::is_context_overflow;
 pub use retry::RetryPolicy;
 pub use types::{

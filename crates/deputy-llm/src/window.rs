@@ -13,7 +13,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::ProviderSettings;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::{ProviderSettings, Target};
 
 /// The window assumed when nothing says: the usual context of a local model server.
 pub const DEFAULT_WINDOW: u64 = 32_768;
@@ -204,6 +207,68 @@ pub async fn ask_server(
         .await
         .and_then(|b| from_ollama_ps(&b, model));
     Some((running.unwrap_or(shown), None))
+}
+
+/// Windows the servers of this process said, by `base_url model`: asked once per process, not
+/// once per session (an MCP server or a parent with subagents opens many).
+static ASKED: std::sync::OnceLock<Mutex<HashMap<String, Option<Told>>>> =
+    std::sync::OnceLock::new();
+
+/// Config, then the server, then the shipped table, then the assumed default.
+pub(crate) async fn window_of(http: &reqwest::Client, t: &Target) -> ContextWindow {
+    let p = &t.provider;
+    let table = crate::catalog::known_window(&t.model);
+    if let Some(tokens) = p.context_window {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(table.map(|(_, o)| o)),
+            source: WindowSource::Config,
+        };
+    }
+    let key = format!("{} {}", p.base_url, t.model);
+    let cache = ASKED.get_or_init(Mutex::default);
+    let cached = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied();
+    let asked = match cached {
+        Some(a) => a,
+        None => {
+            // Asked in an earlier run (and kept), else asked now and kept.
+            let a = match crate::window_cache::recall(&p.base_url, &t.model) {
+                Some(a) => a,
+                None => {
+                    let a = ask_server(http, p, &t.model).await;
+                    crate::window_cache::keep(&p.base_url, &t.model, a);
+                    a
+                }
+            };
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, a);
+            a
+        }
+    };
+    if let Some((tokens, out)) = asked {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(out).or(table.map(|(_, o)| o)),
+            source: WindowSource::Server,
+        };
+    }
+    if let Some((tokens, out)) = table {
+        return ContextWindow {
+            tokens,
+            max_output: p.max_output_tokens.or(Some(out)),
+            source: WindowSource::Table,
+        };
+    }
+    ContextWindow {
+        max_output: p.max_output_tokens,
+        ..ContextWindow::assumed()
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod rebuild;
 pub mod redact;
 pub mod review;
 pub mod router;
+mod rules;
 mod schema;
 mod session;
 pub mod skills;
