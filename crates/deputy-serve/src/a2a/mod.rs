@@ -6,8 +6,8 @@
 //! `ListTasks`, `CancelTask`, `SubscribeToTask` and `GetExtendedAgentCard`. Every call goes
 //! through the REST API's own handlers, so a token sees only its own tasks, the quotas hold,
 //! and the shared (PostgreSQL) store serves A2A as the embedded one does. Streams are made by
-//! looking at the task every 100 ms and saying what changed: status updates, and the answer
-//! as an artifact before the final status.
+//! looking at the task (every 100 ms; 400 ms on the shared store) and saying what changed:
+//! status updates, and the answer as an artifact before the final status.
 
 mod error;
 mod task;
@@ -33,8 +33,15 @@ use task::Seen;
 /// The protocol version deputy speaks.
 const PROTOCOL_VERSION: &str = "1.0";
 
-/// How often a stream or a blocking call looks at its task.
-const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often a stream or a blocking call looks at its task: often on the embedded store (a
+/// look is a lock in memory), less on the shared one (a look is two queries).
+fn look_every(app: &App) -> Duration {
+    if app.cluster.is_some() {
+        Duration::from_millis(400)
+    } else {
+        Duration::from_millis(100)
+    }
+}
 
 /// The base URL clients reached this server by (for the card's interface URL).
 fn base_url(headers: &HeaderMap) -> String {
@@ -199,7 +206,7 @@ async fn send(app: &Arc<App>, owner: Option<usize>, params: &Value) -> Result<Va
         .unwrap_or(false);
     let mut seen = task::look(app, owner, &id).await?;
     while !now && !task::interrupted(task::state(&seen)) {
-        tokio::time::sleep(LOOK_EVERY).await;
+        tokio::time::sleep(look_every(app)).await;
         seen = task::look(app, owner, &id).await?;
     }
     Ok(json!({"task": task::task(&seen)}))
@@ -338,7 +345,7 @@ async fn cancel(app: &Arc<App>, owner: Option<usize>, params: &Value) -> Result<
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut seen = task::look(app, owner, id).await?;
     while !task::terminal(task::state(&seen)) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(LOOK_EVERY).await;
+        tokio::time::sleep(look_every(app)).await;
         seen = task::look(app, owner, id).await?;
     }
     Ok(task::task(&seen))
@@ -445,7 +452,7 @@ fn stream(
                 return None;
             }
             if c.started {
-                tokio::time::sleep(LOOK_EVERY).await;
+                tokio::time::sleep(look_every(&c.app)).await;
             }
             let seen = match task::look(&c.app, c.owner, &c.id).await {
                 Ok(s) => s,
