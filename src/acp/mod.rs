@@ -263,7 +263,8 @@ impl Server {
         runner: Arc<TaskRunner>,
         mut session: Session,
     ) {
-        session.set_sink(sink(self.out.clone(), id.clone(), cwd.clone()));
+        let events = sink(self.out.clone(), id.clone(), cwd.clone(), &session);
+        session.set_sink(events);
         let acp = Arc::new(Acp {
             cwd,
             live: tokio::sync::Mutex::new(Live {
@@ -399,7 +400,8 @@ impl Server {
             tracing::warn!("{w}");
         }
         let id = str_param(params, "sessionId")?.to_string();
-        session.set_sink(sink(self.out.clone(), id.clone(), acp.cwd.clone()));
+        let events = sink(self.out.clone(), id.clone(), acp.cwd.clone(), &session);
+        session.set_sink(events);
         live.session = session;
         self.out.notify(
             "session/update",
@@ -409,14 +411,12 @@ impl Server {
     }
 }
 
-/// The events of a session, as updates to the editor under the ACP session's id. A
+/// The events of `session`, as updates to the editor under the ACP session's id. A
 /// subagent's own events stay out (its `task` call and result are the parent's).
-fn sink(out: Out, acp_id: String, cwd: PathBuf) -> deputy_runtime::EventSink {
-    let own: Mutex<Option<String>> = Mutex::new(None);
+fn sink(out: Out, acp_id: String, cwd: PathBuf, session: &Session) -> deputy_runtime::EventSink {
+    let own = session.id().to_string();
     Arc::new(move |e: &deputy_runtime::Event| {
-        let mut own = lock(&own);
-        let mine = own.get_or_insert_with(|| e.session_id.clone());
-        if *mine != e.session_id {
+        if e.session_id != own {
             return;
         }
         for update in updates::of_event(e, &cwd, updates::Mode::Live) {

@@ -95,13 +95,18 @@ pub fn of_event(e: &Event, cwd: &Path, mode: Mode) -> Vec<Value> {
                     json!({"type": "content", "content": {"type": "text", "text": clip(output)}}),
                 ],
             };
-            vec![json!({
+            let mut u = json!({
                 "sessionUpdate": "tool_call_update",
                 "toolCallId": call_id,
                 "status": if *is_error { "failed" } else { "completed" },
                 "content": content,
-                "rawOutput": metadata,
-            })]
+            });
+            // The details (exit code, counts, …), unless a command's whole output makes them
+            // large: the text above already holds what the model read.
+            if metadata.to_string().len() <= MAX_TEXT {
+                u["rawOutput"] = metadata.clone();
+            }
+            vec![u]
         }
         EventKind::TodoUpdated { todos } => vec![plan(todos)],
         _ => Vec::new(),

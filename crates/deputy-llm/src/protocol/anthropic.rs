@@ -326,7 +326,6 @@ impl AnthropicDecoder {
                     .get("input")
                     .filter(|i| index.is_none() || i.as_object().is_some_and(|o| !o.is_empty()));
                 let json = input.map(Value::to_string).unwrap_or_default();
-                self.emitted = true;
                 Block::ToolUse {
                     id: str_of(block, "id").into(),
                     name: str_of(block, "name").into(),
@@ -340,10 +339,7 @@ impl AnthropicDecoder {
                     signature: str_of(block, "signature").into(),
                 }
             }
-            _ => {
-                self.emitted = true;
-                Block::Opaque(block.clone())
-            }
+            _ => Block::Opaque(block.clone()),
         };
         self.blocks.push(b);
         if let Some(i) = index {

@@ -236,7 +236,6 @@ impl ResponsesDecoder {
                         }
                     }
                     None => {
-                        self.emitted = true;
                         self.calls.push(Call {
                             output_index,
                             call_id: str_of(item, "call_id").into(),
@@ -246,10 +245,7 @@ impl ResponsesDecoder {
                     }
                 }
             }
-            "reasoning" if done => {
-                self.emitted = true;
-                self.reasoning_items.push(item.clone());
-            }
+            "reasoning" if done => self.reasoning_items.push(item.clone()),
             _ => {}
         }
     }
@@ -399,7 +395,7 @@ impl Decode for ResponsesDecoder {
     }
 
     fn has_content(&self) -> bool {
-        self.emitted
+        self.emitted || !self.calls.is_empty() || !self.reasoning_items.is_empty()
     }
 
     fn emitted(&self) -> bool {
