@@ -7,27 +7,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deputy_agent::McpTransport;
 use rmcp::model::ClientConfig;
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::RunningService;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 
-/// The client side of one connection: marks the tool list stale when the server says so.
+/// The client side of one connection (the tool list's staleness is marked as the server's
+/// notification is read: see `watch`).
 #[derive(Clone)]
-pub(crate) struct Notify {
-    pub dirty: Arc<AtomicBool>,
-}
+pub(crate) struct Notify;
 
 impl ClientHandler for Notify {
-    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.dirty.store(true, Ordering::SeqCst);
-    }
-
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
         info.client_info.name = "deputy".into();
@@ -146,7 +141,7 @@ pub(crate) async fn connect(
     dirty: Arc<AtomicBool>,
     limit: Duration,
 ) -> Result<Connection, String> {
-    let notify = Notify { dirty };
+    let notify = Notify;
     match transport {
         McpTransport::Stdio { command, args, env } => {
             let mut cmd = tokio::process::Command::new(command);
@@ -195,7 +190,11 @@ pub(crate) async fn connect(
                 stderr: tail,
                 reader,
             };
-            match tokio::time::timeout(limit, notify.serve((stdout, stdin))).await {
+            let transport = super::watch::Watched::new(
+                rmcp::transport::async_rw::AsyncRwTransport::new_client(stdout, stdin),
+                dirty,
+            );
+            match tokio::time::timeout(limit, notify.serve(transport)).await {
                 Ok(Ok(service)) => Ok(Connection {
                     service,
                     process: Some(process),
@@ -263,8 +262,10 @@ pub(crate) async fn connect(
             let http = b
                 .build()
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-            let transport =
-                rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
+            let transport = super::watch::Watched::new(
+                rmcp::transport::StreamableHttpClientTransport::with_client(http, config),
+                dirty,
+            );
             match tokio::time::timeout(limit, notify.serve(transport)).await {
                 Ok(Ok(service)) => Ok(Connection {
                     service,

@@ -16,6 +16,7 @@
 mod connect;
 mod sync;
 mod tool;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
