@@ -44,17 +44,9 @@ async fn editor_with(
         .args([common::BIN, scenario, h.ws.to_str().unwrap(), session, "--"])
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &h.home)
-        .env("DEPUTY_HOME", h.home.join("state"))
-        .env("OPENAI_BASE_URL", h.mock.url())
-        .env("DEPUTY_MODEL", "mock-model")
-        .env("DEPUTY_LOCAL_PORTS", "none")
+        .envs(h.env())
         .env("ACP_MCP_SERVERS", mcp_servers)
         .kill_on_drop(true);
-    if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
-        c.env("DEPUTY_SANDBOX_BACKEND", b);
-    }
     let out = tokio::time::timeout(Duration::from_secs(60), c.output())
         .await
         .expect("the ACP client did not finish within 60 s")

@@ -87,26 +87,33 @@ impl Harness {
         c.args(args)
             .current_dir(&self.ws)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("DEPUTY_HOME", self.home.join("state"))
-            .env(
-                if self.api == Api::Anthropic {
-                    "ANTHROPIC_BASE_URL"
-                } else {
-                    "OPENAI_BASE_URL"
-                },
-                self.mock.url(),
-            )
-            .env("DEPUTY_MODEL", "mock-model")
-            // A model server running on this machine must not change what a test sees.
-            .env("DEPUTY_LOCAL_PORTS", "none")
+            .envs(self.env())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        if let Ok(b) = std::env::var("DEPUTY_SANDBOX_BACKEND") {
-            c.env("DEPUTY_SANDBOX_BACKEND", b);
-        }
         c
+    }
+
+    /// The whole environment deputy runs with here (for [`Harness::cmd`], and for a program
+    /// that starts deputy itself, such as an editor).
+    pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let url_var = if self.api == Api::Anthropic {
+            "ANTHROPIC_BASE_URL"
+        } else {
+            "OPENAI_BASE_URL"
+        };
+        let mut env = vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", self.home.clone().into()),
+            ("DEPUTY_HOME", self.home.join("state").into()),
+            (url_var, self.mock.url().into()),
+            ("DEPUTY_MODEL", "mock-model".into()),
+            // A model server running on this machine must not change what a test sees.
+            ("DEPUTY_LOCAL_PORTS", "none".into()),
+        ];
+        if let Some(b) = std::env::var_os("DEPUTY_SANDBOX_BACKEND") {
+            env.push(("DEPUTY_SANDBOX_BACKEND", b));
+        }
+        env
     }
 
     pub async fn run(&self, args: &[&str]) -> Output {

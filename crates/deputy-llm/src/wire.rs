@@ -76,14 +76,11 @@ pub fn request_body(req: &ChatRequest, opts: &BodyOptions<'_>) -> Value {
             body.insert("parallel_tool_calls".into(), json!(p));
         }
     }
-    if let Some(t) = req.temperature.or(opts.temperature)
-        && !stripped("temperature")
-    {
+    let sent = |asked, default, name| crate::protocol::sent(asked, default, name, opts.stripped);
+    if let Some(t) = sent(req.temperature, opts.temperature, "temperature") {
         body.insert("temperature".into(), json!(t));
     }
-    if let Some(p) = req.top_p.or(opts.top_p)
-        && !stripped("top_p")
-    {
+    if let Some(p) = sent(req.top_p, opts.top_p, "top_p") {
         body.insert("top_p".into(), json!(p));
     }
     if let Some(m) = req.max_tokens.or(opts.max_tokens) {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Decode, DecodeError, Settings, json_of, str_of, u64_of};
+use super::{Decode, DecodeError, Said, Settings, json_of, sent, str_of, u64_of};
 use crate::sse::SseEvent;
 use crate::types::{Api, Carried, ChatRequest, FinishReason, Message, ModelEvent, ToolCall, Usage};
 use crate::wire::error_from_value;
@@ -27,7 +27,6 @@ const MAX_BREAKPOINTS: usize = 4;
 
 pub(crate) fn request_body(req: &ChatRequest, s: &Settings<'_>) -> Value {
     let p = s.provider;
-    let stripped = |k: &str| s.stripped.iter().any(|x| x == k);
     let mut body = Map::new();
     body.insert("model".into(), json!(s.model));
     let budget = req
@@ -168,14 +167,10 @@ pub(crate) fn request_body(req: &ChatRequest, s: &Settings<'_>) -> Value {
             );
         }
         None => {
-            if let Some(t) = req.temperature.or(p.temperature)
-                && !stripped("temperature")
-            {
+            if let Some(t) = sent(req.temperature, p.temperature, "temperature", s.stripped) {
                 body.insert("temperature".into(), json!(t.min(1.0)));
             }
-            if let Some(t) = req.top_p.or(p.top_p)
-                && !stripped("top_p")
-            {
+            if let Some(t) = sent(req.top_p, p.top_p, "top_p", s.stripped) {
                 body.insert("top_p".into(), json!(t));
             }
         }
@@ -258,8 +253,7 @@ pub(crate) struct AnthropicDecoder {
     usage: Option<Usage>,
     stop_reason: Option<String>,
     stopped: bool,
-    emitted: bool,
-    output_chars: usize,
+    said: Said,
 }
 
 impl AnthropicDecoder {
@@ -271,24 +265,7 @@ impl AnthropicDecoder {
             usage: None,
             stop_reason: None,
             stopped: false,
-            emitted: false,
-            output_chars: 0,
-        }
-    }
-
-    fn text(&mut self, text: &str, out: &mut Vec<ModelEvent>) {
-        if !text.is_empty() {
-            self.emitted = true;
-            self.output_chars += text.len();
-            out.push(ModelEvent::TextDelta { text: text.into() });
-        }
-    }
-
-    fn thinking(&mut self, text: &str, out: &mut Vec<ModelEvent>) {
-        if !text.is_empty() {
-            self.emitted = true;
-            self.output_chars += text.len();
-            out.push(ModelEvent::ReasoningDelta { text: text.into() });
+            said: Said::default(),
         }
     }
 
@@ -317,7 +294,7 @@ impl AnthropicDecoder {
     fn start(&mut self, index: Option<u64>, block: &Value, out: &mut Vec<ModelEvent>) {
         let b = match str_of(block, "type") {
             "text" => {
-                self.text(str_of(block, "text"), out);
+                self.said.delta(str_of(block, "text"), false, out);
                 Block::Text
             }
             "tool_use" => {
@@ -333,7 +310,7 @@ impl AnthropicDecoder {
                 }
             }
             "thinking" => {
-                self.thinking(str_of(block, "thinking"), out);
+                self.said.delta(str_of(block, "thinking"), true, out);
                 Block::Thinking {
                     thinking: str_of(block, "thinking").into(),
                     signature: str_of(block, "signature").into(),
@@ -352,13 +329,13 @@ impl AnthropicDecoder {
             return;
         };
         match str_of(delta, "type") {
-            "text_delta" => self.text(str_of(delta, "text"), out),
+            "text_delta" => self.said.delta(str_of(delta, "text"), false, out),
             "thinking_delta" => {
                 let t = str_of(delta, "thinking");
                 if let Block::Thinking { thinking, .. } = &mut self.blocks[at] {
                     thinking.push_str(t);
                 }
-                self.thinking(t, out);
+                self.said.delta(t, true, out);
             }
             "signature_delta" => {
                 if let Block::Thinking { signature, .. } = &mut self.blocks[at] {
@@ -367,7 +344,7 @@ impl AnthropicDecoder {
             }
             "input_json_delta" => {
                 let piece = str_of(delta, "partial_json");
-                self.output_chars += piece.len();
+                self.said.chars += piece.len();
                 if let Block::ToolUse { json, .. } = &mut self.blocks[at] {
                     json.push_str(piece);
                 }
@@ -455,15 +432,15 @@ impl Decode for AnthropicDecoder {
     }
 
     fn has_content(&self) -> bool {
-        self.emitted || !self.blocks.is_empty()
+        self.said.emitted || !self.blocks.is_empty()
     }
 
     fn emitted(&self) -> bool {
-        self.emitted
+        self.said.emitted
     }
 
     fn output_chars(&self) -> usize {
-        self.output_chars
+        self.said.chars
     }
 
     fn finish(&mut self, out: &mut Vec<ModelEvent>) -> (Option<Usage>, FinishReason) {

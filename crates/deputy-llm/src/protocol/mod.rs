@@ -108,6 +108,44 @@ pub(crate) fn auth_headers(p: &ProviderSettings) -> Vec<(&'static str, String)> 
     }
 }
 
+/// What a decoder has handed out so far: whether any delta (a retry must then void it), and
+/// how many characters of output (for a usage estimate when the server sends none).
+#[derive(Debug, Default)]
+pub(crate) struct Said {
+    pub emitted: bool,
+    pub chars: usize,
+}
+
+impl Said {
+    /// Hand out a piece of the answer (or of the reasoning); empty pieces are not said.
+    pub(crate) fn delta(&mut self, text: &str, reasoning: bool, out: &mut Vec<ModelEvent>) {
+        if text.is_empty() {
+            return;
+        }
+        self.emitted = true;
+        self.chars += text.len();
+        let text = text.to_string();
+        out.push(if reasoning {
+            ModelEvent::ReasoningDelta { text }
+        } else {
+            ModelEvent::TextDelta { text }
+        });
+    }
+}
+
+/// A sampling parameter to send: the request's, else the provider's, unless the server said
+/// it does not take it.
+pub(crate) fn sent<T>(
+    asked: Option<T>,
+    default: Option<T>,
+    name: &str,
+    stripped: &[String],
+) -> Option<T> {
+    asked
+        .or(default)
+        .filter(|_| !stripped.iter().any(|s| s == name))
+}
+
 /// Parse an event's data as JSON, or say why not.
 pub(crate) fn json_of(data: &str) -> Result<Value, DecodeError> {
     serde_json::from_str(data).map_err(|e| {

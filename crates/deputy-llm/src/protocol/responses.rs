@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Decode, DecodeError, Settings, json_of, str_of, u64_of};
+use super::{Decode, DecodeError, Said, Settings, json_of, sent, str_of, u64_of};
 use crate::sse::SseEvent;
 use crate::types::{Api, Carried, ChatRequest, FinishReason, Message, ModelEvent, ToolCall, Usage};
 use crate::wire::{ErrorInfo, error_from_value};
@@ -106,14 +106,10 @@ pub(crate) fn request_body(req: &ChatRequest, s: &Settings<'_>) -> Value {
     if !stripped("include") {
         body.insert("include".into(), json!(["reasoning.encrypted_content"]));
     }
-    if let Some(t) = req.temperature.or(p.temperature)
-        && !stripped("temperature")
-    {
+    if let Some(t) = sent(req.temperature, p.temperature, "temperature", s.stripped) {
         body.insert("temperature".into(), json!(t));
     }
-    if let Some(t) = req.top_p.or(p.top_p)
-        && !stripped("top_p")
-    {
+    if let Some(t) = sent(req.top_p, p.top_p, "top_p", s.stripped) {
         body.insert("top_p".into(), json!(t));
     }
     if let Some(m) = req.max_tokens.or(p.max_tokens)
@@ -184,8 +180,7 @@ pub(crate) struct ResponsesDecoder {
     usage: Option<Usage>,
     /// `completed`, `incomplete` (with its reason), once said.
     status: Option<(String, Option<String>)>,
-    emitted: bool,
-    output_chars: usize,
+    said: Said,
 }
 
 impl ResponsesDecoder {
@@ -196,23 +191,8 @@ impl ResponsesDecoder {
             reasoning_items: Vec::new(),
             usage: None,
             status: None,
-            emitted: false,
-            output_chars: 0,
+            said: Said::default(),
         }
-    }
-
-    fn say(&mut self, text: &str, reasoning: bool, out: &mut Vec<ModelEvent>) {
-        if text.is_empty() {
-            return;
-        }
-        self.emitted = true;
-        self.output_chars += text.len();
-        let text = text.to_string();
-        out.push(if reasoning {
-            ModelEvent::ReasoningDelta { text }
-        } else {
-            ModelEvent::TextDelta { text }
-        });
     }
 
     fn call_at(&mut self, output_index: u64) -> Option<&mut Call> {
@@ -302,14 +282,14 @@ impl Decode for ResponsesDecoder {
         let index = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         match kind {
             "response.output_text.delta" | "response.refusal.delta" => {
-                self.say(str_of(&v, "delta"), false, out)
+                self.said.delta(str_of(&v, "delta"), false, out)
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-                self.say(str_of(&v, "delta"), true, out)
+                self.said.delta(str_of(&v, "delta"), true, out)
             }
             "response.reasoning_summary_part.added" if index_gt0(&v) => {
                 // Parts of a summary are paragraphs apart.
-                self.say("\n\n", true, out)
+                self.said.delta("\n\n", true, out)
             }
             "response.output_item.added" | "response.output_item.done" => {
                 if let Some(item) = v.get("item") {
@@ -318,7 +298,7 @@ impl Decode for ResponsesDecoder {
             }
             "response.function_call_arguments.delta" => {
                 let piece = str_of(&v, "delta").to_string();
-                self.output_chars += piece.len();
+                self.said.chars += piece.len();
                 if let Some(c) = self.call_at(index) {
                     c.arguments.push_str(&piece);
                 }
@@ -369,7 +349,7 @@ impl Decode for ResponsesDecoder {
                             .or(part.get("refusal"))
                             .and_then(Value::as_str)
                             .unwrap_or("");
-                        self.say(text, false, out);
+                        self.said.delta(text, false, out);
                     }
                 }
                 "reasoning" => {
@@ -379,7 +359,7 @@ impl Decode for ResponsesDecoder {
                         .into_iter()
                         .flatten()
                     {
-                        self.say(str_of(s, "text"), true, out);
+                        self.said.delta(str_of(s, "text"), true, out);
                     }
                     self.item(i as u64, item, true);
                 }
@@ -395,15 +375,15 @@ impl Decode for ResponsesDecoder {
     }
 
     fn has_content(&self) -> bool {
-        self.emitted || !self.calls.is_empty() || !self.reasoning_items.is_empty()
+        self.said.emitted || !self.calls.is_empty() || !self.reasoning_items.is_empty()
     }
 
     fn emitted(&self) -> bool {
-        self.emitted
+        self.said.emitted
     }
 
     fn output_chars(&self) -> usize {
-        self.output_chars
+        self.said.chars
     }
 
     fn finish(&mut self, out: &mut Vec<ModelEvent>) -> (Option<Usage>, FinishReason) {
