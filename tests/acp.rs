@@ -17,17 +17,17 @@ use serde_json::Value;
 /// Run one scenario of the SDK client against `deputy acp` (with `args`) in the harness's
 /// workspace; what the client saw.
 async fn editor(h: &Harness, sdk: &Path, scenario: &str, session: &str, args: &[&str]) -> Value {
-    editor_with(h, sdk, scenario, session, args, "[]").await
+    editor_with(h, sdk, scenario, session, args, &[]).await
 }
 
-/// [`editor`], the session given `mcp_servers` (ACP's JSON list).
+/// [`editor`], the client given `env` (`ACP_MCP_SERVERS`, `ACP_BUFFERS`).
 async fn editor_with(
     h: &Harness,
     sdk: &Path,
     scenario: &str,
     session: &str,
     args: &[&str],
-    mcp_servers: &str,
+    env: &[(&str, String)],
 ) -> Value {
     let dir = h.dir.path().join("editor");
     if !dir.exists() {
@@ -45,7 +45,7 @@ async fn editor_with(
         .args(args)
         .env_clear()
         .envs(h.env())
-        .env("ACP_MCP_SERVERS", mcp_servers)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), c.output())
         .await
@@ -286,7 +286,15 @@ async fn the_editors_mcp_servers_are_the_sessions() {
     let servers = serde_json::json!([
         {"name": "numbers", "command": python, "args": [server, "stdio"], "env": []}
     ]);
-    let seen = editor_with(&h, &sdk, "task", "", &[], &servers.to_string()).await;
+    let seen = editor_with(
+        &h,
+        &sdk,
+        "task",
+        "",
+        &[],
+        &[("ACP_MCP_SERVERS", servers.to_string())],
+    )
+    .await;
     assert_eq!(seen["stopReasons"][0], "end_turn", "{seen:#}");
     assert_eq!(seen["agentText"], "It is 5.");
     let tools = h.mock.requests()[0].body["tools"].to_string();
@@ -297,5 +305,111 @@ async fn the_editors_mcp_servers_are_the_sessions() {
         .find(|u| u["status"] == "completed")
         .expect("the MCP call completed");
     assert_eq!(done["content"][0]["content"]["text"], "5");
+    h.assert_strict_ok();
+}
+
+const SECRET: &str = "HOST-SECRET-acp-93e1";
+
+/// With the editor's files offered: the agent reads the unsaved buffer, its edits and new
+/// files go through the editor, and neither a link planted in the workspace nor one a command
+/// makes gets the editor to read or write outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editors_buffers_are_what_the_agent_reads_and_writes() {
+    let Some(sdk) = common::outside::acp_sdk() else {
+        return;
+    };
+    if !sandbox_available() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    let victim = outside.path().join("victim");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::write(&victim, "safe\n").unwrap();
+    let script = format!(
+        r#"
+steps:
+  - tool_call: {{name: read, arguments: {{path: draft.md}}}}
+  - tool_call: {{name: edit, arguments: {{path: draft.md, old_string: "unsaved", new_string: "edited"}}}}
+  - tool_call: {{name: write, arguments: {{path: docs/new.md, content: "fresh\n"}}}}
+  - tool_call: {{name: read, arguments: {{path: planted}}}}
+  - tool_call: {{name: bash, arguments: {{command: "ln -s {victim} made && ln -s {secret} made2 && echo linked"}}}}
+  - tool_call: {{name: write, arguments: {{path: made, content: "PWNED\n"}}}}
+  - tool_call: {{name: read, arguments: {{path: made2}}}}
+  - text: "Done."
+"#,
+        victim = victim.display(),
+        secret = secret.display(),
+    );
+    let h = Harness::yaml(&script).await;
+    h.write_agent("coder", CODER);
+    std::fs::write(h.ws.join("README.md"), "# readme\n").unwrap();
+    std::fs::write(h.ws.join("draft.md"), "on disk\n").unwrap();
+    std::os::unix::fs::symlink(&secret, h.ws.join("planted")).unwrap();
+    let draft = h.ws.canonicalize().unwrap().join("draft.md");
+    let buffers = serde_json::json!({draft.to_str().unwrap(): "unsaved text\n"});
+    let seen = editor_with(
+        &h,
+        &sdk,
+        "fs",
+        "",
+        &["--agent", "coder"],
+        &[("ACP_BUFFERS", buffers.to_string())],
+    )
+    .await;
+    assert_eq!(seen["stopReasons"][0], "end_turn", "{seen:#}");
+    let results = h.tool_results();
+    // The unsaved buffer is what the model read, and what the edit changed.
+    assert!(results[0].contains("unsaved text"), "{results:?}");
+    assert_eq!(read(&draft), "edited text\n");
+    let ws = h.ws.canonicalize().unwrap();
+    let writes: Vec<(String, String)> = seen["fsWrites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["path"].as_str().unwrap().to_string(),
+                w["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (draft.display().to_string(), "edited text\n".to_string()),
+            (
+                ws.join("docs/new.md").display().to_string(),
+                "fresh\n".to_string()
+            ),
+        ],
+        "{seen:#}"
+    );
+    assert_eq!(read(&ws.join("docs/new.md")), "fresh\n");
+    // The links: refused before the editor heard of them.
+    let reads: Vec<&str> = seen["fsReads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .all(|r| !r.ends_with("planted") && !r.contains("made")),
+        "{reads:?}"
+    );
+    assert!(results[4].contains("linked"), "{results:?}");
+    assert!(results[5].contains("outside the workspace"), "{results:?}");
+    for r in &results {
+        assert!(!r.contains(SECRET), "the secret came out: {r}");
+    }
+    assert!(
+        h.mock
+            .requests()
+            .iter()
+            .all(|r| !r.body.to_string().contains(SECRET))
+    );
+    assert_eq!(read(&victim), "safe\n");
     h.assert_strict_ok();
 }

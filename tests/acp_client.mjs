@@ -8,10 +8,14 @@
 //
 // Scenarios: "task" (a prompt with tool calls and a permission the user allows), "reject"
 // (the user rejects it), "cancel" (the prompt is cancelled while a command runs), "load" (a
-// journaled session replayed, then prompted again), "modes" (switch agent, then prompt).
+// journaled session replayed, then prompted again), "modes" (switch agent, then prompt), "fs"
+// (a task where the editor offers its files: it answers fs/read_text_file from its unsaved
+// buffers, ACP_BUFFERS (JSON, path → text), else from the disk, and fs/write_text_file by
+// writing the disk; both follow links, as an editor does).
 // ACP_MCP_SERVERS (JSON) is the session's `mcpServers`, as an editor configures them.
 
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import { Readable, Writable } from "node:stream";
 import * as acp from "@agentclientprotocol/sdk";
 import * as schema from "./node_modules/@agentclientprotocol/sdk/dist/v1/schema/zod.gen.js";
@@ -19,6 +23,7 @@ import * as schema from "./node_modules/@agentclientprotocol/sdk/dist/v1/schema/
 const [bin, scenario, cwd, sessionArg, ...rest] = process.argv.slice(2);
 const extra = rest[0] === "--" ? rest.slice(1) : rest;
 const mcpServers = JSON.parse(process.env.ACP_MCP_SERVERS || "[]");
+const buffers = JSON.parse(process.env.ACP_BUFFERS || "{}");
 
 const child = spawn(bin, ["acp", ...extra], { cwd, stdio: ["pipe", "pipe", "inherit"] });
 const stream = acp.ndJsonStream(
@@ -31,6 +36,8 @@ const seen = {
   permissions: [],
   stopReasons: [],
   errors: [],
+  fsReads: [],
+  fsWrites: [],
 };
 let answer = scenario === "reject" ? "reject_once" : "allow_once";
 
@@ -43,6 +50,10 @@ function conforms(name, zod, value) {
   return value;
 }
 let onUpdate = () => {};
+// The SDK resolves a response at once but handles a notification a few promise steps later, so
+// the updates deputy sent before a response may still be on their way when it resolves: let
+// them land (all of them are queued by then) before reading what was seen.
+const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 const app = acp
   .client()
@@ -50,6 +61,19 @@ const app = acp
     conforms("session/request_permission", schema.zRequestPermissionRequest, params);
     seen.permissions.push(params);
     return { outcome: { outcome: "selected", optionId: answer } };
+  })
+  .onRequest("fs/read_text_file", ({ params }) => {
+    conforms("fs/read_text_file", schema.zReadTextFileRequest, params);
+    seen.fsReads.push(params.path);
+    const content = params.path in buffers ? buffers[params.path] : fs.readFileSync(params.path, "utf8");
+    return { content };
+  })
+  .onRequest("fs/write_text_file", ({ params }) => {
+    conforms("fs/write_text_file", schema.zWriteTextFileRequest, params);
+    seen.fsWrites.push({ path: params.path, content: params.content });
+    delete buffers[params.path];
+    fs.writeFileSync(params.path, params.content);
+    return {};
   })
   .onNotification("session/update", ({ params }) => {
     conforms("session/update", schema.zSessionNotification, params);
@@ -68,7 +92,7 @@ try {
   await app.connectWith(stream, async (ctx) => {
     const init = await ctx.request("initialize", {
       protocolVersion: acp.PROTOCOL_VERSION,
-      clientCapabilities: {},
+      clientCapabilities: scenario === "fs" ? { fs: { readTextFile: true, writeTextFile: true } } : {},
       clientInfo: { name: "deputy-test", version: "1.0.0" },
     });
     seen.initialize = conforms("initialize", schema.zInitializeResponse, init);
@@ -79,6 +103,7 @@ try {
         cwd,
         mcpServers,
       }));
+      await settle();
       sessionId = sessionArg;
       seen.replayed = seen.updates.map((u) => u.sessionUpdate);
       seen.replayedUser = text("user_message_chunk");
@@ -114,6 +139,7 @@ try {
       schema.zPromptResponse,
       await ctx.request("session/prompt", { sessionId, prompt }),
     );
+    await settle();
     seen.stopReasons.push(done.stopReason);
     seen.agentText = text("agent_message_chunk");
     seen.thoughtText = text("agent_thought_chunk");

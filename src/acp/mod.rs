@@ -14,6 +14,7 @@
 //! TypeScript SDK, whose client checks every message against the protocol's schema.
 
 mod approve;
+mod files;
 mod mcp;
 pub mod rpc;
 pub mod updates;
@@ -66,6 +67,8 @@ struct Server {
     base: Context,
     args: AcpArgs,
     sessions: Mutex<HashMap<String, Arc<Acp>>>,
+    /// The file methods the client offered at `initialize`.
+    files: Mutex<files::Offered>,
 }
 
 async fn serve(base: Context, args: AcpArgs) -> std::io::Result<()> {
@@ -85,6 +88,7 @@ async fn serve(base: Context, args: AcpArgs) -> std::io::Result<()> {
         base,
         args,
         sessions: Mutex::default(),
+        files: Mutex::default(),
     });
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
@@ -130,7 +134,10 @@ fn str_param<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
 impl Server {
     async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         match method {
-            "initialize" => Ok(initialize(&params)),
+            "initialize" => {
+                *lock(&self.files) = files::Offered::from_initialize(&params);
+                Ok(initialize(&params))
+            }
             "authenticate" => Ok(json!({})),
             "session/new" => self.new_session(&params).await,
             "session/load" => self.load_session(&params).await,
@@ -201,6 +208,15 @@ impl Server {
         let (settings, _task, mut factory) =
             setup::front_end(&ctx, &self.args.session).map_err(fail)?;
         factory.client_mcp_servers = servers;
+        let offered = *lock(&self.files);
+        if offered.any() {
+            factory.editor = Some(Arc::new(files::EditorFiles {
+                out: self.out.clone(),
+                acp_id: acp_id.clone(),
+                offered,
+                rt: tokio::runtime::Handle::current(),
+            }));
+        }
         if !self.args.session.auto_approve {
             factory.approver = Arc::new(approve::EditorApprover {
                 out: self.out.clone(),

@@ -121,6 +121,9 @@ pub struct Factory {
     /// MCP servers the front-end was handed by the user's own client (an editor's, over ACP):
     /// trusted as the user's config is, added to `[mcp.servers]` (config wins a name clash).
     pub client_mcp_servers: indexmap::IndexMap<String, deputy_agent::McpServer>,
+    /// The editor holding the workspace's files (an ACP client's `fs/*`), if any: the file
+    /// tools read its buffers and write through it.
+    pub editor: Option<Arc<dyn deputy_tools::Editor>>,
 }
 
 /// The message for "no model": the three ways to configure one, and how to start a local server.
@@ -157,6 +160,7 @@ impl Factory {
             project: None,
             trusted_agent_dirs: Vec::new(),
             client_mcp_servers: indexmap::IndexMap::new(),
+            editor: None,
         }
     }
 
@@ -343,6 +347,7 @@ impl Factory {
                 .or_insert_with(|| server.clone());
         }
         opts.web = self.web_settings()?;
+        opts.editor = self.editor.clone();
         self.conventions(settings, &mut opts)?;
         Ok(opts)
     }

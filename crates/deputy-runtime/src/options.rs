@@ -153,6 +153,9 @@ pub struct SessionOptions {
     pub hooks: Arc<crate::hooks::Hooks>,
     /// Which skills the session finds (and offers through the `skill` tool).
     pub skills: crate::skills::SkillSettings,
+    /// The editor holding the workspace's files (see [`deputy_tools::Editor`]); a subagent in
+    /// the same workspace shares it, one in a worktree does not.
+    pub editor: Option<Arc<dyn deputy_tools::Editor>>,
 }
 
 impl SessionOptions {
@@ -186,6 +189,7 @@ impl SessionOptions {
             instructions: Default::default(),
             hooks: Default::default(),
             skills: Default::default(),
+            editor: None,
         }
     }
 }

@@ -138,6 +138,7 @@ impl Toolbox {
         // Read-only means the file tools too.
         let read_only = policy.mode == deputy_tools::SandboxMode::ReadOnly;
         ws.set_read_only(read_only);
+        ws.set_editor(opts.editor.clone());
         let permissions = Arc::new(Mutex::new(permissions));
         // Protected paths are written only where a trusted rule names them (the same answer for
         // the file tools and for what commands may leave behind).

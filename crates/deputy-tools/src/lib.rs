@@ -25,4 +25,4 @@ pub use error::ToolError;
 pub use permission::{Action, Decision, Origin, Permissions, Rule};
 pub use sandbox::{Backend, ResourceLimits, Sandbox, SandboxMode, SandboxPolicy};
 pub use tools::{Access, Prepared, Tool, ToolContext, ToolOutput, ToolSettings, builtin_tools};
-pub use workspace::{ProtectedFilter, Workspace, WsPath, looks_binary};
+pub use workspace::{Editor, ProtectedFilter, Workspace, WsPath, looks_binary};

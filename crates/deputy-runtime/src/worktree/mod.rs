@@ -287,6 +287,8 @@ impl Worktree {
     /// sandbox; the session holds it from then on.
     pub fn apply(self: &std::sync::Arc<Self>, opts: &mut crate::options::SessionOptions) {
         opts.workspace = self.workspace.clone();
+        // The editor holds the main checkout's files, not these.
+        opts.editor = None;
         opts.sandbox.read_dirs.extend(self.read_dirs());
         opts.worktree = Some(self.clone());
     }

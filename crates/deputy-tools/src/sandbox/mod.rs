@@ -29,6 +29,7 @@ pub mod layer;
 mod limits;
 mod policy;
 mod private_dir;
+pub mod quiet;
 pub mod reaper;
 pub mod supervisor;
 pub mod view;
@@ -365,6 +366,14 @@ impl Sandbox {
     ) -> Result<crate::process::Finished, ToolError> {
         // Once per process, off the path to the first model request: what killed deputies left.
         private_dir::sweep_dead();
+        // Held until the command and all it left are gone (both ways below end that way): no
+        // file of the directories it may write is with the editor meanwhile.
+        let roots: Vec<PathBuf> = self.roots().map(Path::to_path_buf).collect();
+        let _running =
+            tokio::task::spawn_blocking(move || quiet::command(roots.iter().map(PathBuf::as_path)))
+                .await
+                .map_err(|e| ToolError::Sandbox(format!("the command lock: {e}")))?
+                .map_err(|e| ToolError::Sandbox(format!("the command lock: {e}")))?;
         if let Some(k) = self.kept.as_ref().filter(|k| !k.is_broken())
             && let Some(done) = k.run(self, script, timeout, limits).await?
         {

@@ -13,16 +13,18 @@
 //! paths (see [`crate::protect`]) unless the session allows them explicitly. Only regular files
 //! are read or written: a FIFO or a device would block or never end.
 
-use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt, PermissionsExt};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 
 use crate::error::ToolError;
 
+mod editor;
+mod file;
 mod path;
+pub use editor::Editor;
 pub use path::WsPath;
 
 /// Bytes looked at to decide whether a file is binary.
@@ -46,6 +48,8 @@ pub struct Workspace {
     read_only: bool,
     /// The (device, inode) of every `.env` file, found on first need (see [`Workspace::is_secret`]).
     secret_inodes: std::sync::OnceLock<std::collections::HashSet<(u64, u64)>>,
+    /// The editor holding the files, when there is one (see [`editor`]).
+    editor: Option<Arc<dyn Editor>>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -77,6 +81,7 @@ impl Workspace {
             allow_protected: None,
             read_only: false,
             secret_inodes: std::sync::OnceLock::new(),
+            editor: None,
         })
     }
 
@@ -119,6 +124,11 @@ impl Workspace {
     /// default, refuses them all.
     pub fn set_allow_protected(&mut self, allow: Option<ProtectedFilter>) {
         self.allow_protected = allow;
+    }
+
+    /// Read and write text files through `editor` (see [`editor`]).
+    pub fn set_editor(&mut self, editor: Option<Arc<dyn Editor>>) {
+        self.editor = editor;
     }
 
     /// Refuse every write (`--sandbox read-only`: the file tools are read-only too).
@@ -358,65 +368,6 @@ impl Workspace {
             .is_ok_and(|(d, _)| p.is_root() || d.metadata(p.as_path()).is_ok_and(|m| m.is_dir()))
     }
 
-    /// Read a whole regular file at the real path `p` (at most `cap` bytes; larger files are
-    /// an error, found from the size before reading).
-    pub fn read(&self, p: &WsPath, cap: u64) -> Result<Vec<u8>, ToolError> {
-        if p.is_root() {
-            return Err(ToolError::IsDirectory { path: p.display() });
-        }
-        let parent = p.as_path().parent().unwrap_or(Path::new(""));
-        let name = p
-            .as_path()
-            .file_name()
-            .ok_or_else(|| ToolError::NotFound { path: p.display() })?;
-        let pdir = self
-            .open_dir_nofollow(p, parent, false)
-            .map_err(|e| self.err(p, e))?;
-        let meta = pdir.symlink_metadata(name).map_err(|e| self.err(p, e))?;
-        if meta.is_dir() {
-            return Err(ToolError::IsDirectory { path: p.display() });
-        }
-        if !meta.is_file() {
-            return Err(if meta.file_type().is_symlink() {
-                ToolError::Symlink { path: p.display() }
-            } else {
-                ToolError::NotRegular { path: p.display() }
-            });
-        }
-        if meta.len() > cap {
-            return Err(ToolError::TooLarge {
-                path: p.display(),
-                size: meta.len(),
-                limit: cap,
-            });
-        }
-        let mut opts = OpenOptions::new();
-        // Non-blocking and no-follow: a file swapped for a FIFO or a link since the look above
-        // fails instead of hanging or redirecting.
-        opts.read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-        let f = pdir.open_with(name, &opts).map_err(|e| self.err(p, e))?;
-        let f = f.into_std();
-        let m = f.metadata().map_err(|e| self.err(p, e))?;
-        if !m.is_file() {
-            return Err(ToolError::NotRegular { path: p.display() });
-        }
-        let mut buf = Vec::with_capacity(m.len().min(cap) as usize);
-        f.take(cap + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.err(p, e))?;
-        if buf.len() as u64 > cap {
-            return Err(ToolError::TooLarge {
-                path: p.display(),
-                size: buf.len() as u64,
-                limit: cap,
-            });
-        }
-        Ok(buf)
-    }
-
-    /// The inode of the regular file at the real path `p` and its link count (to recognise a
-    /// hard link to a protected file).
     /// Whether an open file is an `.env` file under another name (a hard link to one): the
     /// walk for them runs once, and only when a file with several links is asked about.
     pub fn is_secret(&self, file: &std::fs::File) -> bool {
@@ -441,67 +392,12 @@ impl Workspace {
             .contains(&(m.dev(), m.ino()))
     }
 
+    /// The inode of the regular file at the real path `p` and its link count (to recognise a
+    /// hard link to a protected file).
     pub fn inode(&self, p: &WsPath) -> Option<(u64, u64, u64)> {
         let (dir, _) = self.base_of(p).ok()?;
         let m = dir.symlink_metadata(p.as_path()).ok()?;
         m.is_file().then(|| (m.dev(), m.ino(), m.nlink()))
-    }
-
-    /// Write `content` to the real path `p` atomically: a temporary file in the same directory,
-    /// renamed over the target. Parent directories are created. The mode of an existing file is
-    /// kept. A symlink at `p` is refused rather than written through or replaced; a protected
-    /// path is refused unless allowed.
-    pub fn write_atomic(&self, p: &WsPath, content: &[u8]) -> Result<(), ToolError> {
-        if p.is_root() {
-            return Err(ToolError::IsDirectory { path: p.display() });
-        }
-        if self.read_only {
-            return Err(ToolError::ReadOnly { path: p.display() });
-        }
-        if let Some(why) = self.protection(p) {
-            return Err(ToolError::Protected {
-                path: p.display(),
-                why,
-            });
-        }
-        let parent = p.as_path().parent().unwrap_or(Path::new(""));
-        let name = p.as_path().file_name().ok_or_else(|| {
-            ToolError::InvalidInput(format!("`{}` is not a file path", p.display()))
-        })?;
-        let pdir = self
-            .open_dir_nofollow(p, parent, true)
-            .map_err(|e| self.err(p, e))?;
-        let mode = match pdir.symlink_metadata(name) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(ToolError::Symlink { path: p.display() });
-            }
-            Ok(m) if m.is_dir() => return Err(ToolError::IsDirectory { path: p.display() }),
-            Ok(m) if !m.is_file() => return Err(ToolError::NotRegular { path: p.display() }),
-            Ok(m) => Some(m.permissions().mode()),
-            Err(_) => None,
-        };
-        let tmp_name = format!(
-            ".{}.deputy-{}-{}.tmp",
-            name.to_string_lossy(),
-            std::process::id(),
-            unique()
-        );
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        let result = (|| -> std::io::Result<()> {
-            let mut f = pdir.open_with(&tmp_name, &opts)?;
-            f.write_all(content)?;
-            if let Some(mode) = mode {
-                f.set_permissions(cap_std::fs::Permissions::from_mode(mode))?;
-            }
-            f.sync_all()?;
-            pdir.rename(&tmp_name, &pdir, name)
-        })();
-        if let Err(e) = result {
-            let _ = pdir.remove_file(&tmp_name);
-            return Err(self.err(p, e));
-        }
-        Ok(())
     }
 
     /// The host path of a workspace path (for walkers that need one).
