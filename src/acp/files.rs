@@ -3,7 +3,6 @@
 //! Which files go to it, and when, is decided in deputy-tools (`deputy_tools::Editor`): only
 //! after the usual checks, while no sandboxed command can change them.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -78,28 +77,24 @@ impl EditorFiles {
 }
 
 impl deputy_tools::Editor for EditorFiles {
-    fn read(&self, path: &Path, hold: Hold) -> Result<String, String> {
+    fn read(&self, path: &str, hold: Hold) -> Result<String, String> {
         if !self.offered.read {
             return Err("the editor does not offer fs/read_text_file".into());
         }
-        let v = self.ask(
-            "fs/read_text_file",
-            json!({"path": path.to_string_lossy()}),
-            hold,
-        )?;
+        let v = self.ask("fs/read_text_file", json!({"path": path}), hold)?;
         v.get("content")
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| "the editor's answer has no `content`".into())
     }
 
-    fn write(&self, path: &Path, text: &str, hold: Hold) -> Result<(), String> {
+    fn write(&self, path: &str, text: &str, hold: Hold) -> Result<(), String> {
         if !self.offered.write {
             return Err("the editor does not offer fs/write_text_file".into());
         }
         self.ask(
             "fs/write_text_file",
-            json!({"path": path.to_string_lossy(), "content": text}),
+            json!({"path": path, "content": text}),
             hold,
         )
         .map(|_| ())

@@ -31,8 +31,9 @@ struct Following {
 }
 
 impl Following {
-    fn ask(&self, what: &str, path: &Path) {
-        let said = format!("{what} {}", path.display());
+    fn ask(&self, what: &str, path: &str) {
+        let said = format!("{what} {path}");
+        let path = Path::new(path);
         if path.ancestors().any(|a| a.is_symlink()) {
             self.links.lock().unwrap().push(said.clone());
         }
@@ -41,17 +42,17 @@ impl Following {
 }
 
 impl Editor for Following {
-    fn read(&self, path: &Path, _hold: Hold) -> Result<String, String> {
+    fn read(&self, path: &str, _hold: Hold) -> Result<String, String> {
         self.ask("read", path);
-        if let Some(b) = self.buffers.lock().unwrap().get(path) {
+        if let Some(b) = self.buffers.lock().unwrap().get(Path::new(path)) {
             return Ok(b.clone());
         }
         std::fs::read_to_string(path).map_err(|e| e.to_string())
     }
 
-    fn write(&self, path: &Path, text: &str, _hold: Hold) -> Result<(), String> {
+    fn write(&self, path: &str, text: &str, _hold: Hold) -> Result<(), String> {
         self.ask("write", path);
-        self.buffers.lock().unwrap().remove(path);
+        self.buffers.lock().unwrap().remove(Path::new(path));
         std::fs::write(path, text).map_err(|e| e.to_string())
     }
 }
@@ -122,6 +123,30 @@ async fn the_editor_gets_checked_files_and_sees_no_link_swapped_in() {
             .await;
         assert!(!out.is_error, "{b:?}: {}", out.content);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "safe\n", "{b:?}");
+        assert!(editor.asked().is_empty(), "{b:?}: {:?}", editor.asked());
+
+        // A file whose name is not UTF-8, reached through a link inside: a JSON string cannot
+        // name it, and its lossy name names a link out. The disk is read.
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = std::ffi::OsStr::from_bytes(b"a\xff");
+            std::fs::write(env.ws.join(raw), "benign\n").unwrap();
+            std::os::unix::fs::symlink(&secret, env.ws.join("a\u{FFFD}")).unwrap();
+            std::os::unix::fs::symlink(raw, env.ws.join("x")).unwrap();
+        }
+        let out = env.tool(&ReadTool, json!({"path": "x"})).await;
+        assert!(out.content.contains("benign"), "{b:?}: {}", out.content);
+        let out = env
+            .tool(
+                &EditTool,
+                json!({"path": "x", "old_string": "benign", "new_string": "PWNED"}),
+            )
+            .await;
+        assert!(!out.is_error, "{b:?}: {}", out.content);
+        assert_eq!(
+            std::fs::read_to_string(&secret).unwrap(),
+            format!("{SECRET}\n")
+        );
         assert!(editor.asked().is_empty(), "{b:?}: {:?}", editor.asked());
 
         // Swapped in while the tools run: a command turns `f` into a link out and back, as

@@ -7,19 +7,18 @@
 //! ([`crate::sandbox::quiet`]), and only a regular file with a single link; anything else is
 //! read and written on the disk, as without an editor.
 
-use std::path::Path;
-
 use crate::sandbox::quiet::Hold;
 
 /// The editor's side of the file tools.
 pub trait Editor: Send + Sync {
-    /// The text of the file at the absolute path `path`. `hold` keeps the files still until the
+    /// The text of the file at the absolute path `path` (a file whose path is not UTF-8 never
+    /// goes to the editor: a JSON string cannot name it, and a lossy copy would name another). `hold` keeps the files still until the
     /// editor has answered: keep it until then, even when giving up on the answer earlier.
     /// `Err` (why) when the editor cannot say; the disk's content is used.
-    fn read(&self, path: &Path, hold: Hold) -> Result<String, String>;
+    fn read(&self, path: &str, hold: Hold) -> Result<String, String>;
 
     /// Make `text` the content of the file at `path` (created if need be; its directory
     /// exists), saved. `hold` as for [`Editor::read`]. `Err` (why) when the editor did not;
     /// the file is then written on the disk.
-    fn write(&self, path: &Path, text: &str, hold: Hold) -> Result<(), String>;
+    fn write(&self, path: &str, text: &str, hold: Hold) -> Result<(), String>;
 }

@@ -18,7 +18,7 @@ impl Workspace {
             return self.read_disk(p, cap).map(|(bytes, _)| bytes);
         };
         let host = self.host_path(p);
-        let Some(held) = quiet::editor(&host) else {
+        let Some((host, held)) = host.to_str().zip(quiet::editor(&host)) else {
             return self.read_disk(p, cap).map(|(bytes, _)| bytes);
         };
         // Checked while the files hold still: what the editor opens is this very file.
@@ -26,7 +26,7 @@ impl Workspace {
         if links > 1 || looks_binary(&bytes) {
             return Ok(bytes);
         }
-        match editor.read(&host, held) {
+        match editor.read(host, held) {
             Ok(text) if text.len() as u64 > cap => Err(ToolError::TooLarge {
                 path: p.display(),
                 size: text.len() as u64,
@@ -105,10 +105,14 @@ impl Workspace {
     /// path is refused unless allowed. With an editor, a text file goes through it (see
     /// [`super::editor`]).
     pub fn write_atomic(&self, p: &WsPath, content: &[u8]) -> Result<(), ToolError> {
-        let text = std::str::from_utf8(content).ok();
-        let editor = self.editor.as_ref().zip(text);
+        let host = self.host_path(p);
+        let editor = self
+            .editor
+            .as_ref()
+            .zip(std::str::from_utf8(content).ok())
+            .zip(host.to_str());
         // Taken before the checks: what they find is what the editor gets.
-        let held = editor.and_then(|_| quiet::editor(&self.host_path(p)));
+        let held = editor.and_then(|_| quiet::editor(&host));
         if p.is_root() {
             return Err(ToolError::IsDirectory { path: p.display() });
         }
@@ -137,10 +141,10 @@ impl Workspace {
             Ok(m) => (Some(m.permissions().mode()), m.nlink()),
             Err(_) => (None, 0),
         };
-        if let (Some((editor, text)), Some(held)) = (editor, held)
+        if let (Some(((editor, text), host)), Some(held)) = (editor, held)
             && links <= 1
         {
-            match editor.write(&self.host_path(p), text, held) {
+            match editor.write(host, text, held) {
                 Ok(()) => return Ok(()),
                 Err(why) => tracing::info!(
                     "the editor did not write {}: {why}; writing the disk",
