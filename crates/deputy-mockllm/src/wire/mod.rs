@@ -253,11 +253,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok["messages"][1]["tool_calls"][0]["id"], "c1");
-        let (status, m, _) =
-            canon(json!([{"type": "message", "id": "msg_1", "role": "user", "content": "go"}]))
-                .unwrap_err();
+        let (status, m, _) = canon(json!([
+            {"role": "user", "content": "go"},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": "ok"}
+        ]))
+        .unwrap_err();
         assert_eq!(status, 404);
         assert!(m.contains("Items are not persisted"), "{m}");
+        let (status, _, _) = canon(json!([{"type": "item_reference", "id": "msg_9"}])).unwrap_err();
+        assert_eq!(status, 404);
+        // Given whole, an item may carry the client's own id.
+        canon(json!([{"type": "message", "id": "msg_1", "role": "user", "content": "go"}]))
+            .unwrap();
         let (_, m, _) = canon(json!([{"role": "user", "content": "go"}, output])).unwrap_err();
         assert!(m.contains("No tool call found"), "{m}");
         let (_, m, _) = canon(

@@ -34,7 +34,19 @@ pub fn canon(body: &Value) -> Result<Value, Refusal> {
     let mut answered: Vec<String> = Vec::new();
     let mut in_turn = false;
     for (n, item) in input.iter().enumerate() {
-        if !stored && let Some(id) = item.get("id").and_then(Value::as_str) {
+        let kind = match str_of(item, "type") {
+            "" if item.get("role").is_some() => "message",
+            k => k,
+        };
+        // Without `store`, an item named by its id alone is looked up and not found: a
+        // reference, or a reasoning item without its encrypted content. An item given whole
+        // may carry an id of the client's own (Codex names its messages).
+        let by_id = kind == "item_reference"
+            || (kind == "reasoning" && str_of(item, "encrypted_content").is_empty());
+        if !stored
+            && by_id
+            && let Some(id) = item.get("id").and_then(Value::as_str)
+        {
             return Err((
                 404,
                 format!(
@@ -43,10 +55,6 @@ pub fn canon(body: &Value) -> Result<Value, Refusal> {
                 Some(format!("input[{n}]")),
             ));
         }
-        let kind = match str_of(item, "type") {
-            "" if item.get("role").is_some() => "message",
-            k => k,
-        };
         match kind {
             "message" => {
                 let role = str_of(item, "role");
