@@ -17,8 +17,14 @@
 //!
 //! Each available backend (bubblewrap, Landlock) is measured in turn, with one state directory
 //! for all runs as a user has (so what deputy remembers between runs, the sandbox probe, counts).
-//! Last, a cold start against an `https` endpoint: process start → its TCP connection (the
+//! Then a cold start against an `https` endpoint: process start → its TCP connection (the
 //! system's TLS roots are loaded on that path; a plain-HTTP endpoint skips them).
+//!
+//! Last, the same task for Codex's native binary (`DEPUTY_BENCH_CODEX`, which
+//! `bench/session.sh` installs from the npm registry), in its own words
+//! (`bench/codex-task.yaml`), against the same mock over the Responses API, with no sandbox and
+//! its proxies pointed at a closed local port so it reaches nothing but the mock; and how many
+//! times shorter deputy's wall time is.
 
 #![allow(
     clippy::print_stdout,
@@ -196,11 +202,134 @@ fn https_cold_start(bin: &str, rt: &tokio::runtime::Runtime, state: &std::path::
     })
 }
 
+/// Codex's native binary on the task (in its own words), as `run_once` measures deputy.
+fn codex_once(codex: &str, rt: &tokio::runtime::Runtime, port: &mut u16) -> Run {
+    rt.block_on(async {
+        let script = Script::parse(include_str!("../bench/codex-task.yaml"), false).unwrap();
+        let opts = ServeOptions {
+            port: *port,
+            ..ServeOptions::default()
+        };
+        let mock = MockServer::start(script, opts).await.unwrap();
+        *port = mock.addr().port();
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(home.join(".codex")).unwrap();
+        std::fs::write(ws.join("app.py"), "print('app')\n").unwrap();
+        let provider = format!(
+            "model_providers.mock={{name=\"mock\",base_url=\"{}\",wire_api=\"responses\"}}",
+            mock.url()
+        );
+        let closed = "http://127.0.0.1:9";
+        let t0 = Instant::now();
+        let child = std::process::Command::new(codex)
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "-c",
+                "check_for_update_on_startup=false",
+                "-c",
+                "model_provider=mock",
+                "-c",
+                &provider,
+                "-m",
+                "mock",
+                "add a health check",
+            ])
+            .current_dir(&ws)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("CODEX_HOME", home.join(".codex"))
+            .env("OPENAI_API_KEY", "bench")
+            .env("HTTPS_PROXY", closed)
+            .env("HTTP_PROXY", closed)
+            .env("ALL_PROXY", closed)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (status, peak_kb) = tokio::task::spawn_blocking(move || {
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value to be filled in.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: waiting for our own child with valid pointers.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            (status, usage.ru_maxrss)
+        })
+        .await
+        .unwrap();
+        let wall = t0.elapsed();
+        assert_eq!(status, 0, "codex failed");
+        let reqs = mock.requests();
+        assert_eq!(reqs.len(), 6, "codex made {} requests", reqs.len());
+        assert!(
+            std::fs::read_to_string(ws.join("health.py"))
+                .unwrap()
+                .contains("1.0"),
+            "codex did not do the task"
+        );
+        let base = mock.started();
+        let at = |ms: f64| base + Duration::from_secs_f64(ms / 1000.0);
+        Run {
+            first_ms: at(reqs[0].received_ms).duration_since(t0).as_secs_f64() * 1000.0,
+            turns_ms: reqs
+                .windows(2)
+                .map(|w| w[1].received_ms - w[0].done_ms.unwrap())
+                .collect(),
+            wall_ms: wall.as_secs_f64() * 1000.0,
+            rss_mb: peak_kb as f64 / 1024.0,
+            bash_ms: Vec::new(),
+            apply_ms: Vec::new(),
+        }
+    })
+}
+
+/// How many names of `bench/hot-symbols.txt` the binary still has (they go stale when the
+/// compiler or a dependency changes; `bench/order.sh` makes them again).
+fn hot_symbols(bin: &str) -> Option<(usize, usize)> {
+    let list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bench/hot-symbols.txt"
+    ))
+    .ok()?;
+    let out = std::process::Command::new("nm")
+        .args(["--defined-only", bin])
+        .output()
+        .ok()?;
+    let defined: std::collections::HashSet<&str> = std::str::from_utf8(&out.stdout)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let names: Vec<&str> = list.lines().collect();
+    Some((
+        names.iter().filter(|n| defined.contains(*n)).count(),
+        names.len(),
+    ))
+}
+
 fn main() {
     let bin = support::deputy_bin();
     let rt = support::runtime();
     let report = deputy_tools::sandbox::probe();
     println!("binary: {bin}");
+    match hot_symbols(&bin) {
+        Some((found, all)) => println!(
+            "hot functions placed together: {found} of the {all} in bench/hot-symbols.txt are in the binary{}",
+            if found * 10 < all * 9 {
+                " (stale: run bench/order.sh)"
+            } else {
+                ""
+            }
+        ),
+        None => println!("hot functions placed together: no (bench/hot-symbols.txt or nm missing)"),
+    }
     println!("runs: {RUNS} per backend (6 model turns, 5 tool calls, 3 of them bash)");
     let state = tempfile::tempdir().unwrap();
     let backends: Vec<&str> = [
@@ -210,6 +339,7 @@ fn main() {
     .into_iter()
     .filter_map(|(b, ok)| ok.then_some(b))
     .collect();
+    let mut walls: Vec<(&str, f64)> = Vec::new();
     for &backend in &backends {
         let mut port = 0;
         let runs: Vec<Run> = (0..RUNS + 2)
@@ -252,10 +382,9 @@ fn main() {
                 apply.iter().cloned().fold(0.0, f64::max)
             );
         }
-        println!(
-            "  total wall time: median {:.1} ms",
-            support::median(runs.iter().map(|r| r.wall_ms).collect())
-        );
+        let wall = support::median(runs.iter().map(|r| r.wall_ms).collect());
+        walls.push((backend, wall));
+        println!("  total wall time: median {wall:.1} ms");
         println!(
             "  peak RSS: median {:.1} MB (max {:.1})",
             support::median(rss.clone()),
@@ -286,4 +415,37 @@ fn main() {
         "https endpoint: process start → TCP connection: median {:.2} ms",
         support::median(https)
     );
+    match std::env::var("DEPUTY_BENCH_CODEX") {
+        Ok(codex) if std::path::Path::new(&codex).is_file() => {
+            let mut port = 0;
+            let runs: Vec<Run> = (0..RUNS + 2)
+                .map(|_| codex_once(&codex, &rt, &mut port))
+                .skip(2)
+                .collect();
+            let wall = support::median(runs.iter().map(|r| r.wall_ms).collect());
+            println!("codex (native binary, no sandbox; {codex}):");
+            println!(
+                "  process start → first model request: median {:.2} ms",
+                support::median(runs.iter().map(|r| r.first_ms).collect())
+            );
+            println!(
+                "  per-turn overhead: median {:.2} ms",
+                support::median(runs.iter().flat_map(|r| r.turns_ms.clone()).collect())
+            );
+            println!("  total wall time: median {wall:.1} ms");
+            println!(
+                "  peak RSS: median {:.1} MB",
+                support::median(runs.iter().map(|r| r.rss_mb).collect())
+            );
+            for (backend, w) in &walls {
+                println!(
+                    "  deputy ({backend}) takes {:.1}× less wall time than codex",
+                    wall / w
+                );
+            }
+        }
+        _ => println!(
+            "codex: SKIP (set DEPUTY_BENCH_CODEX to Codex's native binary; bench/session.sh installs it with npm)"
+        ),
+    }
 }
