@@ -18,7 +18,10 @@ impl Workspace {
             return self.read_disk(p, cap).map(|(bytes, _)| bytes);
         };
         let host = self.host_path(p);
-        let Some((host, held)) = host.to_str().zip(quiet::editor(&host)) else {
+        let held = host
+            .to_str()
+            .and_then(|h| quiet::editor(&host).map(|held| (h, held)));
+        let Some((host, held)) = held else {
             return self.read_disk(p, cap).map(|(bytes, _)| bytes);
         };
         // Checked while the files hold still: what the editor opens is this very file.
@@ -105,14 +108,6 @@ impl Workspace {
     /// path is refused unless allowed. With an editor, a text file goes through it (see
     /// [`super::editor`]).
     pub fn write_atomic(&self, p: &WsPath, content: &[u8]) -> Result<(), ToolError> {
-        let host = self.host_path(p);
-        let editor = self
-            .editor
-            .as_ref()
-            .zip(std::str::from_utf8(content).ok())
-            .zip(host.to_str());
-        // Taken before the checks: what they find is what the editor gets.
-        let held = editor.and_then(|_| quiet::editor(&host));
         if p.is_root() {
             return Err(ToolError::IsDirectory { path: p.display() });
         }
@@ -129,6 +124,14 @@ impl Workspace {
         let name = p.as_path().file_name().ok_or_else(|| {
             ToolError::InvalidInput(format!("`{}` is not a file path", p.display()))
         })?;
+        let host = self.host_path(p);
+        let editor = self
+            .editor
+            .as_ref()
+            .zip(std::str::from_utf8(content).ok())
+            .zip(host.to_str());
+        // Taken before the file system is looked at: what is found is what the editor gets.
+        let held = editor.and_then(|_| quiet::editor(&host));
         let pdir = self
             .open_dir_nofollow(p, parent, true)
             .map_err(|e| self.err(p, e))?;
