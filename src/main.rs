@@ -124,6 +124,13 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
     if matches!(cli.command, Command::Chat(_)) {
         commands::chat::ask_trust_once(&cli.global)?;
     }
+    // A session is about to be set up: its tools' schemas are made meanwhile.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Chat(_) | Command::Review(_)
+    ) {
+        deputy_tools::tools::warm_schemas();
+    }
     let ctx = context::Context::new(&cli.global)?;
     match cli.command {
         Command::Run(args) => commands::run::run(&ctx, args),

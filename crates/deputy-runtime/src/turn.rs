@@ -120,9 +120,10 @@ impl Session {
         };
         let start = Instant::now();
         let mut stream = self.client.stream(request);
-        // The request is out: have the sandbox ready (started once, or again after a cancel
-        // took it down) while the model thinks.
-        self.toolbox.warm_sandbox();
+        // Once the model answers, have the sandbox ready (started once, or again after a
+        // cancel took it down) while it goes on: started earlier, its fork and namespaces
+        // compete with sending the request on a small machine.
+        let mut warm = true;
         let mut collector = Collector::new();
         let cancel = self.cancel.clone();
         let sleep = until(deadline);
@@ -134,6 +135,9 @@ impl Session {
                 n = stream.next() => n,
             };
             let Some(event) = next else { break };
+            if std::mem::take(&mut warm) {
+                self.toolbox.warm_sandbox();
+            }
             let event = event.map_err(|e| {
                 tracing::debug!(kind = e.kind(), "model error");
                 match e {

@@ -239,6 +239,18 @@ pub trait Tool: Send + Sync {
     }
 }
 
+/// Make the built-in tools' schemas on a thread of their own, so that a session being set up
+/// beside it finds them made (building them is a good part of the work before a first request).
+pub fn warm_schemas() {
+    let _ = std::thread::Builder::new()
+        .name("schemas".into())
+        .spawn(|| {
+            for t in builtin_tools() {
+                t.parameters();
+            }
+        });
+}
+
 /// Every built-in tool except `task` (which lives in the runtime).
 pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
     vec![
@@ -256,7 +268,7 @@ pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
 
 /// Parse tool input, with an error that tells the model which fields are expected. The schema
 /// for that message is only built when the input does not parse.
-pub(crate) fn parse_input<T: DeserializeOwned + schemars::JsonSchema>(
+pub(crate) fn parse_input<T: DeserializeOwned + schemars::JsonSchema + 'static>(
     tool: &str,
     input: Value,
 ) -> Result<T, ToolError> {
@@ -307,8 +319,24 @@ pub(crate) fn access_path(a: &Access) -> Result<&WsPath, ToolError> {
 
 /// The schemars schema of `T`, made OpenAI strict-compatible: every property listed as
 /// required (optional ones are nullable), no additional properties, and no keywords strict mode
-/// rejects.
-pub fn strict_schema<T: schemars::JsonSchema>() -> Value {
+/// rejects. Made once per type: every request offers the tools again, and building a schema
+/// cost more than the rest of a turn.
+pub fn strict_schema<T: schemars::JsonSchema + 'static>() -> Value {
+    type Made = std::sync::Mutex<std::collections::HashMap<std::any::TypeId, Value>>;
+    static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    let id = std::any::TypeId::of::<T>();
+    if let Some(v) = made.lock().ok().and_then(|m| m.get(&id).cloned()) {
+        return v;
+    }
+    let v = make_strict_schema::<T>();
+    if let Ok(mut m) = made.lock() {
+        m.insert(id, v.clone());
+    }
+    v
+}
+
+fn make_strict_schema<T: schemars::JsonSchema>() -> Value {
     let mut v = serde_json::to_value(schemars::schema_for!(T))
         .unwrap_or_else(|_| json!({"type": "object"}));
     strictify(&mut v);
