@@ -7,7 +7,8 @@
 //! - per-turn overhead: the mock finished sending a reply → the next request arrives (the tool
 //!   runs in between, so this is deputy's whole overhead per turn, tool execution included);
 //! - total wall time;
-//! - peak RSS of the deputy process (from wait4's rusage);
+//! - peak RSS of the deputy process and what it starts (wait4's rusage, taken by a small
+//!   process of this binary that spawns deputy: see `support::Measured`);
 //! - what a bash call costs inside the session: the `duration_ms` the journal records for the
 //!   task's three commands (`ls -la`, `cat`, `echo`) — the first apart, as it starts the
 //!   session's sandbox.
@@ -100,8 +101,8 @@ fn run_once(
         } else {
             "OPENAI_BASE_URL"
         };
-        let t0 = Instant::now();
-        let child = std::process::Command::new(bin)
+        let measured = dir.path().join("measured");
+        let child = support::measured_command(bin, &measured)
             .args([
                 "run",
                 "--agent",
@@ -121,22 +122,18 @@ fn run_once(
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
-        let mut stdout = child.stdout.unwrap();
-        let (status, peak_kb, out) = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let mut stdout = child.stdout.take().unwrap();
+        let (status, out) = tokio::task::spawn_blocking(move || {
             let mut out = String::new();
             std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-            let mut status = 0;
-            // SAFETY: an all-zero rusage is a valid value to be filled in.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: waiting for our own child with valid pointers.
-            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            (status, usage.ru_maxrss, out)
+            (child.wait().unwrap().code().unwrap_or(-1), out)
         })
         .await
         .unwrap();
-        let wall = t0.elapsed();
-        assert_eq!(status, 0, "deputy failed: {out}");
+        let m = support::measured(status, &measured);
+        let (t0, wall, peak_kb) = (m.started, m.took, m.peak_kb);
+        assert_eq!(m.status, 0, "deputy failed: {out}");
         let reqs = mock.requests();
         assert_eq!(reqs.len(), 6);
         let base = mock.started();
@@ -203,15 +200,12 @@ fn https_cold_start(bin: &str, rt: &tokio::runtime::Runtime, state: &std::path::
 }
 
 /// Codex's native binary on the task (in its own words), as `run_once` measures deputy.
-fn codex_once(codex: &str, rt: &tokio::runtime::Runtime, port: &mut u16) -> Run {
+fn codex_once(codex: &str, rt: &tokio::runtime::Runtime) -> Run {
     rt.block_on(async {
         let script = Script::parse(include_str!("../bench/codex-task.yaml"), false).unwrap();
-        let opts = ServeOptions {
-            port: *port,
-            ..ServeOptions::default()
-        };
-        let mock = MockServer::start(script, opts).await.unwrap();
-        *port = mock.addr().port();
+        let mock = MockServer::start(script, ServeOptions::default())
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         let home = dir.path().join("home");
@@ -223,8 +217,8 @@ fn codex_once(codex: &str, rt: &tokio::runtime::Runtime, port: &mut u16) -> Run 
             mock.url()
         );
         let closed = "http://127.0.0.1:9";
-        let t0 = Instant::now();
-        let child = std::process::Command::new(codex)
+        let measured = dir.path().join("measured");
+        let mut child = support::measured_command(codex, &measured)
             .args([
                 "exec",
                 "--skip-git-repo-check",
@@ -253,19 +247,13 @@ fn codex_once(codex: &str, rt: &tokio::runtime::Runtime, port: &mut u16) -> Run 
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
-        let (status, peak_kb) = tokio::task::spawn_blocking(move || {
-            let mut status = 0;
-            // SAFETY: an all-zero rusage is a valid value to be filled in.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: waiting for our own child with valid pointers.
-            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            (status, usage.ru_maxrss)
-        })
-        .await
-        .unwrap();
-        let wall = t0.elapsed();
-        assert_eq!(status, 0, "codex failed");
+        let status =
+            tokio::task::spawn_blocking(move || child.wait().unwrap().code().unwrap_or(-1))
+                .await
+                .unwrap();
+        let m = support::measured(status, &measured);
+        let (t0, wall, peak_kb) = (m.started, m.took, m.peak_kb);
+        assert_eq!(m.status, 0, "codex failed");
         let reqs = mock.requests();
         assert_eq!(reqs.len(), 6, "codex made {} requests", reqs.len());
         assert!(
@@ -315,6 +303,7 @@ fn hot_symbols(bin: &str) -> Option<(usize, usize)> {
 }
 
 fn main() {
+    support::spawner();
     let bin = support::deputy_bin();
     let rt = support::runtime();
     let report = deputy_tools::sandbox::probe();
@@ -417,9 +406,8 @@ fn main() {
     );
     match std::env::var("DEPUTY_BENCH_CODEX") {
         Ok(codex) if std::path::Path::new(&codex).is_file() => {
-            let mut port = 0;
             let runs: Vec<Run> = (0..RUNS + 2)
-                .map(|_| codex_once(&codex, &rt, &mut port))
+                .map(|_| codex_once(&codex, &rt))
                 .skip(2)
                 .collect();
             let wall = support::median(runs.iter().map(|r| r.wall_ms).collect());
