@@ -346,6 +346,16 @@ fn main() {
             .iter()
             .flat_map(|r| r.bash_ms.iter().skip(1).copied())
             .collect();
+        // The seed task's turns 1, 4 and 5 are bash calls: the first finds the sandbox as it is
+        // when the model answers at once (ready, or still starting); the later ones a warm one.
+        let first_turn: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.turns_ms.first().copied())
+            .collect();
+        let warm_turns: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| r.turns_ms.iter().skip(3).take(2).copied())
+            .collect();
         let rss: Vec<f64> = runs.iter().map(|r| r.rss_mb).collect();
         println!("sandbox {backend}:");
         println!(
@@ -362,6 +372,11 @@ fn main() {
             support::median(bash.clone()),
             bash.iter().cloned().fold(0.0, f64::max),
             support::median(first_bash)
+        );
+        println!(
+            "  the turn of the first bash call (model answers at once): median {:.2} ms; of the later bash calls: median {:.2} ms",
+            support::median(first_turn),
+            support::median(warm_turns)
         );
         let apply: Vec<f64> = runs.iter().flat_map(|r| r.apply_ms.clone()).collect();
         if !apply.is_empty() {

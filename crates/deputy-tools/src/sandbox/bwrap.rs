@@ -163,6 +163,7 @@ pub fn command(
     sb: &Sandbox,
     argv: &[&str],
     layers: Option<&std::path::Path>,
+    gate: Option<&super::gate::Gate>,
 ) -> tokio::process::Command {
     let bin = bwrap_path().unwrap_or_else(|| PathBuf::from("bwrap"));
     let mut cmd = tokio::process::Command::new(bin);
@@ -229,6 +230,9 @@ pub fn command(
         cmd.args(["--ro-bind", program, program]);
     }
     cmd.arg("--chdir").arg(root);
+    if let Some(g) = gate {
+        cmd.args(g.bwrap_args());
+    }
     cmd.args(argv);
     // bwrap itself runs with a clean environment too.
     cmd.env_clear();

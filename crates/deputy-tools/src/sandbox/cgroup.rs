@@ -183,6 +183,11 @@ impl CommandCgroup {
         self.procs.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
+    /// Copies of the `cgroup.procs` descriptors, for a move made on another thread.
+    pub(crate) fn procs_owned(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.procs.iter().map(OwnedFd::try_clone).collect()
+    }
+
     /// Kill every process still in the cgroup (background jobs, escaped sessions, daemons).
     pub fn kill_all(&self) {
         if let Some(d) = self.dirs.first() {

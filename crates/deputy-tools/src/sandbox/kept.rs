@@ -128,7 +128,14 @@ impl Kept {
             .is_some_and(|r| matches!(r.child.try_wait(), Ok(None)));
         let (mut running, fresh) = match slot.take() {
             Some(r) if alive => (r, false),
-            _ => (self.spawn(sb)?, true),
+            _ => match self.spawn(sb).await? {
+                Some(r) => (r, true),
+                None => {
+                    self.broken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+            },
         };
         let mut heard = false;
         // A workspace-write bwrap sandbox: the command writes into a layer of its own.
@@ -265,7 +272,7 @@ impl Kept {
     pub(crate) async fn warm(&self, sb: &Sandbox) {
         let mut slot = self.slot.lock().await;
         if slot.is_none()
-            && let Ok(mut r) = self.spawn(sb)
+            && let Ok(Some(mut r)) = self.spawn(sb).await
         {
             let setup = std::mem::take(&mut r.setup);
             if r.stdin.write_all(&setup).await.is_ok() && r.stdin.flush().await.is_ok() {
@@ -313,8 +320,9 @@ impl Kept {
         })
     }
 
-    /// Start the supervisor in a new sandbox.
-    fn spawn(&self, sb: &Sandbox) -> Result<Running, ToolError> {
+    /// Start the supervisor in a new sandbox. `None` when it could not be started into its
+    /// cgroups (then out of use, see `broken`).
+    async fn spawn(&self, sb: &Sandbox) -> Result<Option<Running>, ToolError> {
         let program = self.program.display().to_string();
         let layers = self
             .layers
@@ -333,7 +341,7 @@ impl Kept {
                     .ok()
             })
             .as_ref();
-        let prepared =
+        let (prepared, gate) =
             sb.command_argv_kept(&[&program, SUPERVISOR_ARG], layers.map(|l| l.stage.path()))?;
         let mut cmd = prepared.cmd;
         cmd.stdin(std::process::Stdio::piped())
@@ -346,6 +354,25 @@ impl Kept {
         let known = child.id().map(reaper::Known::new);
         drop(spawning);
         drop(cmd);
+        // Into its cgroups before anything is asked of it (no request can be written before
+        // `running` exists).
+        if let (Some(gate), Some(cgroup), Some(pid)) = (gate, &prepared.cgroup, child.id()) {
+            let moved = match cgroup.procs_owned() {
+                Ok(procs) => tokio::task::spawn_blocking(move || gate.open(pid, &procs))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                // Dropped here, never asked anything: commands get a sandbox of their own.
+                let said = String::from_utf8_lossy(&said_at_end(&mut child).await).into_owned();
+                tracing::debug!(
+                    "the sandbox kept for the session did not start ({e}; {}); each command gets a sandbox of its own",
+                    said.trim()
+                );
+                return Ok(None);
+            }
+        }
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -378,7 +405,7 @@ impl Kept {
         tokio::spawn(read_frames(BufReader::new(stdout), tx));
         let kept_err = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(keep_stderr(stderr, kept_err.clone()));
-        Ok(Running {
+        Ok(Some(Running {
             child,
             stdin,
             setup,
@@ -388,7 +415,7 @@ impl Kept {
             _cgroup: prepared.cgroup,
             _known: known,
             reap: prepared.reap,
-        })
+        }))
     }
 }
 
@@ -420,6 +447,17 @@ async fn read_frames(mut stdout: BufReader<tokio::process::ChildStdout>, tx: mps
             return;
         }
     }
+}
+
+/// What a sandbox that is killed now said on stderr (bwrap's reason, when it failed).
+async fn said_at_end(child: &mut tokio::process::Child) -> Vec<u8> {
+    let _ = child.start_kill();
+    let mut said = Vec::new();
+    if let Some(err) = child.stderr.take() {
+        let mut err = err.take(STDERR_CAP as u64);
+        let _ = tokio::time::timeout(Duration::from_millis(200), err.read_to_end(&mut said)).await;
+    }
+    said
 }
 
 async fn keep_stderr(mut stderr: tokio::process::ChildStderr, kept: Arc<Mutex<Vec<u8>>>) {

@@ -22,6 +22,7 @@ mod cgroup;
 mod command_ns;
 mod dirfd;
 mod env;
+mod gate;
 pub mod grant;
 mod kept;
 mod landlock;
@@ -412,16 +413,26 @@ impl Sandbox {
 
     /// A command that runs `argv` (a program and its arguments) under this sandbox.
     pub(crate) fn command_argv(&self, argv: &[&str]) -> Result<Prepared, ToolError> {
-        self.command_argv_kept(argv, None)
+        Ok(self.prepare(argv, None, false)?.0)
     }
 
     /// [`Sandbox::command_argv`] for the supervisor of a kept sandbox; with `layers` (bwrap),
-    /// the workspace is read-only and commands write into layers under that directory.
+    /// the workspace is read-only and commands write into layers under that directory. With
+    /// cgroups, the gate through which it joins them once started.
     pub(crate) fn command_argv_kept(
         &self,
         argv: &[&str],
         layers: Option<&Path>,
-    ) -> Result<Prepared, ToolError> {
+    ) -> Result<(Prepared, Option<gate::Gate>), ToolError> {
+        self.prepare(argv, layers, true)
+    }
+
+    fn prepare(
+        &self,
+        argv: &[&str],
+        layers: Option<&Path>,
+        kept: bool,
+    ) -> Result<(Prepared, Option<gate::Gate>), ToolError> {
         let cgroup = if self.backend != Backend::None
             && !self.policy.no_cgroups
             && probe().pids_cgroup.is_ok()
@@ -439,8 +450,16 @@ impl Sandbox {
         if reap {
             reaper::become_subreaper();
         }
+        // A kept sandbox runs nothing of the model's until asked: it joins its cgroups after
+        // the start, while bwrap and the supervisor get ready (see `gate`).
+        let gate = match &cgroup {
+            Some(_) if kept => Some(gate::Gate::new(self.backend == Backend::Bwrap).map_err(
+                |e| ToolError::Sandbox(format!("cannot prepare the sandbox's start: {e}")),
+            )?),
+            _ => None,
+        };
         let mut cmd = match self.backend {
-            Backend::Bwrap => bwrap::command(self, argv, layers),
+            Backend::Bwrap => bwrap::command(self, argv, layers, gate.as_ref()),
             Backend::Landlock | Backend::None => {
                 let mut c = tokio::process::Command::new(argv[0]);
                 c.args(&argv[1..]);
@@ -455,7 +474,11 @@ impl Sandbox {
         cmd.stdin(std::process::Stdio::null());
         cmd.kill_on_drop(true);
         let limits = self.rlimits.clone();
-        let cgroup_fds = cgroup.as_ref().map(|c| c.procs_fds()).unwrap_or_default();
+        let cgroup_fds = match (&cgroup, &gate) {
+            (Some(c), None) => c.procs_fds(),
+            _ => Vec::new(),
+        };
+        let gate_fds = gate.as_ref().map_or([-1, -1], gate::Gate::child_fds);
         let landlock_setup = match self.backend {
             // A program named by its path (the supervisor: deputy's own binary) is readable and
             // executable where it is, as bwrap binds it in.
@@ -478,6 +501,7 @@ impl Sandbox {
                     return Err(std::io::Error::last_os_error());
                 }
                 cgroup::join(&cgroup_fds)?;
+                gate::keep_across_exec(&gate_fds)?;
                 if apply_limits {
                     limits::apply(&limits)?;
                 }
@@ -487,7 +511,7 @@ impl Sandbox {
                 Ok(())
             });
         }
-        Ok(Prepared { cmd, cgroup, reap })
+        Ok((Prepared { cmd, cgroup, reap }, gate))
     }
 
     /// The protected paths kept read-only and the `.env` files hidden (for `sandbox check`).
