@@ -11,7 +11,9 @@
 //!   process of this binary that spawns deputy: see `support::Measured`);
 //! - what a bash call costs inside the session: the `duration_ms` the journal records for the
 //!   task's three commands (`ls -la`, `cat`, `echo`) — the first apart, as it starts the
-//!   session's sandbox.
+//!   session's sandbox (its clock starts once the sandbox is up);
+//! - the turn of the first bash call against those of the later ones (turns 1 and 4–5): what
+//!   waiting for the sandbox costs when the model answers at once.
 //!
 //! Then the same task on each model protocol (Chat Completions, Anthropic Messages, OpenAI
 //! Responses) with the first backend: what each protocol's requests and streams cost per turn.
@@ -368,7 +370,7 @@ fn main() {
             support::median(turns)
         );
         println!(
-            "  bash duration_ms inside the session: median {:.1} ms (max {:.1}); the first call, which starts the sandbox: median {:.1} ms",
+            "  bash duration_ms inside the session: median {:.1} ms (max {:.1}); the first call (timed once its sandbox is up): median {:.1} ms",
             support::median(bash.clone()),
             bash.iter().cloned().fold(0.0, f64::max),
             support::median(first_bash)

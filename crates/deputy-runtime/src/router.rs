@@ -110,6 +110,10 @@ pub trait Handler: Send + Sync {
     fn summary(&self) -> String;
     /// The spec offered to the model under `perms`; `None` when it is not offered now.
     fn spec(&self, perms: &Permissions) -> Option<ToolSpec>;
+    /// Whether it is offered under `perms` (its spec is `Some`), without building the spec.
+    fn offered(&self, perms: &Permissions) -> bool {
+        self.spec(perms).is_some()
+    }
     /// Whether calls may run side by side with their neighbours of the same response.
     fn concurrent(&self) -> bool;
     /// Parse the input and resolve what it names. `Err(reason)` is the call's result (an
@@ -145,6 +149,10 @@ impl Handler for Builtin {
             description: self.tool.description().to_string(),
             parameters: self.tool.parameters(),
         })
+    }
+
+    fn offered(&self, _perms: &Permissions) -> bool {
+        true
     }
 
     fn concurrent(&self) -> bool {
@@ -205,7 +213,7 @@ impl Router {
     pub(crate) fn summaries(&self, perms: &Permissions) -> Vec<(String, String)> {
         self.handlers
             .iter()
-            .filter(|h| h.spec(perms).is_some())
+            .filter(|h| h.offered(perms))
             .map(|h| (h.name().to_string(), h.summary()))
             .collect()
     }
