@@ -599,3 +599,71 @@ async fn absurd_durations_are_clear_errors_not_panics() {
     );
     assert!(h.mock.requests().is_empty(), "nothing was run");
 }
+
+/// Another user of the machine makes `/tmp/deputy-quiet-UID` (the editor locks' directory)
+/// before deputy does, to stop it: deputy refuses that directory, says so, and its commands
+/// still run. deputy runs in a `/tmp` of its own (bwrap) where the directory is already there,
+/// writable by anyone — refused as one owned by someone else is.
+#[tokio::test]
+async fn a_lock_directory_planted_in_tmp_stops_no_command() {
+    if !sandbox_available() {
+        return;
+    }
+    let Some(bwrap) = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        common::outside::missing(
+            "planted lock directory test",
+            "bwrap makes its private /tmp",
+            "apt-get install bubblewrap",
+        );
+        return;
+    };
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - name: bash\n        arguments: {command: \"echo ran > marker.txt\"}\n  - text: done\n",
+    )
+    .await;
+    let dir = h.dir.path().to_str().unwrap().to_string();
+    let mut outer = tokio::process::Command::new(bwrap);
+    outer
+        .args([
+            "--dev-bind",
+            "/",
+            "/",
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            &dir,
+            &dir,
+        ])
+        .args(["--die-with-parent", "--chdir"])
+        .arg(&h.ws)
+        .args([
+            "sh",
+            "-c",
+            "d=/tmp/deputy-quiet-$(id -u); mkdir -m 777 \"$d\" && exec \"$0\" \"$@\"",
+            common::BIN,
+            "run",
+            "--output-format",
+            "json",
+            "go",
+        ])
+        .env_clear()
+        .envs(h.env())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), outer.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(read(&h.ws.join("marker.txt")), "ran\n", "{stderr}");
+    let results = h.tool_results();
+    assert!(results.iter().all(|r| !r.contains("lock")), "{results:?}");
+    assert!(
+        stderr.contains("is not a directory only this user may write"),
+        "{stderr}"
+    );
+}

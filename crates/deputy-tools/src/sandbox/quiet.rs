@@ -34,11 +34,12 @@ pub struct Hold {
 /// The directory the lock files live in: `/tmp/deputy-quiet-UID` (not `$TMPDIR`, which
 /// differs between processes and, for a command, is its private one). It must be a directory
 /// of this user's that nobody else may write; what a sandboxed command may write never
-/// includes it.
+/// includes it. Decided once per process: when it cannot be had (another user made that path
+/// first, to block deputy), commands run without locks and the editor is never handed a file —
+/// nothing waits on it, and the race it prevents cannot happen.
 fn lock_dir() -> io::Result<&'static Path> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         let base = if Path::new("/tmp").is_dir() {
@@ -46,24 +47,37 @@ fn lock_dir() -> io::Result<&'static Path> {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("deputy-quiet-{uid}"));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        let made = resolve(&base, uid);
+        if let Err(e) = &made {
+            tracing::warn!(
+                "{e}; until it is, commands run without the locks that let an editor's buffers be used, and the disk is used instead"
+            );
         }
-        let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if !m.is_dir() || m.uid() != uid || m.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{} is not a directory only this user may write; remove it",
-                dir.display()
-            ));
-        }
-        Ok(dir)
+        made
     })
     .as_ref()
     .map(PathBuf::as_path)
     .map_err(|e| io::Error::other(e.clone()))
+}
+
+/// `base/deputy-quiet-UID`, made when missing; an error when it is not a directory of `uid`'s
+/// that only it may write.
+fn resolve(base: &Path, uid: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = base.join(format!("deputy-quiet-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a directory only this user may write (remove it)",
+            dir.display()
+        ));
+    }
+    Ok(dir)
 }
 
 /// The lock file's name for a directory: a stable hash of its path (FNV-1a, the same in every
@@ -80,7 +94,7 @@ fn key(dir: &Path) -> String {
     format!("{:03x}", h % 4096)
 }
 
-fn open(name: &str) -> io::Result<File> {
+fn open(dir: &Path, name: &str) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -88,7 +102,7 @@ fn open(name: &str) -> io::Result<File> {
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(lock_dir()?.join(name))
+        .open(dir.join(name))
 }
 
 /// `flock(op)`, again when a signal interrupts it.
@@ -107,12 +121,26 @@ fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
 
 /// Held by a sandboxed command over the directories it may write (`roots`), for its whole
 /// life. Waits while a file of one of them is with the editor (no longer than the editor
-/// takes to answer). Blocking: call it off the async threads.
+/// takes to answer). Blocking: call it off the async threads. Without a lock directory (see
+/// [`lock_dir`]), nothing to hold.
 pub fn command<'a>(roots: impl IntoIterator<Item = &'a Path>) -> io::Result<Hold> {
+    command_in(lock_dir().ok(), roots)
+}
+
+fn command_in<'a>(
+    dir: Option<&Path>,
+    roots: impl IntoIterator<Item = &'a Path>,
+) -> io::Result<Hold> {
+    let Some(dir) = dir else {
+        return Ok(Hold {
+            _files: Vec::new(),
+            _turn: None,
+        });
+    };
     let names: BTreeSet<String> = roots.into_iter().map(key).collect();
     let mut files = Vec::with_capacity(names.len());
     for name in &names {
-        let f = open(name)?;
+        let f = open(dir, name)?;
         flock(&f, libc::LOCK_SH)?;
         files.push(f);
     }
@@ -127,6 +155,10 @@ pub fn command<'a>(roots: impl IntoIterator<Item = &'a Path>) -> io::Result<Hold
 /// locks cannot be had): the caller then does the work on the disk itself. Blocking (while
 /// another file of this process is with the editor): call it off the async threads.
 pub fn editor(file: &Path) -> Option<Hold> {
+    editor_in(lock_dir().ok()?, file)
+}
+
+fn editor_in(dir: &Path, file: &Path) -> Option<Hold> {
     static TURN: OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
     let turn = TURN
         .get_or_init(Default::default)
@@ -135,7 +167,7 @@ pub fn editor(file: &Path) -> Option<Hold> {
     let names: BTreeSet<String> = file.ancestors().skip(1).map(key).collect();
     let mut files = Vec::with_capacity(names.len());
     for name in &names {
-        let f = match open(name) {
+        let f = match open(dir, name) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("the editor's file lock: {e}; the disk is used instead");
@@ -180,6 +212,33 @@ mod tests {
         assert!(!waited.is_finished());
         drop(hold);
         assert!(waited.join().unwrap());
+    }
+
+    /// Another user makes `/tmp/deputy-quiet-UID` first (or leaves it writable to others): it
+    /// is refused, commands still run, and the editor is never handed a file.
+    #[test]
+    fn a_lock_directory_planted_by_someone_else_blocks_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let planted = base.path().join(format!("deputy-quiet-{uid}"));
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(resolve(base.path(), uid).is_err(), "writable by others");
+        assert!(
+            resolve(base.path(), uid + 1).is_err(),
+            "another user's name"
+        );
+        std::fs::remove_dir(&planted).unwrap();
+        std::os::unix::fs::symlink(base.path(), &planted).unwrap();
+        assert!(resolve(base.path(), uid).is_err(), "a link");
+        std::fs::remove_file(&planted).unwrap();
+        assert_eq!(resolve(base.path(), uid).unwrap(), planted);
+
+        let ws = base.path().join("ws");
+        let held = command_in(None, [ws.as_path()]).unwrap();
+        assert!(held._files.is_empty());
     }
 
     #[test]
