@@ -237,8 +237,8 @@ async fn fork_bomb_is_held() {
 
 /// A kept sandbox joins its cgroups after it has started (the move waits ~7 ms for the
 /// kernel, overlapped with bwrap's set-up): its first command, the one that meets it earliest,
-/// is already inside them, and so is what it starts. (`fork_bomb_is_held` checks their limit on
-/// a first command.)
+/// is already inside them, and so is what it starts, under the session's limit.
+/// (`fork_bomb_is_held` checks that limit on a first command.)
 #[tokio::test]
 async fn a_kept_sandboxs_first_command_is_already_in_its_cgroup() {
     let report = deputy_tools::sandbox::probe();
@@ -252,9 +252,13 @@ async fn a_kept_sandboxs_first_command_is_already_in_its_cgroup() {
         return;
     }
     for b in backends() {
-        let env = Env::make(b, true, |_| {});
+        let env = Env::make(b, true, |p| p.limits.processes = Some(24));
         let out = env
-            .bash("cat /proc/self/cgroup; (sh -c 'cat /proc/self/cgroup' &); sleep 0.2")
+            .bash(
+                "cat /proc/self/cgroup; (sh -c 'cat /proc/self/cgroup' &); sleep 0.2; \
+                 cat /sys/fs/cgroup/pids$(grep :pids: /proc/self/cgroup | cut -d: -f3)/pids.max \
+                 2>/dev/null || true",
+            )
             .await;
         // The v1 pids hierarchy where there is one, else the unified one.
         let lines = || out.content.lines();
@@ -268,6 +272,14 @@ async fn a_kept_sandboxs_first_command_is_already_in_its_cgroup() {
             "{b:?}: a process of the first command is outside the sandbox's cgroup: {}",
             out.content
         );
+        // Where the sandbox sees its cgroup's limit (v1 under Landlock), it is the session's.
+        if b == Backend::Landlock && out.content.lines().any(|l| l.contains(":pids:")) {
+            assert!(
+                out.content.lines().any(|l| l.trim() == "24"),
+                "{b:?}: pids.max is not the session's: {}",
+                out.content
+            );
+        }
     }
 }
 
