@@ -355,10 +355,15 @@ impl Kept {
         drop(spawning);
         drop(cmd);
         // Into its cgroups before anything is asked of it (no request can be written before
-        // `running` exists).
-        if let (Some(gate), Some(cgroup), Some(pid)) = (gate, &prepared.cgroup, child.id()) {
-            let moved = match cgroup.procs_owned() {
-                Ok(procs) => tokio::task::spawn_blocking(move || gate.open(pid, &procs))
+        // `running` exists). A gate is opened, or the sandbox is dropped: closed unopened, it
+        // would let bwrap's child go on outside them.
+        if let Some(gate) = gate {
+            let procs = match (&prepared.cgroup, child.id()) {
+                (Some(cgroup), Some(pid)) => cgroup.procs_owned().map(|p| (pid, p)),
+                _ => Err(std::io::Error::other("the sandbox ended as it started")),
+            };
+            let moved = match procs {
+                Ok((pid, procs)) => tokio::task::spawn_blocking(move || gate.open(pid, &procs))
                     .await
                     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
                 Err(e) => Err(e),
