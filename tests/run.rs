@@ -667,3 +667,35 @@ async fn a_lock_directory_planted_in_tmp_stops_no_command() {
         "{stderr}"
     );
 }
+
+/// deputy killed at any moment while its kept sandbox starts (here, 2 to 60 ms into a run
+/// whose first step is a command) leaves no process behind: neither bwrap nor what it was
+/// starting. (bwrap's sandboxed child has no parent-death signal until just before it execs;
+/// with bwrap's `--info-fd`, whose write killed bwrap once deputy was gone, it waited forever.)
+#[tokio::test]
+async fn a_deputy_killed_while_its_sandbox_starts_leaves_nothing() {
+    if !sandbox_available() {
+        return;
+    }
+    let h = Harness::yaml(
+        "steps:\n  - tool_calls:\n      - name: bash\n        arguments: {command: \"true\"}\n  - text: done\nrepeat_last: true\n",
+    )
+    .await;
+    for ms in (2..=60).step_by(2) {
+        let mut child = h.cmd(&["run", "go"]).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    // What a killed sandbox leaves takes a moment to go (its parent-death signal, EOF on its
+    // pipes).
+    let mut left = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = common::processes_in(&h.ws, "");
+        if left.is_empty() {
+            break;
+        }
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+}

@@ -6,52 +6,49 @@
 //! before exec. The kept sandbox need not: until deputy sends it a request it runs only bwrap's
 //! set-up and the supervisor (deputy's own code), so the move can overlap them.
 //!
-//! - Under bwrap the supervisor is not deputy's child: bwrap reports its sandboxed child on
-//!   `--info-fd` and holds it on `--block-fd` once its mounts are made, before it forks or execs
-//!   anything. deputy moves that child into the cgroups, then lets it go; all it starts
-//!   (bwrap's pid 1, the supervisor, every command) is born inside.
+//! - Under bwrap the supervisor is not deputy's child: bwrap's sandboxed child (the only child
+//!   of the bwrap deputy started, in a pid namespace of its own) is held on `--block-fd` once
+//!   its mounts are made, before it forks or execs anything. deputy finds it, moves it into the
+//!   cgroups, then lets it go; all it starts (bwrap's pid 1, the supervisor, every command) is
+//!   born inside. (Not bwrap's `--info-fd`: if deputy dies before bwrap writes that report, the
+//!   write kills bwrap with SIGPIPE while its child waits for it forever.)
 //! - Under Landlock the supervisor is deputy's child and forks nothing before a request: it is
 //!   moved itself.
 //!
 //! [`Gate::open`] is the only way to the supervisor's first request (see `kept::Kept::spawn`),
 //! so no request can be sent to a sandbox still outside its cgroups.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// How long bwrap has to report its child (it does so right after cloning it).
-const INFO_WAIT: Duration = Duration::from_secs(10);
+/// How long bwrap has to make its sandboxed child (it does so at once).
+const CHILD_WAIT: Duration = Duration::from_secs(10);
 
 /// The cgroup move still to make for a sandbox that has been started.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    /// Under bwrap: the pipes of `--info-fd` and `--block-fd`.
-    bwrap: Option<BwrapPipes>,
+    /// Under bwrap: the pipe of `--block-fd`.
+    bwrap: Option<BwrapPipe>,
 }
 
 #[derive(Debug)]
-struct BwrapPipes {
-    /// deputy reads bwrap's report here; bwrap writes `child_info`.
-    info: OwnedFd,
-    child_info: Option<OwnedFd>,
-    /// bwrap's child reads `child_block` until deputy writes a byte here.
+struct BwrapPipe {
+    /// bwrap's child reads `child_block` until deputy writes a byte here (or all copies of
+    /// this end are closed: deputy is gone, and so is what could ask the sandbox anything).
     release: OwnedFd,
     child_block: Option<OwnedFd>,
 }
 
 impl Gate {
-    /// A gate for a sandbox started by `bwrap` (with its pipes) or directly (Landlock).
+    /// A gate for a sandbox started by `bwrap` (with its pipe) or directly (Landlock).
     pub(crate) fn new(bwrap: bool) -> std::io::Result<Gate> {
         if !bwrap {
             return Ok(Gate { bwrap: None });
         }
-        let (info, child_info) = pipe()?;
         let (child_block, release) = pipe()?;
         Ok(Gate {
-            bwrap: Some(BwrapPipes {
-                info,
-                child_info: Some(child_info),
+            bwrap: Some(BwrapPipe {
                 release,
                 child_block: Some(child_block),
             }),
@@ -60,43 +57,35 @@ impl Gate {
 
     /// bwrap's options for the gate (before the program), when it has any.
     pub(crate) fn bwrap_args(&self) -> Vec<String> {
-        let Some(p) = &self.bwrap else {
-            return Vec::new();
-        };
-        let fd = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        vec![
-            "--info-fd".into(),
-            fd(&p.child_info).to_string(),
-            "--block-fd".into(),
-            fd(&p.child_block).to_string(),
-        ]
-    }
-
-    /// The descriptors the child keeps across exec (the pipes are close-on-exec everywhere
-    /// else, so no other process deputy starts holds them).
-    pub(crate) fn child_fds(&self) -> [RawFd; 2] {
-        let fd = |f: Option<&OwnedFd>| f.map_or(-1, AsRawFd::as_raw_fd);
-        match &self.bwrap {
-            Some(p) => [fd(p.child_info.as_ref()), fd(p.child_block.as_ref())],
-            None => [-1, -1],
+        match self.child_fds()[0] {
+            -1 => Vec::new(),
+            fd => vec!["--block-fd".into(), fd.to_string()],
         }
     }
 
+    /// The descriptors the child keeps across exec (the pipe is close-on-exec everywhere
+    /// else, so no other process deputy starts holds it).
+    pub(crate) fn child_fds(&self) -> [RawFd; 2] {
+        let fd = self
+            .bwrap
+            .as_ref()
+            .and_then(|p| p.child_block.as_ref())
+            .map_or(-1, AsRawFd::as_raw_fd);
+        [fd, -1]
+    }
+
     /// After the spawn: move the sandbox into the cgroups whose `cgroup.procs` are `procs`
-    /// (`started`: the pid deputy spawned), then let it go on. Blocking. On an error the
-    /// sandbox's child is killed before the gate closes (a closed `--block-fd` lets bwrap go on).
+    /// (`started`: the pid deputy spawned, not reaped yet), then let it go on. Blocking. On an
+    /// error bwrap's child is killed before the gate closes (a closed `--block-fd` lets it go on).
     pub(crate) fn open(mut self, started: u32, procs: &[OwnedFd]) -> std::io::Result<()> {
-        let Some(pipes) = self.bwrap.as_mut() else {
+        let Some(pipe) = self.bwrap.as_mut() else {
             return move_into(started, procs);
         };
-        // deputy's copies of the child's ends: closed, so the report ends when bwrap's does.
-        pipes.child_info = None;
-        pipes.child_block = None;
-        let child = read_child_pid(&pipes.info)?;
-        // Kernels before 5.3 have no pidfd: the pid is then trusted as reported.
-        let pidfd = Pidfd::open(child)?;
+        // deputy's copy of the child's end: closed.
+        pipe.child_block = None;
+        let (child, pidfd) = sandboxed_child(started)?;
         let moved = move_into(child, procs).and_then(|()| {
-            // Still alive: the process moved is the one bwrap reported, not a reused pid.
+            // Still alive: the process moved is the one found, not a reused pid.
             if pidfd.as_ref().is_some_and(Pidfd::exited) {
                 Err(std::io::Error::other(
                     "the sandbox ended while it was starting",
@@ -106,14 +95,85 @@ impl Gate {
             }
         });
         if let Err(e) = moved {
-            if let Some(p) = &pidfd {
-                p.kill();
+            match &pidfd {
+                Some(p) => p.kill(),
+                // SAFETY: kill on the pid just found; at worst it is gone.
+                None => unsafe {
+                    libc::kill(child as libc::pid_t, libc::SIGKILL);
+                },
             }
             return Err(e);
         }
-        let mut release = std::fs::File::from(pipes.release.try_clone()?);
+        let mut release = std::fs::File::from(pipe.release.try_clone()?);
         release.write_all(b"1")
     }
+}
+
+/// bwrap's sandboxed child: the one child of `bwrap` (deputy's own child, so its pid is not
+/// reused) in another pid namespace than deputy's, with a pidfd for it where the kernel has
+/// them. Waits for bwrap to make it (it does so at once), while bwrap lives.
+fn sandboxed_child(bwrap: u32) -> std::io::Result<(u32, Option<Pidfd>)> {
+    let ours = std::fs::read_link("/proc/self/ns/pid")?;
+    let start = std::time::Instant::now();
+    loop {
+        let children = children_of(bwrap)?;
+        if let [child] = children[..] {
+            let pidfd = Pidfd::open(child)?;
+            // Read after the pidfd is open: a pid named here and alive after is that process.
+            let theirs = std::fs::read_link(format!("/proc/{child}/ns/pid"))?;
+            if parent_of(child)? != bwrap || pidfd.as_ref().is_some_and(Pidfd::exited) {
+                return Err(std::io::Error::other(
+                    "the sandbox ended while it was starting",
+                ));
+            }
+            if theirs == ours {
+                return Err(std::io::Error::other(
+                    "bwrap's child is not in a pid namespace of its own",
+                ));
+            }
+            return Ok((child, pidfd));
+        }
+        if children.len() > 1 {
+            return Err(std::io::Error::other("bwrap started more than one process"));
+        }
+        if !std::path::Path::new(&format!("/proc/{bwrap}")).exists()
+            || parent_of(bwrap).is_err()
+            || start.elapsed() > CHILD_WAIT
+        {
+            return Err(std::io::Error::other("bwrap did not start its sandbox"));
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// The children of `pid` (a process with one thread): `/proc/PID/task/PID/children`, or, on a
+/// kernel without that file, a walk of `/proc`.
+fn children_of(pid: u32) -> std::io::Result<Vec<u32>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        Ok(text) => Ok(text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::path::Path::new(&format!("/proc/{pid}")).exists() =>
+        {
+            Ok(std::fs::read_dir("/proc")?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|p| parent_of(*p).is_ok_and(|pp| pp == pid))
+                .collect())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (after the command name, which may hold anything).
+fn parent_of(pid: u32) -> std::io::Result<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("cannot read /proc/{pid}/stat")))
 }
 
 /// Write `pid` into each `cgroup.procs`.
@@ -124,51 +184,6 @@ fn move_into(pid: u32, procs: &[OwnedFd]) -> std::io::Result<()> {
         f.write_all(line.as_bytes())?;
     }
     Ok(())
-}
-
-/// bwrap's `--info-fd` report: `{"child-pid": N, …}`, the pid in deputy's namespace.
-fn read_child_pid(info: &OwnedFd) -> std::io::Result<u32> {
-    let mut text = Vec::new();
-    let mut file = std::fs::File::from(info.try_clone()?);
-    // The report is small and written at once; a bwrap that fails first closes the pipe.
-    let mut poll = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut poll, 1, INFO_WAIT.as_millis() as i32) };
-        if n == 0 {
-            return Err(std::io::Error::other("bwrap did not report its sandbox"));
-        }
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut buf = [0u8; 512];
-        let got = file.read(&mut buf)?;
-        if got == 0 || text.len() > 64 * 1024 {
-            break;
-        }
-        text.extend_from_slice(&buf[..got]);
-        if let Some(pid) = child_pid(&text) {
-            return Ok(pid);
-        }
-    }
-    Err(std::io::Error::other(format!(
-        "bwrap ended before it reported its sandbox ({})",
-        String::from_utf8_lossy(&text).trim()
-    )))
-}
-
-/// The pid in a complete report (`None` while it is still partial).
-fn child_pid(text: &[u8]) -> Option<u32> {
-    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
-    v.get("child-pid")?.as_u64()?.try_into().ok()
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -241,12 +256,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_report_is_read_once_it_is_whole() {
-        assert_eq!(child_pid(b"{\n    \"child-pid\": 4242"), None);
-        assert_eq!(
-            child_pid(b"{\n    \"child-pid\": 4242,\n    \"cgroup-namespace\": 1\n}\n"),
-            Some(4242)
-        );
-        assert_eq!(child_pid(b"{\"child-pid\": -1}"), None);
+    fn the_children_of_a_single_threaded_process_are_found() {
+        use std::io::BufRead;
+        // A parent with one thread, as bwrap is; its name has a `) ` in it, as a command's
+        // name may (the stat line is read after the last one).
+        let dir = tempfile::tempdir().unwrap();
+        let sh = dir.path().join("odd) name");
+        std::os::unix::fs::symlink("/bin/sh", &sh).unwrap();
+        let mut parent = std::process::Command::new(&sh)
+            .args(["-c", "sleep 5 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(parent.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sleep: u32 = line.trim().parse().unwrap();
+        assert_eq!(children_of(parent.id()).unwrap(), vec![sleep]);
+        assert_eq!(parent_of(sleep).unwrap(), parent.id());
+        // SAFETY: kill on the child just started.
+        unsafe { libc::kill(sleep as libc::pid_t, libc::SIGKILL) };
+        let _ = parent.wait();
     }
 }
