@@ -136,8 +136,8 @@ fn sandboxed_child(bwrap: u32) -> std::io::Result<(u32, Option<Pidfd>)> {
         if children.len() > 1 {
             return Err(std::io::Error::other("bwrap started more than one process"));
         }
-        if !std::path::Path::new(&format!("/proc/{bwrap}")).exists()
-            || parent_of(bwrap).is_err()
+        // Ended (a zombie until deputy reaps it), or too slow.
+        if stat(bwrap).is_none_or(|(state, _)| matches!(state, 'Z' | 'X'))
             || start.elapsed() > CHILD_WAIT
         {
             return Err(std::io::Error::other("bwrap did not start its sandbox"));
@@ -168,12 +168,20 @@ fn children_of(pid: u32) -> std::io::Result<Vec<u32>> {
     }
 }
 
-/// The parent of `pid`, from `/proc/PID/stat` (after the command name, which may hold anything).
+/// The parent of `pid`.
 fn parent_of(pid: u32) -> std::io::Result<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+    stat(pid)
+        .map(|(_, parent)| parent)
         .ok_or_else(|| std::io::Error::other(format!("cannot read /proc/{pid}/stat")))
+}
+
+/// The state and the parent of `pid`, from `/proc/PID/stat` (read after the command name,
+/// which may hold anything).
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
 }
 
 /// Write `pid` into each `cgroup.procs`.
@@ -277,6 +285,13 @@ mod tests {
         assert_eq!(parent_of(sleep).unwrap(), parent.id());
         // SAFETY: kill on the child just started.
         unsafe { libc::kill(sleep as libc::pid_t, libc::SIGKILL) };
+        // Ended, not reaped yet: a zombie, which the wait for bwrap's child must see as ended.
+        let t = std::time::Instant::now();
+        while stat(parent.id()).is_some_and(|(s, _)| s != 'Z') && t.elapsed().as_secs() < 5 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(stat(parent.id()).is_some_and(|(s, _)| s == 'Z'));
+        assert!(sandboxed_child(parent.id()).is_err());
         let _ = parent.wait();
     }
 }
