@@ -46,32 +46,30 @@ impl Gate {
         if !bwrap {
             return Ok(Gate { bwrap: None });
         }
-        let (child_block, release) = pipe()?;
+        // Close-on-exec at both ends: only bwrap is given its end (see `keep_across_exec`).
+        let (child_block, release) = std::io::pipe()?;
         Ok(Gate {
             bwrap: Some(BwrapPipe {
-                release,
-                child_block: Some(child_block),
+                release: release.into(),
+                child_block: Some(child_block.into()),
             }),
         })
     }
 
     /// bwrap's options for the gate (before the program), when it has any.
     pub(crate) fn bwrap_args(&self) -> Vec<String> {
-        match self.child_fds()[0] {
-            -1 => Vec::new(),
-            fd => vec!["--block-fd".into(), fd.to_string()],
-        }
+        self.child_fd()
+            .map(|fd| vec!["--block-fd".into(), fd.to_string()])
+            .unwrap_or_default()
     }
 
-    /// The descriptors the child keeps across exec (the pipe is close-on-exec everywhere
+    /// The descriptor the child keeps across exec (the pipe is close-on-exec everywhere
     /// else, so no other process deputy starts holds it).
-    pub(crate) fn child_fds(&self) -> [RawFd; 2] {
-        let fd = self
-            .bwrap
+    pub(crate) fn child_fd(&self) -> Option<RawFd> {
+        self.bwrap
             .as_ref()
             .and_then(|p| p.child_block.as_ref())
-            .map_or(-1, AsRawFd::as_raw_fd);
-        [fd, -1]
+            .map(AsRawFd::as_raw_fd)
     }
 
     /// After the spawn: move the sandbox into the cgroups whose `cgroup.procs` are `procs`
@@ -194,19 +192,9 @@ fn move_into(pid: u32, procs: &[OwnedFd]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors on success; each is owned once.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptors from pipe2.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// In the child before exec: keep the gate's descriptors open across it.
-pub(crate) fn keep_across_exec(fds: &[RawFd]) -> std::io::Result<()> {
-    for &fd in fds.iter().filter(|fd| **fd >= 0) {
+/// In the child before exec: keep the gate's descriptor (when there is one) open across it.
+pub(crate) fn keep_across_exec(fd: Option<RawFd>) -> std::io::Result<()> {
+    if let Some(fd) = fd {
         // SAFETY: fcntl on a descriptor the parent made; async-signal-safe.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
             return Err(std::io::Error::last_os_error());

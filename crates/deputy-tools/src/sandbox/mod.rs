@@ -478,7 +478,7 @@ impl Sandbox {
             (Some(c), None) => c.procs_fds(),
             _ => Vec::new(),
         };
-        let gate_fds = gate.as_ref().map_or([-1, -1], gate::Gate::child_fds);
+        let gate_fd = gate.as_ref().and_then(gate::Gate::child_fd);
         let landlock_setup = match self.backend {
             // A program named by its path (the supervisor: deputy's own binary) is readable and
             // executable where it is, as bwrap binds it in.
@@ -501,7 +501,7 @@ impl Sandbox {
                     return Err(std::io::Error::last_os_error());
                 }
                 cgroup::join(&cgroup_fds)?;
-                gate::keep_across_exec(&gate_fds)?;
+                gate::keep_across_exec(gate_fd)?;
                 if apply_limits {
                     limits::apply(&limits)?;
                 }
