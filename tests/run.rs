@@ -637,6 +637,8 @@ async fn a_lock_directory_planted_in_tmp_stops_no_command() {
             &dir,
             &dir,
         ])
+        // deputy itself may be built under /tmp too.
+        .args(["--ro-bind", common::BIN, common::BIN])
         .args(["--die-with-parent", "--chdir"])
         .arg(&h.ws)
         .args([
